@@ -1,0 +1,54 @@
+"""Data sets with ground-truth factors behind one interface, `FactorDataset`.
+
+`load_dataset(name)` returns the images of `name` as a uint8 tensor `[N, C, 64, 64]` in memory,
+converting the source files once into an HDF5 cache under `data_root()/cache/`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tcwae.data import celeba, chairs, dsprites, shapes3d, smallnorb
+from tcwae.data.common import DATASETS, SOURCES, DatasetError, FactorDataset, data_root
+from tcwae.data.dsprites import render_dsprites, small_dsprites
+
+procedural_dsprites = render_dsprites
+
+_LOADERS = {
+    "dsprites": dsprites.load,
+    "smallnorb": smallnorb.load,
+    "shapes3d": shapes3d.load,
+    "chairs": chairs.load,
+    "celeba": celeba.load,
+}
+
+
+def load_dataset(name: str, root: str | Path | None = None, source: str = "auto") -> FactorDataset:
+    """Load data set `name` from `root` (default `data_root()`).
+
+    `source`: 'official' reads (for dSprites, downloads) the published files; 'procedural'
+    renders dSprites ourselves; 'auto' is official where available, else procedural for dSprites
+    with a loud warning. Any problem is a `DatasetError` that says what to do.
+    """
+    if name not in _LOADERS:
+        raise DatasetError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
+    if source not in SOURCES:
+        raise DatasetError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
+    if source == "procedural" and name != "dsprites":
+        raise DatasetError(
+            f"{name} has no procedural renderer (only dsprites has); "
+            "use source='official' or 'auto'"
+        )
+    return _LOADERS[name](Path(root).expanduser() if root is not None else data_root(), source)
+
+
+__all__ = [
+    "DATASETS",
+    "DatasetError",
+    "FactorDataset",
+    "data_root",
+    "load_dataset",
+    "procedural_dsprites",
+    "render_dsprites",
+    "small_dsprites",
+]

@@ -1,0 +1,380 @@
+"""What every data set shares: the `FactorDataset` interface, the data root and the HDF5 cache.
+
+Every loader turns its own file format into one `FactorDataset` (uint8 images `[N, C, 64, 64]`
+holding 0..255, plus integer factor classes) and hands it to `load_cached`, which writes it once to
+`$TCWAE_DATA/cache/<name>-<source>.h5` so that later loads read one compact file and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+DATASETS = ("dsprites", "smallnorb", "shapes3d", "chairs", "celeba")
+SOURCES = ("auto", "official", "procedural")
+IMAGE_SIZE = 64
+CACHE_FORMAT_VERSION = 1
+PACK_CHUNK = 65536
+UNPACK_CHUNK = 4096
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+class DatasetError(Exception):
+    """A data set cannot be provided; the message names the file or name and says what to do."""
+
+
+def data_root() -> Path:
+    """Where data sets and caches live: `$TCWAE_DATA`, else `~/.cache/tcwae`."""
+    configured = os.environ.get("TCWAE_DATA")
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "tcwae"
+
+
+def empty_uint8(shape: Sequence[int], zeroed: bool = False) -> np.ndarray:
+    """A large uint8 buffer allocated by torch and seen as numpy (shared memory).
+
+    Not `np.empty`: numpy asks the kernel for transparent huge pages on large arrays, and where
+    THP defrag is 'madvise' the first touch of a multi-GB array stalls in memory compaction (three
+    times slower on the machines this was measured on). `torch.from_numpy` of the result is free.
+    """
+    allocate = torch.zeros if zeroed else torch.empty
+    return allocate(tuple(shape), dtype=torch.uint8).numpy()
+
+
+def mixed_radix_strides(factor_sizes: Sequence[int]) -> np.ndarray:
+    """Strides of the row-major factor grid: the last factor varies fastest."""
+    strides = np.ones(len(factor_sizes), dtype=np.int64)
+    for axis in range(len(factor_sizes) - 2, -1, -1):
+        strides[axis] = strides[axis + 1] * factor_sizes[axis + 1]
+    return strides
+
+
+def factor_grid(factor_sizes: Sequence[int]) -> np.ndarray:
+    """All factor combinations, int64 `[prod(sizes), k]`, in mixed-radix (row-major) order."""
+    total = math.prod(factor_sizes)
+    return np.stack(np.unravel_index(np.arange(total), tuple(factor_sizes)), axis=1).astype(
+        np.int64
+    )
+
+
+class FactorDataset:
+    """Images in memory with the ground-truth factor classes of each image.
+
+    `images` may be in any order. When they are exactly the full factor grid in mixed-radix order
+    (dSprites, Shapes3D) `index_of` is pure arithmetic. Otherwise (smallNORB, whose unobserved
+    instance factor gives ten images per observed combination, or a partial file) a lookup maps
+    each observed combination to the FIRST stored image that has it, so the choice is
+    deterministic; `sample_factors` then draws uniformly over the combinations that occur.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        images: torch.Tensor,
+        factor_classes: np.ndarray,
+        factor_sizes: Sequence[int],
+        factor_names: Sequence[str],
+        source: str,
+    ) -> None:
+        if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8:
+            raise ValueError(
+                f"{name}: images must be a torch.uint8 tensor, got {_describe(images)}"
+            )
+        if images.dim() != 4 or images.shape[1] not in (1, 3) or images.shape[2:] != (64, 64):
+            raise ValueError(
+                f"{name}: images must have shape [N, 1 or 3, 64, 64], got {list(images.shape)}"
+            )
+        factor_sizes = tuple(int(size) for size in factor_sizes)
+        factor_names = tuple(str(factor) for factor in factor_names)
+        classes = np.asarray(factor_classes)
+        if classes.ndim != 2 or classes.shape != (len(images), len(factor_sizes)):
+            raise ValueError(
+                f"{name}: factor_classes must have shape [{len(images)}, {len(factor_sizes)}], "
+                f"got {list(classes.shape)}"
+            )
+        if not np.issubdtype(classes.dtype, np.integer):
+            raise ValueError(f"{name}: factor_classes must be integers, got {classes.dtype}")
+        if len(factor_names) != len(factor_sizes) or any(size < 1 for size in factor_sizes):
+            raise ValueError(
+                f"{name}: need one name per factor and sizes >= 1, "
+                f"got names {factor_names} and sizes {factor_sizes}"
+            )
+        classes = np.ascontiguousarray(classes, dtype=np.int64)
+        if len(classes) and ((classes < 0).any() or (classes >= np.array(factor_sizes)).any()):
+            raise ValueError(f"{name}: factor_classes outside the factor sizes {factor_sizes}")
+
+        self.name = name
+        self.images = images
+        self.factor_classes = classes
+        self.factor_sizes = factor_sizes
+        self.factor_names = factor_names
+        self.source = source
+        self._strides = mixed_radix_strides(factor_sizes)
+        self._lookup: np.ndarray | None = None
+        self._observed: np.ndarray | None = None
+        if factor_sizes:
+            self._build_lookup()
+
+    def _build_lookup(self) -> None:
+        flat = self.factor_classes @ self._strides
+        grid_size = math.prod(self.factor_sizes)
+        if len(flat) == grid_size and np.array_equal(flat, np.arange(grid_size)):
+            return
+        observed, first_index = np.unique(flat, return_index=True)
+        self._lookup = np.full(grid_size, -1, dtype=np.int64)
+        self._lookup[observed] = first_index
+        if len(observed) < grid_size:
+            self._observed = observed
+
+    @property
+    def num_channels(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def num_factors(self) -> int:
+        return len(self.factor_sizes)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def __repr__(self) -> str:
+        return (
+            f"FactorDataset({self.name!r}, n={len(self)}, channels={self.num_channels}, "
+            f"factors={dict(zip(self.factor_names, self.factor_sizes, strict=True))}, "
+            f"source={self.source!r})"
+        )
+
+    def _require_factors(self, operation: str) -> None:
+        if not self.factor_sizes:
+            raise DatasetError(
+                f"{self.name} has no ground-truth factors, so {operation} is undefined; "
+                "factor metrics need dsprites, smallnorb or shapes3d"
+            )
+
+    def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """`n` factor combinations drawn uniformly (over the observed ones), int64 `[n, k]`."""
+        self._require_factors("sample_factors")
+        if self._observed is None:
+            return rng.integers(0, np.array(self.factor_sizes), size=(n, self.num_factors))
+        flat = self._observed[rng.integers(0, len(self._observed), size=n)]
+        return np.stack(np.unravel_index(flat, self.factor_sizes), axis=1).astype(np.int64)
+
+    def index_of(self, factors: np.ndarray) -> np.ndarray:
+        """Stored image index, int64 `[n]`, of each row of factor classes `[n, k]`."""
+        self._require_factors("index_of")
+        factors = np.asarray(factors)
+        if factors.ndim != 2 or factors.shape[1] != self.num_factors:
+            raise ValueError(
+                f"{self.name}: factors must have shape [n, {self.num_factors}], "
+                f"got {list(factors.shape)}"
+            )
+        if len(factors) and ((factors < 0).any() or (factors >= np.array(self.factor_sizes)).any()):
+            raise ValueError(f"{self.name}: factor classes outside the sizes {self.factor_sizes}")
+        flat = factors.astype(np.int64, copy=False) @ self._strides
+        if self._lookup is None:
+            return flat
+        indices = self._lookup[flat]
+        if self._observed is not None and (indices < 0).any():
+            missing = factors[np.flatnonzero(indices < 0)[0]].tolist()
+            raise DatasetError(
+                f"{self.name}: factor combination {missing} does not occur in the data "
+                f"({len(self._observed)} of {len(self._lookup)} combinations are present)"
+            )
+        return indices
+
+    def float_batch(self, indices: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Images at `indices` as float32 `[n, C, 64, 64]` in [0, 1], on the images' device.
+
+        `index_select` copies whole rows; advanced indexing (`images[indices]`) computes an offset
+        per pixel and is about 3x slower on CPU for batches of 64x64 images.
+        """
+        indices = torch.as_tensor(indices, dtype=torch.int64, device=self.images.device)
+        return self.images.index_select(0, indices).float().div_(255.0)
+
+    def observations(self, factors: np.ndarray) -> np.ndarray:
+        """The images showing `factors`, float32 `[n, C, 64, 64]` in [0, 1]."""
+        return self.float_batch(self.index_of(factors)).cpu().numpy()
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, torch.Tensor | np.ndarray):
+        return f"{type(value).__name__} of {value.dtype}"
+    return type(value).__name__
+
+
+def cache_path(root: Path, name: str, source: str) -> Path:
+    return Path(root) / "cache" / f"{name}-{source}.h5"
+
+
+def write_cache(dataset: FactorDataset, path: Path, binary: bool = False, origin: str = "") -> None:
+    """Write `dataset` to `path` atomically: a temporary file renamed only once it is complete.
+
+    Binary images (dSprites, 0/255) are stored as packed bits, eight pixels a byte; others are
+    LZF-compressed in chunks, which keeps flat-coloured renders such as Shapes3D small and reads
+    back at memory speed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    images = dataset.images.numpy()
+    try:
+        with h5py.File(temporary, "w") as cache:
+            if binary:
+                flat = images.reshape(len(images), -1)
+                if flat.size and not np.isin(flat[:: max(1, len(flat) // 64)], (0, 255)).all():
+                    raise ValueError(f"{dataset.name}: binary cache asked for non 0/255 images")
+                packed = cache.create_dataset(
+                    "images_packed", shape=(len(flat), flat.shape[1] // 8), dtype=np.uint8
+                )
+                for start in range(0, len(flat), PACK_CHUNK):
+                    packed[start : start + PACK_CHUNK] = np.packbits(
+                        flat[start : start + PACK_CHUNK], axis=1
+                    )
+            else:
+                chunk = (max(1, min(len(images), 256)), *images.shape[1:])
+                cache.create_dataset("images", data=images, chunks=chunk, compression="lzf")
+            cache.create_dataset("factor_classes", data=dataset.factor_classes)
+            cache.attrs.update(
+                {
+                    "format_version": CACHE_FORMAT_VERSION,
+                    "name": dataset.name,
+                    "source": dataset.source,
+                    "origin": origin,
+                    "binary": binary,
+                    "image_shape": list(images.shape),
+                    "factor_sizes": json.dumps(list(dataset.factor_sizes)),
+                    "factor_names": json.dumps(list(dataset.factor_names)),
+                }
+            )
+            cache.attrs["complete"] = True
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def read_cache(path: Path) -> FactorDataset:
+    """Load a cache written by `write_cache`; anything unreadable is a `DatasetError`."""
+    path = Path(path)
+    fix = f"delete {path} and load again to rebuild it from the source files"
+    try:
+        with h5py.File(path, "r") as cache:
+            attrs = dict(cache.attrs)
+            if not attrs.get("complete", False):
+                raise DatasetError(f"cache {path} is incomplete (no completeness marker); {fix}")
+            if attrs.get("format_version") != CACHE_FORMAT_VERSION:
+                raise DatasetError(
+                    f"cache {path} has format version {attrs.get('format_version')}, "
+                    f"this code reads version {CACHE_FORMAT_VERSION}; {fix}"
+                )
+            shape = tuple(int(size) for size in attrs["image_shape"])
+            images = empty_uint8(shape)
+            if attrs["binary"]:
+                _unpack_into(cache["images_packed"], images.reshape(len(images), -1))
+            else:
+                cache["images"].read_direct(images)
+            factor_classes = cache["factor_classes"][...]
+            factor_sizes = json.loads(attrs["factor_sizes"])
+            factor_names = json.loads(attrs["factor_names"])
+        return FactorDataset(
+            str(attrs["name"]),
+            torch.from_numpy(images),
+            factor_classes.reshape(len(images), len(factor_sizes)),
+            factor_sizes,
+            factor_names,
+            str(attrs["source"]),
+        )
+    except DatasetError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError) as error:
+        raise DatasetError(f"cache {path} is unreadable or corrupt ({error}); {fix}") from error
+
+
+def _unpack_into(packed: h5py.Dataset, pixels: np.ndarray) -> None:
+    """Expand packed bits to 0/255 bytes chunk by chunk, so no multi-GB temporary is made."""
+    if packed.shape != (len(pixels), pixels.shape[1] // 8):
+        raise ValueError(f"packed images have shape {packed.shape}, expected {pixels.shape} / 8")
+    for start in range(0, len(pixels), UNPACK_CHUNK):
+        chunk = np.unpackbits(packed[start : start + UNPACK_CHUNK], axis=1)
+        np.multiply(chunk, 255, out=pixels[start : start + UNPACK_CHUNK])
+
+
+def load_cached(
+    root: Path,
+    name: str,
+    source: str,
+    build: Callable[[], FactorDataset],
+    binary: bool = False,
+    origin: str = "",
+) -> FactorDataset:
+    """Read the cache for (name, source) if it exists, else `build()` the data set and cache it."""
+    path = cache_path(root, name, source)
+    if path.exists():
+        dataset = read_cache(path)
+        if (dataset.name, dataset.source) != (name, source):
+            raise DatasetError(
+                f"cache {path} holds {dataset.name} ({dataset.source}), not {name} ({source}); "
+                "delete it and load again"
+            )
+        return dataset
+    dataset = build()
+    write_cache(dataset, path, binary=binary, origin=origin)
+    log.info("cached %s (%s, %d images) at %s", name, source, len(dataset), path)
+    return dataset
+
+
+def decode_image_files(paths: Sequence[Path], crop: int | None = None) -> torch.Tensor:
+    """Decode image files into uint8 `[N, 3, 64, 64]` RGB, centre-cropped then resized.
+
+    `crop` is the side of the centre square kept before resizing; None keeps the largest centred
+    square. Pillow releases the GIL while decoding and resizing, so threads use every core.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    images = empty_uint8((len(paths), IMAGE_SIZE, IMAGE_SIZE, 3))
+
+    def decode(index: int) -> None:
+        path = paths[index]
+        try:
+            with Image.open(path) as image:
+                image = image.convert("RGB")
+                side = min(image.size) if crop is None else crop
+                if side > min(image.size):
+                    raise DatasetError(
+                        f"image {path} is {image.size[0]}x{image.size[1]}, smaller than the "
+                        f"{side}x{side} centre crop; replace it with an original file"
+                    )
+                left = (image.width - side) // 2
+                top = (image.height - side) // 2
+                image = image.crop((left, top, left + side, top + side))
+                image = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
+                images[index] = np.asarray(image)
+        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
+            raise DatasetError(
+                f"image {path} cannot be decoded ({error}); replace it with the original file "
+                "or delete it"
+            ) from error
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        for _ in pool.map(decode, range(len(paths))):
+            pass
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+
+
+def find_image_files(folder: Path) -> list[Path]:
+    """Every png/jpg under `folder` at any depth, sorted so the order is reproducible."""
+    return sorted(
+        path
+        for path in Path(folder).rglob("*")
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+    )
