@@ -1,0 +1,475 @@
+import pickle
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from pipeline.search_space import (
+    GRID_PARAMETER,
+    METHOD_HYPERPARAMETERS,
+    GridDefineByRun,
+    OptunaDefineByRun,
+    SearchSpaceError,
+    available_search_spaces,
+    config_id,
+    grid_points,
+    grid_sampler_space,
+    load_search_space,
+    objectives,
+    trial_train_config,
+)
+from tcwae.config import METHODS, TrainConfig
+
+SHIPPED = ("dsprites", "smallnorb", "shapes3d", "chairs", "celeba", "dsprites_table1a")
+DSPRITES_YAML = Path(__file__).resolve().parent.parent / "search_spaces" / "dsprites.yaml"
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def test_every_dataset_and_table1a_ships_a_search_space():
+    assert set(SHIPPED) <= set(available_search_spaces())
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_search_space_loads_with_the_three_profiles(name):
+    space = load_search_space(name)
+    assert space.source == f"search_spaces/{name}.yaml"
+    assert {"smoke", "cpu", "paper"} <= set(space.profiles)
+    for profile_name in ("smoke", "cpu", "paper"):
+        profile = space.profile(profile_name)
+        assert profile.budget
+        points = grid_points(profile)
+        assert points
+        for point in points:
+            config = trial_train_config(profile, point)
+            assert config.dataset == space.dataset
+            assert config.method == point["method"]
+            assert config.seed == point["seed"]
+    smoke = space.profile("smoke")
+    assert smoke.train["eval_profile"] == "smoke"
+    assert smoke.train["steps"] <= 10
+    paper = space.profile("paper")
+    assert paper.train["eval_profile"] == "paper"
+    assert paper.seeds == (0, 1, 2, 3, 4)
+    assert paper.resources.gpus_per_trial == 1
+    assert paper.train["steps"] >= 300_000
+
+
+@pytest.mark.parametrize("name", ["dsprites", "smallnorb", "shapes3d", "dsprites_table1a"])
+def test_quantitative_spaces_rank_on_the_papers_four_scores_at_its_budget(name):
+    profile = load_search_space(name).profile("paper")
+    assert profile.rank_by == (
+        ("rec", "min"),
+        ("mig", "max"),
+        ("factor_vae", "max"),
+        ("sap", "max"),
+    )
+    assert (profile.train["steps"], profile.train["batch_size"]) == (300_000, 256)
+
+
+@pytest.mark.parametrize("name", ["chairs", "celeba"])
+def test_factorless_spaces_rank_on_reconstruction_only(name):
+    space = load_search_space(name)
+    assert space.rank_by == (("rec", "min"),)
+    assert objectives(space.profile("cpu")) == (["rec"], ["min"])
+
+
+def test_celeba_uses_the_papers_latent_size_and_discriminator_rate():
+    config = trial_train_config(
+        load_search_space("celeba").profile("paper"),
+        {"method": "tcwae_gan", "beta": 10.0, "gamma": 10.0, "seed": 0},
+    )
+    assert (config.dz, config.disc_lr, config.batch_size) == (20, 1e-5, 64)
+
+
+def test_dsprites_paper_grids():
+    profile = load_search_space("dsprites").profile("paper")
+    tcwae_grid = (1.0, 5.0, 10.0, 50.0, 100.0, 150.0)
+    for method in ("tcwae_mws", "tcwae_gan"):
+        params = profile.methods[method].params
+        assert params["beta"].grid == params["gamma"].grid == tcwae_grid
+        assert params["beta"].log and params["gamma"].log
+        assert len(grid_points(profile, [method])) == 36 * 5
+    assert profile.methods["beta_tcvae"].params["beta"].grid == (1, 2, 4, 6, 8, 10)
+    assert profile.methods["factor_vae"].params["gamma"].grid == (10, 20, 30, 40, 50, 100)
+    assert profile.methods["wae_mmd"].params["lam"].grid == (1, 5, 10, 25, 50, 100, 200)
+    assert len(grid_points(profile)) == (36 + 36 + 7 + 6 + 6) * 5
+
+
+def test_grid_points_are_every_configuration_once_per_seed_seed_major():
+    profile = load_search_space("dsprites").profile("paper")
+    points = grid_points(profile, ["tcwae_mws", "wae_mmd"])
+    assert len(points) == (36 + 7) * 5
+    assert len({config_id(p) for p in points}) == len(points)
+    assert [p["seed"] for p in points[: 36 + 7]] == [0] * (36 + 7)
+    assert points[0] == {"method": "tcwae_mws", "beta": 1.0, "gamma": 1.0, "seed": 0}
+    assert {p["method"] for p in points} == {"tcwae_mws", "wae_mmd"}
+
+
+def test_profile_grid_subsets_keep_the_files_ranges():
+    space = load_search_space("dsprites")
+    cpu = space.profile("cpu")
+    assert list(cpu.methods) == ["tcwae_mws", "tcwae_gan", "wae_mmd", "beta_tcvae"]
+    beta = cpu.methods["tcwae_mws"].params["beta"]
+    assert beta.grid == (1, 10, 50)
+    assert (beta.low, beta.high, beta.log) == (1, 150, True)
+    assert len(grid_points(cpu)) == 12
+    assert len(grid_points(space.profile("smoke"))) >= 4
+
+
+def test_table1a_runs_the_papers_chosen_values_with_cross_entropy():
+    profile = load_search_space("dsprites_table1a").profile("cpu")
+    assert not profile.searched
+    assert len(profile.seeds) >= 3
+    configs = {p["method"]: trial_train_config(profile, p) for p in grid_points(profile)}
+    assert set(configs) == set(METHODS)
+    assert configs["wae_mmd"].lam == 200
+    assert (configs["tcwae_mws"].beta, configs["tcwae_mws"].gamma) == (50, 100)
+    assert (configs["tcwae_gan"].beta, configs["tcwae_gan"].gamma) == (100, 5)
+    assert configs["beta_tcvae"].beta == 8
+    assert configs["factor_vae"].gamma == 100
+    assert {c.cost for c in configs.values()} == {"xent"}
+    assert len(grid_points(profile)) == 5 * len(profile.seeds)
+
+
+def test_trial_train_config_layers_profile_method_and_point():
+    profile = load_search_space("dsprites").profile("cpu")
+    config = trial_train_config(
+        profile, {"method": "beta_tcvae", "beta": 6.0, "seed": 3, "beta_tcvae.beta": 6.0}
+    )
+    assert isinstance(config, TrainConfig)
+    assert (config.method, config.beta, config.gamma, config.seed) == ("beta_tcvae", 6.0, 1.0, 3)
+    assert (config.steps, config.batch_size, config.eval_profile) == (1500, 64, "quick")
+    assert config.estimator == "mws"
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"beta": 1.0, "seed": 0}, "no 'method'"),
+        ({"method": "factor_vae", "gamma": 10.0, "seed": 0}, "method 'factor_vae' is not in"),
+        ({"method": "wae_mmd", "seed": 0}, "missing 'lam'"),
+        ({"method": "wae_mmd", "lam": 10.0, "seed": 0, "beta": 2.0}, "unknown key 'beta'"),
+        ({"method": "wae_mmd", "lam": -1.0, "seed": 0}, "lam must be >= 0"),
+    ],
+)
+def test_trial_train_config_rejects_params_outside_the_profile(params, message):
+    profile = load_search_space("dsprites").profile("cpu")
+    with pytest.raises(SearchSpaceError, match=message) as raised:
+        trial_train_config(profile, params)
+    assert str(raised.value).startswith("search_spaces/dsprites.yaml: profiles.cpu: trial ")
+
+
+def test_select_restricts_methods_and_names_the_missing_one():
+    profile = load_search_space("dsprites").profile("cpu")
+    assert list(profile.select(["wae_mmd", "tcwae_mws"]).methods) == ["tcwae_mws", "wae_mmd"]
+    assert profile.select(None) is profile
+    with pytest.raises(SearchSpaceError, match="method 'factor_vae' is not in this profile"):
+        profile.select(["factor_vae"])
+
+
+def test_bad_profile_name_lists_the_available_ones():
+    space = load_search_space("dsprites")
+    with pytest.raises(SearchSpaceError) as raised:
+        space.profile("laptop")
+    assert str(raised.value) == (
+        "search_spaces/dsprites.yaml: profiles: no profile 'laptop'; available: smoke, cpu, paper"
+    )
+
+
+def test_unknown_search_space_name_lists_the_shipped_ones():
+    with pytest.raises(
+        SearchSpaceError, match=r"no search space named 'mnist'; available: .*dsprites"
+    ):
+        load_search_space("mnist")
+
+
+def _setter(key_path, value):
+    """An edit that sets (or, with value None, deletes) the entry at a dotted key path."""
+
+    def edit(raw):
+        *parents, last = key_path.split(".")
+        node = raw
+        for key in parents:
+            node = node[key]
+        if value is None:
+            del node[last]
+        else:
+            node[last] = value
+
+    return edit
+
+
+def _drop_factor_vae_but_keep_it_in_a_profile(raw):
+    del raw["methods"]["factor_vae"]
+    raw["profiles"]["cpu"]["methods"]["factor_vae"] = {"gamma": [10]}
+
+
+BAD_CASES = [
+    ("unknown top-level key", _setter("seeds_file", 3), "seeds_file: unknown key; expected one of"),
+    (
+        "unknown method key",
+        _setter("methods.tcwae_mws.parms", {}),
+        "methods.tcwae_mws.parms: unknown key; expected one of cost, params, fixed",
+    ),
+    ("unknown profile key", _setter("profiles.cpu.gpus", 1), "profiles.cpu.gpus: unknown key"),
+    (
+        "unknown range key",
+        _setter("methods.tcwae_mws.params.beta.range.step", 2),
+        "methods.tcwae_mws.params.beta.range.step: unknown key; expected one of low, high, log",
+    ),
+    (
+        "unknown resource key",
+        _setter("profiles.cpu.resources.tpus", 1),
+        "profiles.cpu.resources.tpus: unknown key",
+    ),
+    ("missing methods", _setter("methods", None), "methods: missing"),
+    ("empty methods", _setter("methods", {}), "methods: empty"),
+    (
+        "unknown method",
+        _setter("methods.vae", {"cost": "xent", "params": {}}),
+        "methods.vae: unknown method; expected one of tcwae_mws",
+    ),
+    (
+        "empty grid",
+        _setter("methods.tcwae_gan.params.gamma.grid", []),
+        "methods.tcwae_gan.params.gamma.grid: empty",
+    ),
+    (
+        "range low > high",
+        _setter("methods.tcwae_mws.params.beta.range", {"low": 200, "high": 150, "log": True}),
+        "methods.tcwae_mws.params.beta.range: low 200 > high 150",
+    ),
+    (
+        "grid value outside range",
+        _setter("methods.wae_mmd.params.lam.grid", [1, 500]),
+        "methods.wae_mmd.params.lam.grid[1]: 500 is outside the range [1, 200]",
+    ),
+    (
+        "log with low 0",
+        _setter("methods.factor_vae.params.gamma.range", {"low": 0, "high": 100, "log": True}),
+        "methods.factor_vae.params.gamma.range: log: true needs low > 0",
+    ),
+    (
+        "grid value TrainConfig rejects",
+        _setter(
+            "methods.factor_vae.params.gamma", {"grid": [-5, 10], "range": {"low": -5, "high": 100}}
+        ),
+        "methods.factor_vae.params.gamma.grid[0]: gamma must be >= 0, got -5.0",
+    ),
+    (
+        "cost TrainConfig rejects",
+        _setter("methods.tcwae_mws.cost", "l3"),
+        "methods.tcwae_mws: cost='l3' is not one of xent, l1, l2sq",
+    ),
+    (
+        "profile train TrainConfig rejects",
+        _setter("profiles.cpu.train.steps", 0),
+        "profiles.cpu.train: steps must be >= 1, got 0",
+    ),
+    (
+        "profile train unknown TrainConfig key",
+        _setter("profiles.cpu.train.learning_rate", 0.1),
+        "profiles.cpu.train.learning_rate: unknown key; TrainConfig keys are",
+    ),
+    (
+        "seed set by a profile's train",
+        _setter("profiles.cpu.train.seed", 1),
+        "profiles.cpu.train.seed: set by the profile's `seeds`, not here",
+    ),
+    (
+        "parameter the method does not read",
+        _setter("methods.wae_mmd.params.beta", {"grid": [1], "range": {"low": 1, "high": 1}}),
+        "methods.wae_mmd.params.beta: wae_mmd cannot search 'beta'; it reads lam",
+    ),
+    (
+        "parameter both fixed and searched",
+        _setter("methods.beta_tcvae.fixed.beta", 4),
+        "methods.beta_tcvae.params.beta: both searched and fixed",
+    ),
+    (
+        "profile names a method the file lacks",
+        _drop_factor_vae_but_keep_it_in_a_profile,
+        "profiles.cpu.methods.factor_vae: not a method of this file",
+    ),
+    (
+        "profile grid value outside range",
+        _setter("profiles.cpu.methods.tcwae_mws.beta", [1, 1000]),
+        "profiles.cpu.methods.tcwae_mws.beta[1]: 1000 is outside the range [1, 150]",
+    ),
+    (
+        "empty seeds",
+        _setter("profiles.paper.seeds", []),
+        "profiles.paper.seeds: must be a non-empty",
+    ),
+    ("unknown dataset", _setter("dataset", "mnist"), "dataset: 'mnist' is not one of dsprites"),
+    ("bad rank mode", _setter("rank_by.mig", "up"), "rank_by.mig: must be min or max, got 'up'"),
+    ("unknown score", _setter("rank_by.elbo", "max"), "rank_by.elbo: unknown key"),
+    (
+        "no num_samples",
+        _setter("profiles.smoke.num_samples", None),
+        "profiles.smoke.num_samples: missing",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"), [case[1:] for case in BAD_CASES], ids=[case[0] for case in BAD_CASES]
+)
+def test_each_bad_yaml_case_is_one_clear_line_naming_file_and_key(tmp_path, edit, message):
+    raw = yaml.safe_load(DSPRITES_YAML.read_text())
+    edit(raw)
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    with pytest.raises(SearchSpaceError) as raised:
+        load_search_space(path)
+    text = str(raised.value)
+    assert "\n" not in text
+    assert text.startswith(f"{path}: ")
+    assert message in text
+
+
+def test_the_unedited_copy_loads(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(yaml.safe_load(DSPRITES_YAML.read_text()), sort_keys=False))
+    assert load_search_space(path).profile("paper").methods.keys() == set(METHODS)
+
+
+def test_the_issues_example_message(tmp_path):
+    text = DSPRITES_YAML.read_text().replace(
+        "beta: {grid: [1, 5, 10, 50, 100, 150], range: {low: 1, high: 150, log: true}}",
+        "beta: {grid: [1, 5, 10, 50, 100, 150], range: {low: 200, high: 150, log: true}}",
+        1,
+    )
+    bad = tmp_path / "dsprites.yaml"
+    bad.write_text(text)
+    with pytest.raises(SearchSpaceError) as raised:
+        load_search_space(bad)
+    assert str(raised.value) == f"{bad}: methods.tcwae_mws.params.beta.range: low 200 > high 150"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "the file is empty"),
+        ("- a\n- b\n", "must be a mapping of key: value, got a list"),
+        ("dataset: [unclosed\n", "not valid YAML"),
+        ("dataset: dsprites\ndataset: smallnorb\n", "duplicate key 'dataset'"),
+    ],
+)
+def test_unreadable_files_are_one_line_errors(tmp_path, text, message):
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    with pytest.raises(SearchSpaceError, match=message) as raised:
+        load_search_space(path)
+    assert "\n" not in str(raised.value)
+
+
+def test_optuna_define_by_run_samples_a_conditional_space_in_a_real_study():
+    profile = load_search_space("dsprites").profile("paper")
+    define = OptunaDefineByRun.from_profile(profile)
+    metrics, modes = objectives(profile)
+    study = optuna.create_study(
+        directions=["minimize" if m == "min" else "maximize" for m in modes],
+        sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=5),
+    )
+    seen_methods = set()
+    for number in range(25):
+        trial = study.ask()
+        point = define(trial)
+        method = point["method"]
+        seen_methods.add(method)
+        spec = profile.methods[method]
+        assert set(point) == {"method", "seed", *spec.params}
+        assert point["seed"] in profile.seeds
+        for name, param in spec.params.items():
+            assert param.low <= point[name] <= param.high
+            distribution = trial.distributions[f"{method}.{name}"]
+            assert distribution.log == param.log
+        assert set(trial.params) == {"method", "seed", *(f"{method}.{n}" for n in spec.params)}
+        ray_config = {**trial.params, **point}  # what Ray's OptunaSearch hands the trainable
+        config = trial_train_config(profile, ray_config)
+        assert config.method == method
+        study.tell(trial, [float(number), 0.1, 0.5, 0.01][: len(metrics)])
+    assert len(seen_methods) >= 3
+
+
+def test_optuna_define_by_run_restricted_to_methods():
+    profile = load_search_space("dsprites").profile("cpu")
+    define = OptunaDefineByRun.from_profile(profile, ["wae_mmd"])
+    study = optuna.create_study()
+    for _ in range(5):
+        point = define(study.ask())
+        assert point["method"] == "wae_mmd"
+        assert 1 <= point["lam"] <= 200
+
+
+def test_grid_sampler_enumerates_every_point_exactly_once():
+    profile = load_search_space("dsprites").profile("cpu")
+    points = grid_points(profile)
+    space = grid_sampler_space(points)
+    assert list(space) == [GRID_PARAMETER]
+    study = optuna.create_study(sampler=optuna.samplers.GridSampler(space, seed=0))
+    define = GridDefineByRun(tuple(points))
+    drawn = []
+    for number in range(len(points)):
+        trial = study.ask()
+        drawn.append(define(trial))
+        trial_train_config(profile, {**trial.params, **drawn[-1]})
+        if number < len(points) - 1:
+            study.tell(trial, 1.0)
+    # GridSampler stops the study once the grid is done, which ask-and-tell reports as an error
+    # (Ray's OptunaSearch logs it as a warning); the trial is recorded all the same.
+    with pytest.raises(RuntimeError, match="Study.stop"):
+        study.tell(trial, 1.0)
+    assert len(study.get_trials(states=[optuna.trial.TrialState.COMPLETE])) == len(points)
+    assert sorted(map(config_id, drawn)) == sorted(map(config_id, points))
+
+
+def test_ray_optuna_search_runs_grid_mode_and_survives_a_pickle_round_trip(tmp_path):
+    from ray.tune.search.optuna import OptunaSearch
+
+    profile = load_search_space("dsprites").profile("smoke")
+    points = grid_points(profile)
+    metrics, modes = objectives(profile)
+    searcher = OptunaSearch(
+        space=GridDefineByRun(tuple(points)),
+        metric=metrics,
+        mode=modes,
+        sampler=optuna.samplers.GridSampler(grid_sampler_space(points), seed=0),
+    )
+    first = searcher.suggest("trial_0")
+    checkpoint = tmp_path / "searcher.pkl"
+    searcher.save(str(checkpoint))
+    restored = OptunaSearch(metric=metrics, mode=modes)
+    restored.restore(str(checkpoint))
+    configs = [first] + [restored.suggest(f"trial_{i}") for i in range(1, len(points))]
+    for index in range(len(configs)):
+        restored.on_trial_complete(
+            f"trial_{index}", {"rec": 1.0, "mig": 0.1, "factor_vae": 0.5, "sap": 0.01}
+        )
+    assert sorted(c[GRID_PARAMETER] for c in configs) == sorted(map(config_id, points))
+    for config in configs:
+        assert trial_train_config(profile, config).steps == profile.train["steps"]
+
+
+def test_define_by_run_spaces_pickle():
+    profile = load_search_space("dsprites").profile("cpu")
+    for space in (
+        OptunaDefineByRun.from_profile(profile),
+        GridDefineByRun(tuple(grid_points(profile))),
+    ):
+        assert pickle.loads(pickle.dumps(space)) == space
+
+
+def test_profile_to_dict_is_plain_data_for_mlflow():
+    profile = load_search_space("dsprites").profile("cpu")
+    data = profile.to_dict()
+    assert yaml.safe_load(yaml.safe_dump(data)) == data
+    assert data["methods"]["tcwae_mws"]["params"]["beta"]["grid"] == [1, 10, 50]
+    assert data["resources"] == {"workers": 1, "cpus_per_worker": 1.0, "gpus_per_worker": 0.0}
+
+
+def test_method_hyperparameters_cover_every_method():
+    assert set(METHOD_HYPERPARAMETERS) == set(METHODS)
