@@ -1,0 +1,336 @@
+"""The training loop: iterations over an in-memory FactorDataset, alone or under DDP.
+
+One loop serves a laptop run, `torchrun` and Ray Train: it never imports Ray or MLflow and
+reports through callbacks. Design points:
+
+- Batches are drawn by random index into the uint8 image tensor, moved to the training device
+  once; there is no DataLoader on the hot path.
+- Every random number (batch indices, reparameterisation noise, permutations, prior samples)
+  comes from one `torch.Generator` seeded with `cfg.seed`, identical on every rank. Draws are
+  made for the global batch and each rank takes its disjoint slice, so a W-rank run sees the very
+  numbers of a single-process run with the same global batch, and a checkpoint that stores the
+  generator state resumes exactly.
+- Under DDP with `mws_scope: global`, the codes are all-gathered with gradients and every rank
+  evaluates the latent terms on the global batch. DDP averages gradients over ranks while the
+  gather's backward sums them, so the averaged gradient equals the single-process gradient on
+  the global batch (the reconstruction term is a per-rank mean, which averaging also turns into
+  the global mean).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from tcwae.config import ConfigError, TrainConfig
+from tcwae.costs import PER_IMAGE_COSTS
+from tcwae.nets import Autoencoder
+from tcwae.objectives import Objective, StepRandomness, build_objective
+
+if TYPE_CHECKING:
+    from tcwae.data import FactorDataset
+
+STATE_FORMAT = 1
+EVAL_BATCH_SIZE = 512
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss term became NaN or infinite; the message names the step and the term."""
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """All-gather along dim 0 whose backward returns this rank's share of the summed gradient.
+
+    Every rank's loss depends on every rank's rows, so the gradient of a row is the sum over
+    ranks of the gradients flowing into its copies (all-reduce, then take our slice).
+    """
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        ctx.rank, ctx.rows = dist.get_rank(), tensor.shape[0]
+        parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, tensor.contiguous())
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows]
+
+
+def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenate every rank's `tensor` (equal shapes) along dim 0, differentiably."""
+    return _GatherWithGrad.apply(tensor)
+
+
+def default_device() -> torch.device:
+    """The current CUDA device when there is one, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+class Trainer:
+    """Trains `build_objective(cfg, ...)` on `dataset` for `cfg.steps` iterations."""
+
+    def __init__(
+        self, cfg: TrainConfig, dataset: FactorDataset, device: torch.device | str | None = None
+    ) -> None:
+        self.cfg = cfg
+        self.dataset = dataset
+        self.device = torch.device(device) if device is not None else default_device()
+        if self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        self.distributed = dist.is_available() and dist.is_initialized()
+        self.rank = dist.get_rank() if self.distributed else 0
+        self.world_size = dist.get_world_size() if self.distributed else 1
+        if cfg.batch_size % self.world_size:
+            raise ConfigError(
+                f"batch_size={cfg.batch_size} is the global batch and must be divisible by the "
+                f"number of workers ({self.world_size}); choose a multiple of {self.world_size}"
+            )
+        self.local_batch_size = cfg.batch_size // self.world_size
+        if cfg.mws_scope == "local" and self.local_batch_size < 2:
+            raise ConfigError(
+                f"mws_scope=local estimates on each worker's {self.local_batch_size} image(s); "
+                f"it needs at least 2: raise batch_size to {2 * self.world_size} or more, "
+                "or use mws_scope=global"
+            )
+
+        self.images = dataset.images.to(self.device)
+        self.objective: Objective = build_objective(cfg, dataset.num_channels, len(dataset))
+        self.objective.to(self.device)
+        self.autoencoder: Autoencoder = self.objective.autoencoder
+        if cfg.channels_last:
+            self.autoencoder.to(memory_format=torch.channels_last)
+        self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        self.objective.randomness = StepRandomness(self.generator, self.rank, self.world_size)
+
+        self.optimizer = torch.optim.Adam(
+            self.autoencoder.parameters(),
+            lr=cfg.lr,
+            betas=(cfg.adam_beta1, cfg.adam_beta2),
+            eps=cfg.adam_eps,
+            fused=True,
+        )
+        self.disc_optimizer = (
+            torch.optim.Adam(
+                self.objective.discriminators.parameters(),
+                lr=cfg.disc_lr,
+                betas=(cfg.disc_beta1, cfg.disc_beta2),
+                eps=cfg.disc_eps,
+                fused=True,
+            )
+            if self.objective.adversarial
+            else None
+        )
+        self._autoencoder_runner = self._prepare(self.autoencoder)
+        self._discriminator_runners = [self._prepare(d) for d in self.objective.discriminators]
+        use_global = self.distributed and cfg.mws_scope == "global"
+        self._gather = all_gather_with_grad if use_global else None
+
+        self.step = 0
+        self._window_sums: dict[str, float] = {}
+        self._window_steps = 0
+        self._last_losses: dict[str, float] = {}
+
+    def _prepare(self, module: nn.Module) -> nn.Module:
+        """DDP-wrap (when distributed) and compile (when asked) a module for the hot path."""
+        runner = module
+        if self.distributed:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            runner = DistributedDataParallel(module, device_ids=device_ids)
+        if self.cfg.compile:
+            runner = torch.compile(runner)
+        return runner
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16)
+
+    def _batch(self) -> torch.Tensor:
+        indices = self.objective.randomness.indices(
+            self.local_batch_size, len(self.dataset), self.device
+        )
+        x = self.images[indices].float().div_(255.0)
+        if self.cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _global_means(self, terms: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Term values averaged over ranks (one collective, one host transfer per step)."""
+        values = torch.stack([t.detach().float() for t in terms.values()])
+        if self.distributed:
+            dist.all_reduce(values)
+            values /= self.world_size
+        return dict(zip(terms, values.tolist(), strict=True))
+
+    def _check_finite(self, values: dict[str, float], step: int) -> None:
+        for name, value in values.items():
+            if not math.isfinite(value):
+                raise NonFiniteLossError(
+                    f"step {step}: loss term {name!r} is {value} (method {self.cfg.method}); "
+                    "this step's updates were not applied; resume from the last checkpoint, "
+                    "e.g. with a smaller learning rate or smaller loss weights"
+                )
+
+    def train_step(self) -> dict[str, float]:
+        """One iteration: model update, then discriminator update on detached codes."""
+        step = self.step + 1
+        x = self._batch()
+        with self._autocast():
+            terms = self.objective(x, gather=self._gather, autoencoder=self._autoencoder_runner)
+            z = terms.pop("z")
+            disc_loss = (
+                self.objective.discriminator_loss(
+                    z, gather=self._gather, discriminators=self._discriminator_runners
+                )
+                if self.objective.adversarial
+                else None
+            )
+        if disc_loss is not None:
+            terms["disc_loss"] = disc_loss
+        values = self._global_means(terms)
+        self._check_finite(values, step)
+
+        self.optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        self.optimizer.step()
+        if disc_loss is not None:
+            self.disc_optimizer.zero_grad(set_to_none=True)
+            disc_loss.backward()
+            self.disc_optimizer.step()
+        self.step = step
+        return values
+
+    def train(
+        self,
+        on_report: Callable[[int, dict[str, float]], None] | None = None,
+        on_checkpoint: Callable[[int], None] | None = None,
+    ) -> dict[str, float]:
+        """Run from `self.step` to `cfg.steps`; returns the last report's losses.
+
+        Reports average each term over the steps since the previous report (and over ranks).
+        """
+        self.autoencoder.train()
+        self.objective.discriminators.train()
+        while self.step < self.cfg.steps:
+            values = self.train_step()
+            for name, value in values.items():
+                self._window_sums[name] = self._window_sums.get(name, 0.0) + value
+            self._window_steps += 1
+            last = self.step == self.cfg.steps
+            if self.step % self.cfg.report_every == 0 or last:
+                self._last_losses = {
+                    name: total / self._window_steps for name, total in self._window_sums.items()
+                }
+                self._window_sums, self._window_steps = {}, 0
+                if on_report is not None:
+                    on_report(self.step, dict(self._last_losses))
+            if on_checkpoint is not None and (self.step % self.cfg.checkpoint_every == 0 or last):
+                on_checkpoint(self.step)
+        return dict(self._last_losses)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly; tensors and primitives only."""
+        return {
+            "format": STATE_FORMAT,
+            "step": self.step,
+            "config": self.cfg.to_dict(),
+            "autoencoder": self.autoencoder.state_dict(),
+            "discriminators": self.objective.discriminators.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "disc_optimizer": (
+                self.disc_optimizer.state_dict() if self.disc_optimizer is not None else None
+            ),
+            "generator": self.generator.get_state(),
+            "window_sums": dict(self._window_sums),
+            "window_steps": self._window_steps,
+            "last_losses": dict(self._last_losses),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved = state["config"]
+        for key in ("method", "dz"):
+            if saved[key] != getattr(self.cfg, key):
+                raise ValueError(
+                    f"checkpoint has {key}={saved[key]!r} but this run has "
+                    f"{key}={getattr(self.cfg, key)!r}"
+                )
+        self.autoencoder.load_state_dict(state["autoencoder"])
+        self.objective.discriminators.load_state_dict(state["discriminators"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.disc_optimizer is not None:
+            self.disc_optimizer.load_state_dict(state["disc_optimizer"])
+        self.generator.set_state(state["generator"].cpu())
+        self.step = int(state["step"])
+        self._window_sums = dict(state["window_sums"])
+        self._window_steps = int(state["window_steps"])
+        self._last_losses = dict(state["last_losses"])
+
+    def save(self, path: str | Path) -> None:
+        """Write the state atomically: a temporary file in the same folder, then a rename."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            torch.save(self.state_dict(), temporary)
+            os.replace(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
+
+    def load(self, path: str | Path) -> None:
+        self.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+
+    def _eval_batches(self, images: torch.Tensor):
+        for start in range(0, images.shape[0], EVAL_BATCH_SIZE):
+            x = images[start : start + EVAL_BATCH_SIZE].to(self.device)
+            if self.cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x
+
+    @torch.no_grad()
+    def represent(self, observations: np.ndarray) -> np.ndarray:
+        """Encoder means [n, dz] (float32) of observations [n, C, 64, 64] in [0, 1]."""
+        images = torch.from_numpy(np.ascontiguousarray(observations, dtype=np.float32))
+        was_training = self.autoencoder.training
+        self.autoencoder.eval()
+        try:
+            codes = [
+                self.autoencoder.encode(x)[0].float().cpu() for x in self._eval_batches(images)
+            ]
+        finally:
+            self.autoencoder.train(was_training)
+        if not codes:
+            return np.empty((0, self.cfg.dz), dtype=np.float32)
+        return torch.cat(codes).numpy()
+
+    @torch.no_grad()
+    def reconstruction_error(self, n: int, rng: np.random.Generator) -> float:
+        """Mean per-image cfg.cost (summed over pixels) of n random images decoded from means."""
+        if n < 1:
+            raise ValueError(f"reconstruction_error needs n >= 1 images, got {n}")
+        size = len(self.dataset)
+        indices = torch.from_numpy(rng.choice(size, size=n, replace=n > size))
+        cost = PER_IMAGE_COSTS[self.cfg.cost]
+        was_training = self.autoencoder.training
+        self.autoencoder.eval()
+        total = 0.0
+        try:
+            for x in self._eval_batches(self.images[indices.to(self.images.device)]):
+                x = x.float().div_(255.0)
+                logits = self.autoencoder.decode(self.autoencoder.encode(x)[0])
+                total += cost(logits.float(), x).sum().item()
+        finally:
+            self.autoencoder.train(was_training)
+        return total / n

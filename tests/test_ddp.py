@@ -1,0 +1,95 @@
+"""Two gloo processes on the CPU against one process on the same global batch."""
+
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from science_helpers import one_thread, tiny_dsprites
+
+from tcwae.config import ConfigError, TrainConfig
+from tcwae.trainer import Trainer
+
+WORLD_SIZE = 2
+BASE = {"steps": 1, "batch_size": 8, "report_every": 1, "beta": 3.0, "gamma": 2.0, "lam": 5.0}
+CASES = {
+    "tcwae_mws": {"method": "tcwae_mws"},
+    "tcwae_mws_mss": {"method": "tcwae_mws", "estimator": "mss"},
+    "tcwae_gan": {"method": "tcwae_gan"},
+    "wae_mmd": {"method": "wae_mmd"},
+    "beta_tcvae": {"method": "beta_tcvae"},
+    "factor_vae": {"method": "factor_vae"},
+    "tcwae_mws_local": {"method": "tcwae_mws", "mws_scope": "local"},
+}
+
+
+def first_step(cfg: TrainConfig) -> dict:
+    """Losses reported at step 1 and the gradients of that step (left in .grad)."""
+    trainer = Trainer(cfg, tiny_dsprites())
+    reports = []
+    trainer.train(on_report=lambda step, losses: reports.append(losses))
+    grads = {name: p.grad.clone() for name, p in trainer.objective.named_parameters()}
+    return {"losses": reports[0], "grads": grads}
+
+
+def run_rank(rank: int, port: int, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD_SIZE
+    )
+    try:
+        results = {name: first_step(TrainConfig(**BASE, **case)) for name, case in CASES.items()}
+        try:
+            Trainer(TrainConfig(**{**BASE, "batch_size": 7}), tiny_dsprites())
+        except ConfigError as error:
+            results["indivisible_batch_error"] = str(error)
+        torch.save(results, f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ddp_results(tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("ddp")
+    mp.spawn(run_rank, args=(free_port(), str(out_dir)), nprocs=WORLD_SIZE, join=True)
+    return [torch.load(out_dir / f"rank{r}.pt", weights_only=True) for r in range(WORLD_SIZE)]
+
+
+@pytest.mark.parametrize("case", [name for name in CASES if name != "tcwae_mws_local"])
+def test_first_step_equals_single_process_on_the_global_batch(ddp_results, case):
+    with one_thread():
+        single = first_step(TrainConfig(**BASE, **CASES[case]))
+    for rank_results in ddp_results:
+        distributed = rank_results[case]
+        assert distributed["losses"].keys() == single["losses"].keys()
+        for term, value in single["losses"].items():
+            assert distributed["losses"][term] == pytest.approx(value, rel=1e-5, abs=1e-5), term
+        assert distributed["grads"].keys() == single["grads"].keys()
+        for name, grad in single["grads"].items():
+            torch.testing.assert_close(
+                distributed["grads"][name], grad, rtol=1e-5, atol=1e-5, msg=name
+            )
+
+
+def test_local_scope_estimates_on_each_ranks_own_batch(ddp_results):
+    with one_thread():
+        single = first_step(TrainConfig(**BASE, **CASES["tcwae_mws"]))
+    local = ddp_results[0]["tcwae_mws_local"]
+    # Same images and noise, but each rank's estimators see its 4 codes instead of all 8.
+    assert local["losses"]["rec"] == pytest.approx(single["losses"]["rec"], rel=1e-5)
+    assert local["losses"]["mmd"] != pytest.approx(single["losses"]["mmd"], abs=1e-3)
+    name = "autoencoder.encoder.features.11.weight"
+    difference = (local["grads"][name] - single["grads"][name]).abs().max()
+    assert difference > 1e-3 * single["grads"][name].abs().max()
+
+
+def test_global_batch_must_divide_among_ranks(ddp_results):
+    message = ddp_results[0]["indivisible_batch_error"]
+    assert "batch_size=7" in message and "multiple of 2" in message

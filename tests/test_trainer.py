@@ -1,0 +1,104 @@
+import numpy as np
+import pytest
+import torch
+from science_helpers import one_thread, tiny_dsprites
+
+from tcwae.config import TrainConfig
+from tcwae.costs import l1_per_image
+from tcwae.trainer import NonFiniteLossError, Trainer
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    with one_thread():
+        yield
+
+
+def flatten(state, prefix=""):
+    """Every tensor and primitive of a nested state dict, keyed by its path."""
+    if isinstance(state, dict):
+        items = {}
+        for key, value in state.items():
+            items.update(flatten(value, f"{prefix}{key}/"))
+        return items
+    return {prefix: state}
+
+
+@pytest.mark.parametrize("method", ["tcwae_gan", "beta_tcvae"])
+def test_resume_from_checkpoint_continues_exactly(tmp_path, method):
+    cfg = TrainConfig(method=method, steps=6, batch_size=4, report_every=2, checkpoint_every=3)
+    dataset = tiny_dsprites()
+
+    uninterrupted = Trainer(cfg, dataset)
+    reports, checkpoints = {}, []
+
+    def save(step):
+        path = tmp_path / f"step{step}.pt"
+        uninterrupted.save(path)
+        checkpoints.append(path)
+
+    uninterrupted.train(
+        on_report=lambda step, losses: reports.update({step: losses}), on_checkpoint=save
+    )
+    assert [p.name for p in checkpoints] == ["step3.pt", "step6.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step3.pt", "step6.pt"]
+    assert set(reports) == {2, 4, 6}
+
+    raw = torch.load(checkpoints[0], weights_only=True)
+    assert raw["step"] == 3 and isinstance(raw["generator"], torch.Tensor)
+
+    resumed = Trainer(cfg, dataset)
+    resumed.load(checkpoints[0])
+    assert resumed.step == 3
+    resumed_reports = {}
+    final = resumed.train(on_report=lambda step, losses: resumed_reports.update({step: losses}))
+    # The report at step 4 averages steps 3 and 4: the half-window saved at step 3 is restored.
+    assert resumed_reports == {4: reports[4], 6: reports[6]}
+    assert final == reports[6]
+
+    expected, actual = flatten(uninterrupted.state_dict()), flatten(resumed.state_dict())
+    assert expected.keys() == actual.keys()
+    for key, value in expected.items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(value, actual[key]), key
+        else:
+            assert value == actual[key], key
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "term"),
+    [
+        # log-variance -inf: z = mu is finite, so the reconstruction is fine but the
+        # Gaussian log-densities of the TC estimator are not.
+        (lambda ae: ae.encoder.features[-1].bias.data[10:].fill_(-float("inf")), "tc"),
+        (lambda ae: ae.decoder.upsample[-1].bias.data.fill_(float("nan")), "rec"),
+    ],
+)
+def test_non_finite_loss_stops_with_step_and_term(corrupt, term):
+    cfg = TrainConfig(method="tcwae_mws", steps=5, batch_size=4)
+    trainer = Trainer(cfg, tiny_dsprites())
+    trainer.train_step()
+    trainer.train_step()
+    corrupt(trainer.autoencoder)
+    with pytest.raises(NonFiniteLossError, match=rf"step 3: loss term '{term}'"):
+        trainer.train()
+    assert trainer.step == 2
+
+
+def test_represent_and_reconstruction_error():
+    dataset = tiny_dsprites()
+    trainer = Trainer(TrainConfig(method="wae_mmd", cost="l1", steps=2, batch_size=4), dataset)
+    trainer.train()
+    observations = dataset.images[:600].float().numpy() / 255
+    codes = trainer.represent(observations)
+    assert codes.shape == (600, 10) and codes.dtype == np.float32
+    with torch.no_grad():
+        means = trainer.autoencoder.encode(torch.from_numpy(observations))[0]
+    np.testing.assert_allclose(codes, means.numpy(), rtol=1e-5, atol=1e-5)
+
+    error = trainer.reconstruction_error(50, np.random.default_rng(0))
+    indices = np.random.default_rng(0).choice(len(dataset), size=50, replace=False)
+    x = dataset.images[indices].float() / 255
+    with torch.no_grad():
+        expected = l1_per_image(trainer.autoencoder.decode(trainer.autoencoder.encode(x)[0]), x)
+    assert error == pytest.approx(expected.mean().item(), rel=1e-5)
