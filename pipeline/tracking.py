@@ -1,0 +1,415 @@
+"""All MLflow in one place: where runs are stored, how they start, what they record, how they end.
+
+Every call goes through `MlflowClient` with an explicit run id, never through MLflow's fluent
+active-run stack: a run is started on the driver, written to by a Ray Train worker in another
+process, and ended on the driver again, so no process may rely on its own notion of "the active
+run". The experiment is created once with an absolute artifact location next to the database,
+because a `ray job submit` runs the driver in a temporary copy of the working directory.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import os
+import platform
+import re
+import subprocess
+import tempfile
+import time
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DB_NAME = "mlflow.db"
+ARTIFACTS_DIR_NAME = "mlartifacts"
+MODEL_NAME = "model"
+
+TAG_STORAGE = "tcwae.storage"
+TAG_RUN_NAME = "tcwae.name"
+TAG_KIND = "tcwae.kind"
+TAG_ERROR = "tcwae.error"
+TAG_PREVIOUS_ERROR = "tcwae.previous_error"
+TAG_PARENT = "mlflow.parentRunId"
+TAG_RUN_NAME_MLFLOW = "mlflow.runName"
+
+FINISHED = "FINISHED"
+FAILED = "FAILED"
+KILLED = "KILLED"
+RUNNING = "RUNNING"
+
+MAX_TAG_LENGTH = 5000
+REPO_ROOT = Path(__file__).resolve().parent.parent
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)(\(.*\))?: ")
+
+
+class TrackingError(ValueError):
+    """The tracking URI or its storage cannot be used; the message says what to pass instead."""
+
+
+def resolve_tracking_uri(flag: str | None = None) -> str:
+    """The tracking URI: the flag, else $MLFLOW_TRACKING_URI, else ./mlflow.db as absolute sqlite.
+
+    A relative sqlite path is made absolute against the current directory, because Ray workers
+    (and `ray job submit` drivers) run elsewhere.
+    """
+    uri = flag or os.environ.get("MLFLOW_TRACKING_URI") or ""
+    if not uri:
+        return f"sqlite:///{Path.cwd().resolve() / DEFAULT_DB_NAME}"
+    if uri.startswith("sqlite:///"):
+        path = uri[len("sqlite:///") :]
+        if not path.startswith("/"):
+            return f"sqlite:///{(Path.cwd() / path).resolve()}"
+        return uri
+    if "://" not in uri and uri not in ("databricks",):
+        raise TrackingError(
+            f"tracking URI {uri!r} has no scheme; use sqlite:///ABSOLUTE/PATH/mlflow.db or the "
+            "http(s):// address of an MLflow server"
+        )
+    return uri
+
+
+def sqlite_path(tracking_uri: str) -> Path | None:
+    """The database file of a sqlite tracking URI, or None for any other kind of store."""
+    if tracking_uri.startswith("sqlite:///"):
+        return Path(tracking_uri[len("sqlite:///") :])
+    return None
+
+
+def artifact_location_for(tracking_uri: str) -> str | None:
+    """Absolute artifact root for a new experiment: `mlartifacts/` beside a sqlite database.
+
+    For a tracking server the server decides (its `--artifacts-destination`), so None.
+    """
+    database = sqlite_path(tracking_uri)
+    if database is None:
+        return None
+    return str(database.parent / ARTIFACTS_DIR_NAME)
+
+
+def runtime_tags() -> dict[str, str]:
+    """Tags that say which code and which libraries produced a run."""
+    import mlflow
+    import ray
+    import torch
+
+    return {
+        "git_commit": git_commit(),
+        "torch_version": torch.__version__,
+        "ray_version": ray.__version__,
+        "mlflow_version": mlflow.__version__,
+        "python_version": platform.python_version(),
+        "host": platform.node(),
+    }
+
+
+def git_commit() -> str:
+    """The commit of the code being run, with '-dirty' for local changes; 'unknown' outside git
+    (e.g. in the working-directory copy that `ray job submit` makes)."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{commit}-dirty" if dirty else commit
+
+
+def describe_error(error: BaseException) -> str:
+    """One line for a tag or a terminal: the root cause, not the wrapper around it.
+
+    Ray Train raises `WorkerGroupError` whose `worker_failures` map ranks to what they raised;
+    those messages often carry a whole traceback, whose last `SomeError: message` line is the
+    cause.
+    """
+    failures = getattr(error, "worker_failures", None)
+    if isinstance(failures, dict) and failures:
+        rank = min(failures)
+        line = f"{type(error).__name__} on rank {rank}: {describe_error(failures[rank])}"
+        return line[:MAX_TAG_LENGTH]
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    causes = [line for line in lines if _EXCEPTION_LINE.match(line)]
+    if causes:
+        return causes[-1][:MAX_TAG_LENGTH]
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:MAX_TAG_LENGTH]
+
+
+class Tracking:
+    """One tracking store (a sqlite file or an MLflow server) and the runs in it.
+
+    Use `Tracking.at(uri)`: opening a sqlite store checks its schema, which takes seconds, so a
+    process keeps one instance per URI.
+    """
+
+    def __init__(self, tracking_uri: str) -> None:
+        from mlflow import MlflowClient
+
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri)
+
+    @classmethod
+    @functools.cache
+    def at(cls, tracking_uri: str) -> Tracking:
+        return cls(tracking_uri)
+
+    # Experiments ---------------------------------------------------------------------------
+
+    def experiment_id(self, name: str) -> str:
+        """The id of experiment `name`, created on first use with an absolute artifact root."""
+        from mlflow.exceptions import MlflowException
+
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        try:
+            return self.client.create_experiment(
+                name, artifact_location=artifact_location_for(self.tracking_uri)
+            )
+        except MlflowException:
+            # Another process created it between our lookup and our create.
+            experiment = self.client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+            return experiment.experiment_id
+
+    # Runs ----------------------------------------------------------------------------------
+
+    def start_run(
+        self,
+        experiment_id: str,
+        name: str,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+        parent_run_id: str | None = None,
+    ) -> str:
+        """Create a RUNNING run and return its id; with `parent_run_id` it is a child run."""
+        all_tags = {TAG_RUN_NAME_MLFLOW: name, **(tags or {})}
+        if parent_run_id:
+            all_tags[TAG_PARENT] = parent_run_id
+        run = self.client.create_run(experiment_id, run_name=name, tags=all_tags)
+        run_id = run.info.run_id
+        if params:
+            self.log_params(run_id, params)
+        return run_id
+
+    def start_parent_run(
+        self,
+        experiment_id: str,
+        name: str,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> str:
+        """A sweep's parent run (kind 'sweep'), tagged with the code and library versions."""
+        return self.start_run(
+            experiment_id, name, params, {TAG_KIND: "sweep", **runtime_tags(), **(tags or {})}
+        )
+
+    def start_child_run(
+        self,
+        experiment_id: str,
+        parent_run_id: str,
+        name: str,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> str:
+        """A run linked to `parent_run_id` through the `mlflow.parentRunId` tag."""
+        return self.start_run(experiment_id, name, params, tags, parent_run_id=parent_run_id)
+
+    def child_runs(self, parent_run_id: str) -> list[Any]:
+        """Every run whose parent is `parent_run_id`, oldest first."""
+        parent = self.client.get_run(parent_run_id)
+        return self._search(
+            parent.info.experiment_id,
+            f"tags.`{TAG_PARENT}` = '{parent_run_id}'",
+            order_by=["attributes.start_time ASC"],
+        )
+
+    def find_run(self, experiment_id: str, storage: str, name: str) -> Any | None:
+        """The newest run that trained `name` in Ray storage `storage`, or None."""
+        runs = self._search(
+            experiment_id,
+            f"tags.`{TAG_STORAGE}` = '{_quoted(storage)}' "
+            f"and tags.`{TAG_RUN_NAME}` = '{_quoted(name)}'",
+            order_by=["attributes.start_time DESC"],
+        )
+        return runs[0] if runs else None
+
+    def reopen_run(self, run_id: str) -> None:
+        """Mark an interrupted run RUNNING again so that a resumed training continues it."""
+        self.client.update_run(run_id, status=RUNNING)
+        previous_error = self.tags(run_id).get(TAG_ERROR)
+        if previous_error is not None:
+            self.client.set_tag(run_id, TAG_PREVIOUS_ERROR, previous_error)
+            self.client.delete_tag(run_id, TAG_ERROR)
+
+    def end_run(self, run_id: str, error: BaseException | None = None) -> None:
+        """End a run: FINISHED, or FAILED with the error as a tag and its traceback as an artifact
+        `errors/<time>.txt` (one per failed attempt; KILLED for an interrupt)."""
+        if error is None:
+            self.client.set_terminated(run_id, FINISHED)
+            return
+        self.client.set_tag(run_id, TAG_ERROR, describe_error(error))
+        text = "".join(traceback.format_exception(error))
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        try:
+            self.client.log_text(run_id, text, f"errors/{stamp}.txt")
+        finally:
+            status = KILLED if isinstance(error, KeyboardInterrupt) else FAILED
+            self.client.set_terminated(run_id, status)
+
+    def status(self, run_id: str) -> str:
+        return self.client.get_run(run_id).info.status
+
+    def tags(self, run_id: str) -> dict[str, str]:
+        return dict(self.client.get_run(run_id).data.tags)
+
+    def params(self, run_id: str) -> dict[str, str]:
+        return dict(self.client.get_run(run_id).data.params)
+
+    def latest_metrics(self, run_id: str) -> dict[str, float]:
+        """The latest value of every metric of a run."""
+        return dict(self.client.get_run(run_id).data.metrics)
+
+    # Logging -------------------------------------------------------------------------------
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(
+            run_id, tags=[RunTag(k, str(v)[:MAX_TAG_LENGTH]) for k, v in tags.items()]
+        )
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
+        """Log finite numbers at `step` in one batch; NaN and inf are skipped (MLflow's charts
+        cannot draw them, and a non-finite loss ends the run with its own error)."""
+        from mlflow.entities import Metric
+
+        timestamp = int(time.time() * 1000)
+        batch = [
+            Metric(key, float(value), timestamp, int(step))
+            for key, value in metrics.items()
+            if _is_finite_number(value)
+        ]
+        if batch:
+            self.client.log_batch(run_id, metrics=batch)
+
+    def last_step(self, run_id: str, key: str) -> int:
+        """The largest step logged for metric `key`, or -1 when none is."""
+        history = self.client.get_metric_history(run_id, key)
+        return max((metric.step for metric in history), default=-1)
+
+    def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        """(step, value) pairs of one metric in logging order."""
+        return [(m.step, m.value) for m in self.client.get_metric_history(run_id, key)]
+
+    def log_config(self, run_id: str, config: Mapping[str, Any]) -> None:
+        """The effective configuration as `config.yaml`, loadable with `TrainConfig.from_yaml`."""
+        self.client.log_dict(run_id, dict(config), "config.yaml")
+
+    def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def log_encoder(self, run_id: str, autoencoder: Any, example_images: Any, step: int) -> str:
+        """Log `autoencoder` as the run's MLflow PyTorch model named 'model'; returns its URI.
+
+        The model is exported with `torch.export` (MLflow's 'pt2' format) from a CPU copy in eval
+        mode, with a dynamic batch dimension, so `mlflow.pytorch.load_model(uri)(images)` maps
+        float images `[n, C, 64, 64]` in [0, 1] to encoder means `[n, dz]` without needing this
+        repository's code. `example_images` is a float32 numpy array `[2+, C, 64, 64]`.
+        """
+        import mlflow.pytorch
+        import torch
+        from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+        from mlflow.models import Model
+
+        model = copy.deepcopy(autoencoder).cpu().eval()
+        logged = self.client.create_logged_model(
+            self._experiment_of(run_id), name=MODEL_NAME, source_run_id=run_id
+        )
+        try:
+            with tempfile.TemporaryDirectory() as folder:
+                local = Path(folder) / MODEL_NAME
+                mlflow.pytorch.save_model(
+                    model,
+                    str(local),
+                    mlflow_model=Model(
+                        artifact_path=logged.artifact_location,
+                        model_uuid=logged.model_id,
+                        run_id=run_id,
+                        model_id=logged.model_id,
+                    ),
+                    input_example=example_images,
+                    serialization_format="pt2",
+                    pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+                )
+                self.client.log_model_artifacts(logged.model_id, str(local))
+            self.client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=step)])
+        except BaseException:
+            self.client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
+            raise
+        self.client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+        return f"runs:/{run_id}/{MODEL_NAME}"
+
+    def artifact_paths(self, run_id: str) -> list[str]:
+        """Every artifact file of a run, as paths relative to its artifact root."""
+        found: list[str] = []
+        pending = [None]
+        while pending:
+            folder = pending.pop()
+            for info in self.client.list_artifacts(run_id, folder):
+                (pending if info.is_dir else found).append(info.path)
+        return sorted(found)
+
+    # Internals -----------------------------------------------------------------------------
+
+    def _experiment_of(self, run_id: str) -> str:
+        return self.client.get_run(run_id).info.experiment_id
+
+    def _search(self, experiment_id: str, filter_string: str, order_by: list[str]) -> list[Any]:
+        from mlflow.entities import ViewType
+
+        runs: list[Any] = []
+        token = None
+        while True:
+            page = self.client.search_runs(
+                [experiment_id],
+                filter_string=filter_string,
+                run_view_type=ViewType.ACTIVE_ONLY,
+                order_by=order_by,
+                page_token=token,
+            )
+            runs.extend(page)
+            token = page.token
+            if not token:
+                return runs
+
+
+def _quoted(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def _is_finite_number(value: Any) -> bool:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return False
+    return number == number and number not in (float("inf"), float("-inf"))

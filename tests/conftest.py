@@ -1,0 +1,35 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray instance (2 CPUs, no dashboard) shared by every test that needs Ray.
+
+    Starting Ray costs 15-25 s here, so it is started once per test session, on first use.
+    `address="local"` starts a fresh instance even when others run on this machine.
+    A killed worker's process group is given 3 s (instead of 30) to shut down, which keeps the
+    fault-tolerance tests short; a worker group may take 5 min (instead of 60 s) to start, because
+    on a loaded 2-core machine importing torch in two fresh workers can take a minute and a
+    start-up timeout would count as a training failure.
+    """
+    import ray
+
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        runtime_env={
+            "env_vars": {
+                "TORCH_PROCESS_GROUP_SHUTDOWN_TIMEOUT_S": "3",
+                "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "300",
+            }
+        },
+    )
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
