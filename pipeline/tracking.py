@@ -30,6 +30,7 @@ TAG_STORAGE = "tcwae.storage"
 TAG_RUN_NAME = "tcwae.name"
 TAG_KIND = "tcwae.kind"
 TAG_ERROR = "tcwae.error"
+TAG_NON_FINITE = "tcwae.non_finite"
 TAG_PREVIOUS_ERROR = "tcwae.previous_error"
 TAG_PARENT = "mlflow.parentRunId"
 TAG_RUN_NAME_MLFLOW = "mlflow.runName"
@@ -251,10 +252,12 @@ class Tracking:
     def reopen_run(self, run_id: str) -> None:
         """Mark an interrupted run RUNNING again so that a resumed training continues it."""
         self.client.update_run(run_id, status=RUNNING)
-        previous_error = self.tags(run_id).get(TAG_ERROR)
-        if previous_error is not None:
-            self.client.set_tag(run_id, TAG_PREVIOUS_ERROR, previous_error)
+        tags = self.tags(run_id)
+        if TAG_ERROR in tags:
+            self.client.set_tag(run_id, TAG_PREVIOUS_ERROR, tags[TAG_ERROR])
             self.client.delete_tag(run_id, TAG_ERROR)
+        if TAG_NON_FINITE in tags:
+            self.client.delete_tag(run_id, TAG_NON_FINITE)
 
     def end_run(self, run_id: str, error: BaseException | None = None) -> None:
         """End a run: FINISHED, or FAILED with the error as a tag and its traceback as an artifact

@@ -36,6 +36,7 @@ import torch
 
 from pipeline.tracking import (
     TAG_KIND,
+    TAG_NON_FINITE,
     TAG_RUN_NAME,
     TAG_STORAGE,
     Tracking,
@@ -480,8 +481,22 @@ class _Reporter:
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
-    """The Ray Train worker function (see `run_training` for `loop_config`)."""
-    _train_and_record(loop_config, _RaySession(loop_config["use_gpu"]))
+    """The Ray Train worker function (see `run_training` for `loop_config`).
+
+    A non-finite loss is deterministic: Ray Train would retry it from the last checkpoint
+    `max_failures` times and diverge again each time. So every rank (all detect it at the same
+    step) ends cleanly instead, and rank 0 tags the MLflow run, which `_fit` turns into a failure.
+    """
+    from tcwae.trainer import NonFiniteLossError
+
+    session = _RaySession(loop_config["use_gpu"])
+    try:
+        _train_and_record(loop_config, session)
+    except NonFiniteLossError as error:
+        if session.rank == 0:
+            Tracking.at(loop_config["tracking_uri"]).set_tags(
+                loop_config["run_id"], {TAG_NON_FINITE: str(error)}
+            )
 
 
 def _train_and_record(loop_config: dict[str, Any], session: _Session) -> dict[str, float]:
@@ -679,7 +694,13 @@ def _fit(spec: RunSpec, loop_config: dict[str, Any], callbacks: Sequence[Any]) -
             callbacks=list(callbacks),
         ),
     )
-    return dict(trainer.fit().metrics)
+    metrics = dict(trainer.fit().metrics)
+    non_finite = Tracking.at(spec.tracking_uri).tags(loop_config["run_id"]).get(TAG_NON_FINITE)
+    if non_finite is not None:
+        from tcwae.trainer import NonFiniteLossError
+
+        raise NonFiniteLossError(non_finite)
+    return metrics
 
 
 def run_in_process(spec: RunSpec, parent_run_id: str | None = None) -> dict[str, float]:
