@@ -1,0 +1,403 @@
+"""Pictures of a trained model and of a sweep, drawn the way the paper draws them (seed 001).
+
+Model pictures (Fig. 2/4, 11-12): latent traversals with one row per latent dimension ordered by the
+aggregate posterior's dimensionwise KL, reconstructions and prior samples. Sweep pictures: heatmaps
+of each score over the (beta, gamma) grid (Fig. 1) and scores against reconstruction error with beta
+annotations (Fig. 3).
+
+Image grids are composed pixel for pixel in numpy and drawn 1:1 (one 64x64 tile = 64x64 PNG
+pixels), so the files are sharp and their geometry is exact. Everything draws on a
+`matplotlib.figure.Figure`, which renders PNGs with Agg without touching pyplot's global backend,
+and each file is written under a temporary name and renamed, so a reader never sees half a PNG.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+DPI = 100
+TILE_GAP = 2
+ROW_LABEL_WIDTH = 96
+HEADER_HEIGHT = 18
+PANEL_INCHES = (4.4, 3.8)
+ENCODE_BATCH = 256
+
+
+def dimensionwise_kl(
+    mu: torch.Tensor | np.ndarray,
+    logvar: torch.Tensor | np.ndarray,
+    num_samples: int = 1000,
+    seed: int = 0,
+) -> np.ndarray:
+    """KL(q(z_i) || N(0, 1)) per dimension i, where q(z_i) = mean_n N(mu_ni, exp(logvar_ni)).
+
+    Monte Carlo with the exact mixture density: draw `num_samples` z from the mixture (stratified:
+    each component in turn, or a random subset of components when there are more), evaluate
+    log q(z_i) as a logsumexp over all N components and average log q(z_i) - log p(z_i). A
+    moment-matched Gaussian
+    would be cheaper, but it only lower-bounds the KL (the Gaussian has the largest entropy for
+    given moments) and is blind to multimodality: a dimension that splits a discrete factor into
+    separate clusters (dSprites' shape) can have mean 0 and variance 1 and still be far from the
+    prior. The estimate is unbiased for E_q[log q - log p] and may dip slightly below zero by noise.
+    Cost: num_samples x n x dz density evaluations, so pass a few thousand images, not 700k.
+    """
+    mu_t = torch.as_tensor(mu, dtype=torch.float32).cpu()
+    logvar_t = torch.as_tensor(logvar, dtype=torch.float32).cpu()
+    if mu_t.ndim != 2 or mu_t.shape != logvar_t.shape or mu_t.shape[0] == 0:
+        raise ValueError(
+            f"mu and logvar must both be [n, dz] with n >= 1, got {tuple(mu_t.shape)} "
+            f"and {tuple(logvar_t.shape)}"
+        )
+    count, dz = mu_t.shape
+    generator = torch.Generator().manual_seed(seed)
+    if count >= num_samples:
+        chosen = torch.randperm(count, generator=generator)[:num_samples]
+    else:
+        chosen = torch.arange(num_samples) % count
+    noise = torch.randn(len(chosen), dz, generator=generator)
+    samples = mu_t[chosen] + torch.exp(0.5 * logvar_t[chosen]) * noise
+
+    inv_var = torch.exp(-logvar_t)
+    log_norm = -0.5 * (logvar_t + math.log(2 * math.pi))
+    chunk = max(1, 8_000_000 // (count * dz))
+    log_q_parts = []
+    for start in range(0, len(samples), chunk):
+        z = samples[start : start + chunk, None, :]
+        log_components = log_norm - 0.5 * (z - mu_t) ** 2 * inv_var
+        log_q_parts.append(torch.logsumexp(log_components, dim=1) - math.log(count))
+    log_q = torch.cat(log_q_parts)
+    log_p = -0.5 * samples**2 - 0.5 * math.log(2 * math.pi)
+    return (log_q - log_p).double().mean(dim=0).numpy()
+
+
+def save_traversals(
+    autoencoder: nn.Module,
+    images_uint8: torch.Tensor,
+    path: str | Path,
+    kl_order: Sequence[int] | None = None,
+    steps: int = 9,
+    span: float = 2.0,
+) -> list[int]:
+    """Latent traversals (paper Fig. 2/4): row r decodes the first image's code with dimension
+    order[r] set to each of `steps` values evenly spaced over [-span, span].
+
+    Without `kl_order` the rows are ordered by increasing aggregate dimensionwise KL estimated on
+    all of `images_uint8` (paper Fig. 2) and each row is labelled with its KL; pass `kl_order` to
+    reuse an order computed on a larger set. Returns the row order.
+    """
+    images = _as_images(images_uint8)
+    mu, logvar = _encode(autoencoder, images)
+    dz = mu.shape[1]
+    if kl_order is None:
+        kl = dimensionwise_kl(mu, logvar)
+        order = [int(i) for i in np.argsort(kl, kind="stable")]
+        labels = [f"z{i}  KL {kl[i]:.2f}" for i in order]
+    else:
+        order = [int(i) for i in kl_order]
+        if sorted(order) != list(range(dz)):
+            raise ValueError(f"kl_order must be a permutation of range({dz}), got {order}")
+        labels = [f"z{i}" for i in order]
+    values = torch.linspace(-span, span, steps, dtype=mu.dtype)
+    codes = mu[0].repeat(dz, steps, 1)
+    for row, dim in enumerate(order):
+        codes[row, :, dim] = values
+    tiles = _decode(autoencoder, codes.reshape(dz * steps, dz)).reshape(
+        dz, steps, *images.shape[1:]
+    )
+    _save_tile_grid(
+        tiles, path, row_labels=labels, column_labels=[f"{float(v):.2g}" for v in values]
+    )
+    return order
+
+
+def save_reconstructions(
+    autoencoder: nn.Module, images_uint8: torch.Tensor, path: str | Path, columns: int = 8
+) -> None:
+    """Inputs over their reconstructions (sigmoid of the decoded encoder means), `columns` per
+    row pair, so any number of images stays readable."""
+    images = _as_images(images_uint8)
+    mu, _ = _encode(autoencoder, images)
+    originals = images.float() / 255.0
+    reconstructions = _decode(autoencoder, mu)
+    count = len(images)
+    columns = min(columns, count)
+    pairs = math.ceil(count / columns)
+    blank = torch.ones(pairs * columns - count, *images.shape[1:])
+    originals = torch.cat([originals, blank]).reshape(pairs, columns, *images.shape[1:])
+    reconstructions = torch.cat([reconstructions, blank]).reshape(pairs, columns, *images.shape[1:])
+    tiles = torch.stack([originals, reconstructions], dim=1).flatten(0, 1)
+    _save_tile_grid(tiles, path, row_labels=["input", "reconstruction"] * pairs)
+
+
+def save_samples(autoencoder: nn.Module, path: str | Path, n: int = 64, seed: int = 0) -> None:
+    """`n` codes from the prior N(0, I), decoded, in a near-square grid."""
+    dz = _latent_size(autoencoder)
+    codes = torch.randn(n, dz, generator=torch.Generator().manual_seed(seed))
+    decoded = _decode(autoencoder, codes)
+    columns = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    blank = torch.ones(rows * columns - n, *decoded.shape[1:])
+    tiles = torch.cat([decoded, blank]).reshape(rows, columns, *decoded.shape[1:])
+    _save_tile_grid(tiles, path)
+
+
+def grid_means(
+    rows: Iterable[Mapping[str, Any]], x_key: str, y_key: str, score_key: str
+) -> tuple[list[float], list[float], np.ndarray]:
+    """Mean of `score_key` per (x, y) cell: rows sharing a cell (seeds) are averaged; missing,
+    None or NaN scores are left out; a cell with no score is NaN. Returns (x values, y values,
+    means [len(y values), len(x values)]) with both value lists sorted."""
+    cells: dict[tuple[float, float], list[float]] = defaultdict(list)
+    for index, row in enumerate(rows):
+        if x_key not in row or y_key not in row:
+            raise ValueError(f"row {index} lacks {x_key!r} or {y_key!r}: {dict(row)}")
+        cell = (float(row[x_key]), float(row[y_key]))
+        score = row.get(score_key)
+        cells.setdefault(cell, [])
+        if score is not None and math.isfinite(float(score)):
+            cells[cell].append(float(score))
+    if not cells:
+        raise ValueError("no rows to draw")
+    xs = sorted({x for x, _ in cells})
+    ys = sorted({y for _, y in cells})
+    means = np.full((len(ys), len(xs)), np.nan)
+    for (x, y), scores in cells.items():
+        if scores:
+            means[ys.index(y), xs.index(x)] = float(np.mean(scores))
+    return xs, ys, means
+
+
+def save_heatmaps(
+    rows: Sequence[Mapping[str, Any]],
+    x_key: str,
+    y_key: str,
+    score_keys: Sequence[str],
+    path: str | Path,
+    title: str,
+) -> None:
+    """Paper Fig. 1: one heatmap per score over the (x, y) grid, each with its own colour scale,
+    cells annotated with the mean over duplicates; cells without a score are grey."""
+    figure = Figure(figsize=(PANEL_INCHES[0] * len(score_keys), PANEL_INCHES[1]), dpi=DPI)
+    figure.set_layout_engine("constrained")
+    axes = figure.subplots(1, len(score_keys), squeeze=False)[0]
+    for ax, score_key in zip(axes, score_keys, strict=True):
+        xs, ys, means = grid_means(rows, x_key, y_key, score_key)
+        masked = np.ma.masked_invalid(means)
+        ax.set_facecolor("0.85")
+        image = ax.imshow(masked, origin="lower", cmap="viridis", aspect="auto")
+        figure.colorbar(image, ax=ax, shrink=0.9)
+        finite = means[np.isfinite(means)]
+        low, high = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
+        for (row, column), value in np.ndenumerate(means):
+            if not math.isfinite(value):
+                ax.text(column, row, "n/a", ha="center", va="center", fontsize=7, color="0.4")
+                continue
+            bright = high > low and (value - low) / (high - low) > 0.6
+            ax.text(
+                column,
+                row,
+                f"{value:.3g}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="black" if bright else "white",
+            )
+        ax.set_xticks(range(len(xs)), [f"{x:g}" for x in xs])
+        ax.set_yticks(range(len(ys)), [f"{y:g}" for y in ys])
+        ax.set_xlabel(x_key)
+        ax.set_ylabel(y_key)
+        ax.set_title(score_key)
+    figure.suptitle(title)
+    _save_figure(figure, path)
+
+
+def save_scores_vs_rec(
+    rows: Sequence[Mapping[str, Any]],
+    path: str | Path,
+    score_keys: Sequence[str] = ("mig", "factor_vae", "sap"),
+    annotate_key: str = "beta",
+    group_key: str = "method",
+    rec_key: str = "rec",
+) -> None:
+    """Paper Fig. 3: each score against reconstruction error, one series per `group_key` value,
+    each point (the mean over rows sharing group and `annotate_key`, i.e. over seeds) labelled
+    with its `annotate_key` value. Rows without `annotate_key` are not drawn, as in the paper,
+    which plots only the methods that have a beta."""
+    points: dict[str, dict[float, list[Mapping[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        if annotate_key in row and row[annotate_key] is not None:
+            points[str(row[group_key])][float(row[annotate_key])].append(row)
+    if not points:
+        raise ValueError(f"no row has {annotate_key!r} to draw")
+    figure = Figure(figsize=(PANEL_INCHES[0] * len(score_keys), PANEL_INCHES[1]), dpi=DPI)
+    figure.set_layout_engine("constrained")
+    axes = figure.subplots(1, len(score_keys), squeeze=False)[0]
+    for ax, score_key in zip(axes, score_keys, strict=True):
+        for group in sorted(points):
+            series = []
+            for value in sorted(points[group]):
+                members = points[group][value]
+                rec = _finite_mean(member.get(rec_key) for member in members)
+                score = _finite_mean(member.get(score_key) for member in members)
+                if math.isfinite(rec) and math.isfinite(score):
+                    series.append((value, rec, score))
+            if not series:
+                continue
+            _, recs, scores = zip(*series, strict=True)
+            ax.plot(recs, scores, marker="o", markersize=4, linewidth=1, label=group)
+            for value, rec, score in series:
+                ax.annotate(
+                    f"{value:g}",
+                    (rec, score),
+                    textcoords="offset points",
+                    xytext=(3, 3),
+                    fontsize=7,
+                )
+        ax.set_xlabel(f"reconstruction error ({rec_key})")
+        ax.set_ylabel(score_key)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    figure.suptitle(f"scores against reconstruction; labels: {annotate_key}")
+    _save_figure(figure, path)
+
+
+def tile_grid_size(
+    rows: int, columns: int, row_labels: bool, column_labels: bool
+) -> tuple[int, int]:
+    """(height, width) in pixels of a tile-grid PNG, for callers and tests that place it."""
+    height = rows * 64 + (rows + 1) * TILE_GAP + (HEADER_HEIGHT if column_labels else 0)
+    width = columns * 64 + (columns + 1) * TILE_GAP + (ROW_LABEL_WIDTH if row_labels else 0)
+    return height, width
+
+
+def _finite_mean(values: Iterable[Any]) -> float:
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    return float(np.mean(finite)) if finite else math.nan
+
+
+def _as_images(images_uint8: torch.Tensor | np.ndarray) -> torch.Tensor:
+    images = torch.as_tensor(images_uint8).cpu()
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(
+            f"images must be uint8 [n, 1 or 3, 64, 64], got {images.dtype} {tuple(images.shape)}"
+        )
+    if tuple(images.shape[2:]) != (64, 64):
+        raise ValueError(f"images must be 64x64 pixels, got {tuple(images.shape[2:])}")
+    if len(images) == 0:
+        raise ValueError("images must hold at least one image")
+    return images
+
+
+def _device(autoencoder: nn.Module) -> torch.device:
+    return next(autoencoder.parameters()).device
+
+
+def _latent_size(autoencoder: nn.Module) -> int:
+    """dz, found by encoding one blank image: works for any module with encode/decode, whatever
+    its attributes are called."""
+    probe = torch.zeros(1, _input_channels(autoencoder), 64, 64, device=_device(autoencoder))
+    with _evaluating(autoencoder), torch.no_grad():
+        mu, _ = autoencoder.encode(probe)
+    return int(mu.shape[1])
+
+
+def _input_channels(autoencoder: nn.Module) -> int:
+    for module in autoencoder.modules():
+        if isinstance(module, nn.Conv2d):
+            return module.in_channels
+    raise ValueError("cannot tell the number of input channels: the encoder has no Conv2d")
+
+
+def _encode(autoencoder: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    device = _device(autoencoder)
+    means, logvars = [], []
+    with _evaluating(autoencoder), torch.no_grad():
+        for batch in images.split(ENCODE_BATCH):
+            mu, logvar = autoencoder.encode(batch.to(device).float() / 255.0)
+            means.append(mu.float().cpu())
+            logvars.append(logvar.float().cpu())
+    return torch.cat(means), torch.cat(logvars)
+
+
+def _decode(autoencoder: nn.Module, codes: torch.Tensor) -> torch.Tensor:
+    """Pixel intensities in [0, 1] (sigmoid of the decoder's logits), on the CPU."""
+    device = _device(autoencoder)
+    outputs = []
+    with _evaluating(autoencoder), torch.no_grad():
+        for batch in codes.split(ENCODE_BATCH):
+            outputs.append(torch.sigmoid(autoencoder.decode(batch.to(device)).float()).cpu())
+    return torch.cat(outputs)
+
+
+class _evaluating:
+    """Put a module in eval mode for a block and restore its previous mode afterwards."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+        self.was_training = module.training
+
+    def __enter__(self) -> None:
+        self.module.eval()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.module.train(self.was_training)
+
+
+def _save_tile_grid(
+    tiles: torch.Tensor,
+    path: str | Path,
+    row_labels: Sequence[str] | None = None,
+    column_labels: Sequence[str] | None = None,
+) -> None:
+    """Draw tiles [rows, columns, C, 64, 64] in [0, 1] on a white canvas, one PNG pixel per image
+    pixel, with optional row labels on the left and column labels on top."""
+    rows, columns, channels = tiles.shape[:3]
+    height, width = tile_grid_size(rows, columns, row_labels is not None, column_labels is not None)
+    top = HEADER_HEIGHT if column_labels is not None else 0
+    left = ROW_LABEL_WIDTH if row_labels is not None else 0
+    canvas = np.ones((height, width, 3), dtype=np.float32)
+    rgb = tiles.expand(rows, columns, 3, 64, 64) if channels == 1 else tiles
+    rgb = rgb.permute(0, 1, 3, 4, 2).clamp(0, 1).numpy()
+    pitch = 64 + TILE_GAP
+    for row in range(rows):
+        for column in range(columns):
+            y = top + TILE_GAP + row * pitch
+            x = left + TILE_GAP + column * pitch
+            canvas[y : y + 64, x : x + 64] = rgb[row, column]
+
+    figure = Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
+    ax = figure.add_axes((0, 0, 1, 1))
+    ax.imshow(canvas, interpolation="nearest", aspect="auto")
+    ax.set_axis_off()
+    for row, label in enumerate(row_labels or []):
+        y = top + TILE_GAP + row * pitch + 32
+        figure.text(4 / width, 1 - y / height, label, ha="left", va="center", fontsize=7)
+    for column, label in enumerate(column_labels or []):
+        x = left + TILE_GAP + column * pitch + 32
+        figure.text(x / width, 1 - (top / 2) / height, label, ha="center", va="center", fontsize=7)
+    _save_figure(figure, path)
+
+
+def _save_figure(figure: Figure, path: str | Path) -> None:
+    """Render to a temporary file beside `path`, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        figure.savefig(temporary, format="png", dpi=DPI)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
