@@ -211,22 +211,35 @@ def plan_sweep(argv: Sequence[str] | None) -> SweepPlan:
     )
 
 
-def cluster_capacity() -> dict[str, float]:
+def cluster_capacity() -> tuple[dict[str, float], bool]:
     """The most CPUs and GPUs the cluster can offer: what it has now, or, on an autoscaling
-    cluster, what its node types add up to (Ray Train checks its workers the same way)."""
+    cluster, what its node types add up to (Ray Train checks its workers the same way); and
+    whether it may grow beyond that unannounced.
+
+    The autoscaler of the cluster launcher (AWS, GCP) and of the fake local provider publishes no
+    limits, so a joined cluster whose head has no CPUs looks empty although nodes will come; Ray
+    Train then skips its check and lets the autoscaler decide. A Ray instance that this process
+    started is fixed."""
     import ray
     from ray._private.state import state
 
     now = ray.cluster_resources()
-    ceiling = state.get_max_resources_from_cluster_config() or {}
-    return {key: max(float(now.get(key, 0)), float(ceiling.get(key, 0))) for key in ("CPU", "GPU")}
+    ceiling = state.get_max_resources_from_cluster_config()
+    may_grow = ceiling is None and not ray._private.worker.global_worker.node.head
+    ceiling = ceiling or {}
+    most = {key: max(float(now.get(key, 0)), float(ceiling.get(key, 0))) for key in ("CPU", "GPU")}
+    return most, may_grow
 
 
-def concurrent_trials(plan: SweepPlan, capacity: dict[str, float]) -> int:
-    """How many trials fit at once; an impossible request is a SweepError naming the numbers."""
+def concurrent_trials(plan: SweepPlan, capacity: dict[str, float], may_grow: bool = False) -> int:
+    """How many trials fit at once; an impossible request is a SweepError naming the numbers.
+    On a cluster that `may_grow`, a trial that does not fit yet waits for the autoscaler, so
+    every trial may start (up to --max-concurrent) and its workers wait for their nodes."""
     cpus = plan.workers * plan.cpus_per_worker
     gpus = plan.workers * plan.gpus_per_worker
     if cpus > capacity["CPU"] or gpus > capacity["GPU"]:
+        if may_grow:
+            return min(plan.num_samples, plan.max_concurrent or plan.num_samples)
         raise SweepError(
             f"a trial needs {cpus:g} CPUs and {gpus:g} GPUs ({plan.workers} workers) but the "
             f"cluster has at most {capacity['CPU']:g} CPUs and {capacity['GPU']:g} GPUs; "
@@ -329,7 +342,7 @@ def run_sweep(plan: SweepPlan) -> tuple[str, Any]:
     """Run (or resume) the sweep on the connected Ray cluster; returns (parent run id, report)."""
     from pipeline.report import report_sweep
 
-    max_concurrent = concurrent_trials(plan, cluster_capacity())
+    max_concurrent = concurrent_trials(plan, *cluster_capacity())
     _check_restorable(plan)
     tracking = Tracking.at(plan.tracking_uri)
     parent_run_id = _parent_run(plan, tracking)

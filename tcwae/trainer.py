@@ -162,7 +162,7 @@ class Trainer:
         indices = self.objective.randomness.indices(
             self.local_batch_size, len(self.dataset), self.device
         )
-        x = self.images[indices].float().div_(255.0)
+        x = self.images.index_select(0, indices).float().div_(255.0)
         if self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
