@@ -694,13 +694,14 @@ def _fit(spec: RunSpec, loop_config: dict[str, Any], callbacks: Sequence[Any]) -
             callbacks=list(callbacks),
         ),
     )
-    metrics = dict(trainer.fit().metrics)
+    result = trainer.fit()
+    # Checked first: a run that diverged before its first checkpoint has no metrics (None).
     non_finite = Tracking.at(spec.tracking_uri).tags(loop_config["run_id"]).get(TAG_NON_FINITE)
     if non_finite is not None:
         from tcwae.trainer import NonFiniteLossError
 
         raise NonFiniteLossError(non_finite)
-    return metrics
+    return dict(result.metrics)
 
 
 def run_in_process(spec: RunSpec, parent_run_id: str | None = None) -> dict[str, float]:

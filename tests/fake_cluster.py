@@ -126,8 +126,13 @@ class FakeCluster:
     def kill_worker_node(self, node_id: str) -> None:
         """Simulate losing a node (spot preemption, crash): SIGKILL its raylet.
 
-        The GCS then declares the node dead, its tasks and actors fail over, and the
-        autoscaler terminates what is left of it and launches a replacement if demand remains.
+        The GCS then declares the node dead and its tasks and actors fail over. Unlike a cloud
+        provider, whose reclaimed instance disappears, the fake provider keeps listing the node,
+        and the autoscaler, whose node updaters are disabled, sees it as a node still being set
+        up: it never removes it, counts it towards `max_workers`, and launches a replacement only
+        for work that does not fit what the node last had free (within the 30 s before its
+        missing heartbeats turn it into a pending node with all its resources). Kill a node that
+        the lost work filled, and do it last on a shared cluster.
         """
         raylets = [
             pid

@@ -67,3 +67,18 @@ def test_histogram_discretize_rejects_bad_codes(codes, message):
 def test_discrete_mutual_info_rejects_mismatched_lengths():
     with pytest.raises(ValueError, match="points"):
         discrete_mutual_info(np.zeros((5, 2)), np.zeros((4, 2)))
+
+
+def test_continuous_discrete_mutual_info_handles_tied_codes_and_single_label_points():
+    from tcwae.metrics import continuous_discrete_mutual_info
+
+    labels = np.random.default_rng(2).integers(0, 2, size=(4000, 1))
+    codes = labels.astype(np.float64)  # every code value tied with half of the points
+    estimate = continuous_discrete_mutual_info(codes, labels)
+    assert estimate[0, 0] == pytest.approx(discrete_entropy(labels)[0], abs=0.01)
+    labels[0, 0] = 5  # a label seen once is left out, as sklearn does
+    assert continuous_discrete_mutual_info(codes, labels)[0, 0] == pytest.approx(
+        estimate[0, 0], abs=0.01
+    )
+    with pytest.raises(ValueError, match="points"):
+        continuous_discrete_mutual_info(codes[:10], labels)

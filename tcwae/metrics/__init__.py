@@ -9,7 +9,12 @@ from tcwae.metrics.dci_scores import dci, dci_completeness, dci_disentanglement,
 from tcwae.metrics.evaluation import PROFILES, evaluate
 from tcwae.metrics.factor_vae import CachedEncoder, cached_encoder, factor_vae_score
 from tcwae.metrics.info_metrics import explicitness, infomec, modularity, normalised_mutual_info
-from tcwae.metrics.information import discrete_entropy, discrete_mutual_info, histogram_discretize
+from tcwae.metrics.information import (
+    continuous_discrete_mutual_info,
+    discrete_entropy,
+    discrete_mutual_info,
+    histogram_discretize,
+)
 from tcwae.metrics.mutual_info_gap import mig, mutual_info_matrix
 from tcwae.metrics.ranking import PAPER_SCORES, rank_configurations
 from tcwae.metrics.sap_score import sap, sap_score_matrix
@@ -19,6 +24,7 @@ __all__ = [
     "PROFILES",
     "CachedEncoder",
     "cached_encoder",
+    "continuous_discrete_mutual_info",
     "dci",
     "dci_completeness",
     "dci_disentanglement",

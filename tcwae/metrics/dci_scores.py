@@ -3,7 +3,10 @@
 As the reference library: an importance matrix `[codes, factors]` from gradient-boosted trees
 fitted per factor, disentanglement = importance-weighted mean over codes of 1 - (entropy of the
 code's importances over factors, base = number of factors), completeness the same per factor over
-codes, informativeness = prediction accuracy on the train and test points.
+codes, informativeness = prediction accuracy on the train and test points. The trees are
+sklearn's default `GradientBoostingClassifier` (`estimator="sklearn-gbt"`, the reference, minutes
+per model) or the same model grown by `tcwae.metrics.boosting` (`"fast"`, the default, an order of
+magnitude faster; its module docstring states how far it can differ).
 """
 
 from __future__ import annotations

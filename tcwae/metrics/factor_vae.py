@@ -1,8 +1,8 @@
 """FactorVAE score (Kim & Mnih 2018) and the encoder cache that makes it affordable.
 
-The score draws 15,000 batches of 64 images from a finite grid (about a million draws, half of
-dSprites' 737,280 images are hit more than once), so codes are looked up through `CachedEncoder`:
-every distinct observation is encoded once, in large batches.
+The score draws 15,000 batches of 64 images (plus 10,000 for the variances) from a finite grid:
+on dSprites' 737,280 images about 540,000 of the 970,000 draws are distinct. Codes are therefore
+looked up through `CachedEncoder`, which encodes every distinct observation once, in large batches.
 """
 
 from __future__ import annotations
@@ -166,7 +166,8 @@ def factor_vae_score(
     is below `prune_threshold` are pruned; with none left both accuracies are 0. Factors with a
     single value are never the fixed one (fixing them changes nothing). `num_active_dims` counts
     the dimensions kept (the reference reports the total number of dimensions instead). Pass the
-    `encoder` of an evaluation to reuse its cached codes; it must wrap the same dataset.
+    `encoder` of an evaluation to reuse its cached codes (it must wrap the same dataset; it then
+    encodes with its own `represent`).
     """
     for name, value in (
         ("num_train", num_train),
