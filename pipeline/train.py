@@ -64,6 +64,7 @@ CHECKPOINTS_TO_KEEP = 2
 CHECKPOINT_FILE = "trainer.pt"
 IN_PROCESS_DIR = "in_process"
 TRAIN_PREFIX = "train/"
+MIG_CURVE_METRIC = f"{TRAIN_PREFIX}mig"  # every `mig_every` steps, on the eval profile's sizes
 RESUMED_METRIC = "resumed_from_step"
 SCORE_KEYS = ("rec", "mig", "factor_vae", "sap")
 EVAL_SEED_STREAM = 7
@@ -187,6 +188,7 @@ _CONFIG_FLAGS = {
     "dz": ("--dz", "latent dimensions"),
     "seed": ("--seed", "random seed"),
     "eval_profile": ("--eval-profile", f"metric sizes, one of {', '.join(EVAL_PROFILES)}"),
+    "mig_every": ("--mig-every", "log MIG every this many steps (0 = only at the end)"),
     "data_source": ("--data-source", f"one of {', '.join(DATA_SOURCES)}"),
 }
 
@@ -446,6 +448,9 @@ class _Reporter:
         self.pending: dict[str, float] | None = None
         self.last_time = time.perf_counter()
         self.last_step = trainer.step
+        from tcwae.metrics import PROFILES
+
+        self._mig_points = PROFILES[self.cfg.eval_profile]["num_train"]
 
     def _is_checkpoint_step(self, step: int) -> bool:
         return step % self.cfg.checkpoint_every == 0 or step == self.cfg.steps
@@ -459,6 +464,8 @@ class _Reporter:
         )
         self.last_time, self.last_step = now, step
         if self.recorder is not None:
+            if self.cfg.mig_every and step % self.cfg.mig_every == 0 and self.trainer.has_factors:
+                metrics[MIG_CURVE_METRIC] = self.trainer.mig_now(self._mig_points)
             self.recorder.log_step(step, metrics)
         if self._is_checkpoint_step(step):
             self.pending = metrics  # sent with the checkpoint, which the trainer asks for next

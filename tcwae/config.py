@@ -64,6 +64,7 @@ class TrainConfig:
     report_every: int = 100
     checkpoint_every: int = 1000
     eval_profile: str = "quick"
+    mig_every: int = 0
     bf16: bool = False
     channels_last: bool = False
     compile: bool = False
@@ -104,6 +105,8 @@ class TrainConfig:
         for name in ("dz", "steps", "report_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{where}: {name} must be >= 1, got {getattr(self, name)}")
+        if self.mig_every < 0:
+            raise ConfigError(f"{where}: mig_every must be >= 0 (0 = never), got {self.mig_every}")
         if self.batch_size < 2:
             raise ConfigError(
                 f"{where}: batch_size must be >= 2 (the estimators compare codes within a batch), "

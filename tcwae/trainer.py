@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 STATE_FORMAT = 1
 EVAL_BATCH_SIZE = 512
+MIG_CURVE_STREAM = 11  # seeds the per-step draws of `mig_now`, apart from training's streams
 
 
 class NonFiniteLossError(RuntimeError):
@@ -334,3 +335,17 @@ class Trainer:
         finally:
             self.autoencoder.train(was_training)
         return total / n
+
+    @property
+    def has_factors(self) -> bool:
+        return bool(self.dataset.factor_sizes)
+
+    def mig_now(self, num_points: int) -> float:
+        """MIG of the current encoder on `num_points` grid points, for a curve of MIG against steps
+        (the budget choice of paper Table 1a). Draws come from (seed, step), never from the
+        training streams, so tracking the curve leaves the run itself unchanged."""
+        from tcwae.metrics import cached_encoder, mig
+
+        rng = np.random.default_rng([self.cfg.seed, MIG_CURVE_STREAM, self.step])
+        factors = self.dataset.sample_factors(num_points, rng)
+        return mig(cached_encoder(self.dataset, self.represent)(factors), factors)

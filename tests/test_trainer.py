@@ -3,7 +3,7 @@ import pytest
 import torch
 from science_helpers import one_thread, tiny_dsprites
 
-from tcwae.config import TrainConfig
+from tcwae.config import ConfigError, TrainConfig
 from tcwae.costs import l1_per_image
 from tcwae.trainer import NonFiniteLossError, Trainer
 
@@ -102,3 +102,22 @@ def test_represent_and_reconstruction_error():
     with torch.no_grad():
         expected = l1_per_image(trainer.autoencoder.decode(trainer.autoencoder.encode(x)[0]), x)
     assert error == pytest.approx(expected.mean().item(), rel=1e-5)
+
+
+def test_tracking_mig_during_training_leaves_the_run_unchanged():
+    cfg = TrainConfig(method="tcwae_mws", steps=4, batch_size=4, report_every=2, seed=5)
+    dataset = tiny_dsprites()
+    plain, tracked = Trainer(cfg, dataset), Trainer(cfg, dataset)
+    curve = []
+    plain_losses = plain.train()
+    tracked_losses = tracked.train(on_report=lambda step, _: curve.append(tracked.mig_now(64)))
+    assert tracked_losses == plain_losses
+    assert len(curve) == 2 and all(0.0 <= value <= 1.0 for value in curve)
+    # the draw depends on (seed, step) only, so the same model gives the same value again
+    assert tracked.mig_now(64) == curve[-1]
+    assert tracked.has_factors
+
+
+def test_negative_mig_every_is_rejected():
+    with pytest.raises(ConfigError, match="mig_every must be >= 0"):
+        TrainConfig(mig_every=-1).validate()

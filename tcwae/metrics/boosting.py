@@ -32,7 +32,7 @@ NUM_STAGES = 100
 MAX_DEPTH = 3
 LEARNING_RATE = 0.1
 MAX_BINS = 256
-EDGE_WINDOW = 64  # sorted points scanned exactly at each end of a node
+EDGE_WINDOW = 64  # at most this many sorted points scanned exactly at each end of a node
 
 
 @dataclass(frozen=True)
@@ -161,7 +161,8 @@ def fit_boosted_trees(
         sorted_values=np.take_along_axis(train_codes.T, order, axis=1).astype(np.float64),
         bin_start=np.stack([np.searchsorted(row, np.arange(num_bins + 1)) for row in sorted_bins]),
         coarse=np.flatnonzero([len(np.unique(column)) > max_bins for column in train_codes.T]),
-        window=edge_window,
+        # about four bins' worth of points: enough to cut off single points, cheap for small n
+        window=int(min(edge_window, 4 * np.ceil(num_points / max_bins))),
         num_points=num_points,
     )
     # one-hot of (dimension, bin) per point; its transpose times per-point weights gives histograms
@@ -175,21 +176,24 @@ def fit_boosted_trees(
         ),
         shape=(num_points, num_dims * num_bins),
     )
-    histogram_of = one_hot.T.tocsr()
+    # point-major: each point's row of weights is read once, in order (3x faster than bin-major)
+    histogram_of = one_hot.T.tocsc()
     root_counts = np.asarray(one_hot.sum(axis=0)).reshape(1, 1, num_dims, num_bins)
 
     num_trees = len(forest.group)
     raw = np.tile(forest.initial, (num_points, 1))
     test_raw = np.tile(forest.initial, (len(test_codes), 1))
     tree_index = np.arange(num_trees)[None, :]
+    row_start = (np.arange(num_points, dtype=np.int32) * num_dims)[:, None]
+    test_row_start = (np.arange(len(test_codes), dtype=np.int32) * num_dims)[:, None]
     importances = np.zeros((num_dims, len(forest.classes)))
     num_leaves = 2**max_depth
     # with every code constant no tree can split: the model stays at the class priors
     for _ in range(num_stages if num_bins > 1 else 0):
         probability = forest.probabilities(raw)
         gradient = forest.target - probability  # negative gradient of the log-loss, [n, trees]
-        node = np.zeros((num_points, num_trees), dtype=np.int64)
-        test_node = np.zeros((len(test_codes), num_trees), dtype=np.int64)
+        node = np.zeros((num_points, num_trees), dtype=np.int32)
+        test_node = np.zeros((len(test_codes), num_trees), dtype=np.int32)
         sums = (histogram_of @ gradient).reshape(num_dims, num_bins, num_trees)
         sums = sums.transpose(2, 0, 1)[:, None]  # [trees, nodes, dims, bins]
         counts = np.broadcast_to(root_counts, sums.shape)
@@ -220,8 +224,8 @@ def fit_boosted_trees(
                 (feature[split_tree, split_node], forest.group[split_tree]),
                 gain[split_tree, split_node] / num_points,
             )
-            node = _descend(node, train_codes, feature, threshold)
-            test_node = _descend(test_node, test_codes, feature, threshold)
+            node = _descend(node, train_codes, row_start, feature, threshold)
+            test_node = _descend(test_node, test_codes, test_row_start, feature, threshold)
         leaf = (tree_index * num_leaves + node).ravel()
         numerator = np.bincount(leaf, weights=gradient.ravel(), minlength=num_trees * num_leaves)
         denominator = np.bincount(
@@ -244,7 +248,7 @@ def fit_boosted_trees(
 
 
 def _child_histograms(
-    histogram_of: sp.csr_matrix,
+    histogram_of: sp.csc_matrix,
     gradient: np.ndarray,
     node: np.ndarray,
     sums: np.ndarray,
@@ -377,15 +381,16 @@ def _choose_splits(
 
 
 def _descend(
-    node: np.ndarray, codes: np.ndarray, feature: np.ndarray, threshold: np.ndarray
+    node: np.ndarray,
+    codes: np.ndarray,
+    row_start: np.ndarray,
+    feature: np.ndarray,
+    threshold: np.ndarray,
 ) -> np.ndarray:
     """Child index of every point in every tree after this level's splits (value > threshold
-    goes right, as in sklearn)."""
-    num_points, num_dims = codes.shape
-    split = node + np.arange(node.shape[1]) * feature.shape[1]  # flat (tree, node) index
-    value = codes.ravel().take(
-        np.arange(num_points)[:, None] * num_dims + feature.ravel().take(split)
-    )
+    goes right, as in sklearn). `row_start[i]` is the flat index of point i's first code."""
+    split = node + np.arange(node.shape[1], dtype=np.int32) * feature.shape[1]  # (tree, node)
+    value = codes.ravel().take(row_start + feature.ravel().take(split))
     return 2 * node + (value > threshold.ravel().take(split))
 
 
