@@ -34,7 +34,12 @@ import yaml
 from pipeline.search_space import METHOD_HYPERPARAMETERS, SCORES
 from tcwae.config import METHODS, TrainConfig
 from tcwae.metrics import rank_configurations
-from tcwae.viz import save_heatmaps, save_scores_vs_rec
+from tcwae.viz import (
+    save_curves,
+    save_heatmaps,
+    save_method_scores_vs_rec,
+    save_scores_vs_rec,
+)
 
 DEFAULT_RANK_BY = (("rec", "min"), ("mig", "max"), ("factor_vae", "max"), ("sap", "max"))
 PARENT_TAG = "mlflow.parentRunId"
@@ -43,6 +48,9 @@ FINISHED = "FINISHED"
 TCWAE_METHODS = ("tcwae_mws", "tcwae_gan")
 TRAVERSALS_ARTIFACT = "traversals.png"  # what pipeline/train.py logs for every run
 SCORES_VS_REC_CAPTION = "Scores against reconstruction along beta (paper Fig. 3)"
+METHOD_SCORES_CAPTION = "Scores against reconstruction, every run and each method's mean +- std"
+MIG_CURVE_METRIC = "train/mig"  # what pipeline/train.py logs every `mig_every` steps
+MIG_CURVE_CAPTION = "MIG against training steps, mean +- std over seeds (the budget choice)"
 CONFIG_FIELDS = tuple(f.name for f in fields(TrainConfig) if f.name != "seed")
 _FIELD_TYPES = {f.name: f.type for f in fields(TrainConfig)}
 
@@ -513,6 +521,67 @@ def _claim_mig_on_par(rows: Mapping[str, Mapping[str, Any]]) -> Claim:
     return Claim(statement, all(verdicts), "; ".join(details))
 
 
+@dataclass(frozen=True)
+class BudgetStep:
+    """MIG of every method at one training step (mean, std over seeds) and the two MIG claims."""
+
+    step: int
+    mig: Mapping[str, tuple[float, float]]
+    above_wae: Claim
+    on_par: Claim
+
+
+def curves_by_method(
+    runs: Sequence[Mapping[str, Any]], histories: Mapping[str, Mapping[int, float]]
+) -> dict[str, dict[int, list[float]]]:
+    """method -> step -> the values of its runs (one per seed), from each run's metric history
+    keyed by run id; a step is kept only where every run of the method logged it."""
+    by_method: dict[str, list[Mapping[int, float]]] = {}
+    for run in runs:
+        history = histories.get(run["run_id"])
+        if history:
+            by_method.setdefault(run["method"], []).append(history)
+    curves = {}
+    for method, members in by_method.items():
+        steps = set.intersection(*(set(history) for history in members))
+        curves[method] = {step: [history[step] for history in members] for step in sorted(steps)}
+    return curves
+
+
+def budget_steps(curves: Mapping[str, Mapping[int, Sequence[float]]]) -> list[BudgetStep]:
+    """The two MIG claims of issue 8 checked at every step that all methods logged: where along
+    training the comparison becomes (and stays) what the final table says."""
+    if not curves:
+        return []
+    steps = sorted(set.intersection(*(set(curve) for curve in curves.values())))
+    result = []
+    for step in steps:
+        rows = {}
+        for method, curve in curves.items():
+            mean, std = mean_and_std(curve[step])
+            rows[method] = {"method": method, "mig": mean, "mig_std": std}
+        result.append(
+            BudgetStep(
+                step=step,
+                mig={method: (row["mig"], row["mig_std"]) for method, row in rows.items()},
+                above_wae=_claim_mig_above_wae(rows),
+                on_par=_claim_mig_on_par(rows),
+            )
+        )
+    return result
+
+
+def holds_from(budget: Sequence[BudgetStep], which: str) -> int | None:
+    """The first step from which a claim ('above_wae' or 'on_par') holds at every later step."""
+    first = None
+    for entry in budget:
+        if getattr(entry, which).holds:
+            first = entry.step if first is None else first
+        else:
+            first = None
+    return first
+
+
 def _undecidable(rows: Mapping[str, Mapping[str, Any]], methods: Sequence[str], score: str) -> str:
     missing = [
         METHOD_LABELS[m] for m in methods if m not in rows or not _is_finite(rows[m].get(score))
@@ -532,12 +601,14 @@ def write_results_md(
     machine: str,
     figures: Mapping[str, str | Path],
     path: str | Path,
+    budget_curve: Sequence[BudgetStep] = (),
 ) -> list[Claim]:
     """Write RESULTS.md: ours (mean +- std over seeds) beside the paper's Rec, MIG, FactorVAE and
     SAP, our DCI and InfoMEC, the budget and machine, the three claims as computed, and the
     figures (copied next to the file, in `<stem>_figures/`, so the page is self-contained).
     `table` has one row per method (e.g. `best_per_method` values). Returns the claims."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     rows = {row["method"]: row for row in table}
     methods = [*paper_table, *(m for m in rows if m not in paper_table)]
     claims = check_claims(table)
@@ -598,6 +669,8 @@ def write_results_md(
         '"Within" / "by more than" k standard deviations uses the larger of the two methods\'',
         "standard deviations.",
     ]
+    if budget_curve:
+        lines += _budget_section(budget_curve, methods)
     if figures:
         figure_dir = path.parent / f"{path.stem}_figures"
         figure_dir.mkdir(parents=True, exist_ok=True)
@@ -607,8 +680,55 @@ def write_results_md(
             if Path(source).resolve() != target.resolve():
                 shutil.copyfile(source, target)
             lines += [f"{caption}:", "", f"![{caption}]({target.relative_to(path.parent)})", ""]
-    path.write_text("\n".join(lines).rstrip() + "\n")
+    _write_atomically(path, "\n".join(lines).rstrip() + "\n")
     return claims
+
+
+def _budget_section(budget: Sequence[BudgetStep], methods: Sequence[str]) -> list[str]:
+    present = [m for m in methods if m in budget[0].mig]
+    lines = [
+        "",
+        "## Budget: MIG against training steps",
+        "",
+        "MIG of every run logged during training (`mig_every`, same sample size as the final",
+        "MIG, a fresh draw at each step), mean ± std over seeds, with the two MIG claims checked",
+        "at each step. This is how the budget was chosen: the comparison is stable from the step",
+        "at which a claim starts holding for every later step.",
+        "",
+    ]
+    verdict = {True: "holds", False: "no", None: "-"}
+    lines += _markdown_table(
+        ["Step", *[METHOD_LABELS.get(m, m) for m in present], "TCWAE > WAE + 3 std", "on par"],
+        [
+            [
+                str(entry.step),
+                *[_mean_std(*entry.mig[m]) for m in present],
+                verdict[entry.above_wae.holds],
+                verdict[entry.on_par.holds],
+            ]
+            for entry in budget
+        ],
+    )
+    lines.append("")
+    for which, name in (("above_wae", "TCWAE > WAE + 3 std"), ("on_par", "on par")):
+        first = holds_from(budget, which)
+        if first is not None:
+            stable = f"holds from step {first} to the last step logged"
+        elif all(getattr(entry, which).holds is None for entry in budget):
+            stable = "cannot tell (a method or a standard deviation is missing)"
+        else:
+            stable = "does not hold at the last step logged"
+        lines.append(f"- *{name}*: {stable}.")
+    return lines
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write under a temporary name beside `path`, then rename: no reader sees half a file."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(handle, "w") as file:
+        file.write(text)
+    os.chmod(temporary, 0o644)
+    os.replace(temporary, path)
 
 
 def describe_budget(runs: Sequence[Mapping[str, Any]]) -> str:
@@ -679,6 +799,18 @@ def collect_rows(client: Any, parent_run_id: str) -> list[dict[str, Any]]:
             return rows
 
 
+def collect_histories(
+    client: Any, runs: Sequence[Mapping[str, Any]], metric: str = MIG_CURVE_METRIC
+) -> dict[str, dict[int, float]]:
+    """run id -> {step: value} of `metric` for every run that logged it."""
+    histories = {}
+    for run in runs:
+        points = client.get_metric_history(run["run_id"], metric)
+        if points:
+            histories[run["run_id"]] = {point.step: point.value for point in points}
+    return histories
+
+
 def log_report(client: Any, parent_run_id: str, report: Report) -> None:
     """Attach the report's files to the parent run and record the best configuration on it."""
     for path in report.files:
@@ -728,6 +860,23 @@ def report_sweep(
         scores_vs_rec = [path for path in report.files if path.name == "scores_vs_rec.png"]
         if scores_vs_rec:
             figures[SCORES_VS_REC_CAPTION] = scores_vs_rec[0]
+        method_scores = Path(out_dir) / "method_scores_vs_rec.png"
+        save_method_scores_vs_rec(report.runs, method_scores)
+        report.files.append(method_scores)
+        figures[METHOD_SCORES_CAPTION] = method_scores
+        chosen = {run_id for row in report.best_by_method.values() for run_id in row["run_ids"]}
+        runs = [run for run in report.runs if run["run_id"] in chosen]
+        curves = curves_by_method(runs, collect_histories(client, runs))
+        if curves:
+            curve_path = Path(out_dir) / "mig_vs_steps.png"
+            save_curves(
+                {METHOD_LABELS.get(m, m): c for m, c in curves.items()},
+                curve_path,
+                "MIG",
+                MIG_CURVE_CAPTION,
+            )
+            report.files.append(curve_path)
+            figures[MIG_CURVE_CAPTION] = curve_path
         write_results_md(
             list(report.best_by_method.values()),
             PAPER_TABLE_1A,
@@ -735,6 +884,7 @@ def report_sweep(
             machine or describe_machine(),
             figures,
             results_md,
+            budget_steps(curves),
         )
         report.files.append(Path(results_md))
     log_report(client, parent_run_id, report)

@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--name", help="sweep name (default: <space>-<profile>-<mode>)")
     parser.add_argument("--data-root", help="data folder (default: $TCWAE_DATA)")
     parser.add_argument("--seed", type=int, default=0, help="the Optuna sampler's seed")
+    parser.add_argument(
+        "--results-md", help="also write RESULTS.md here: paper Table 1a beside ours (issue 8)"
+    )
     return parser
 
 
@@ -142,6 +145,7 @@ class SweepPlan:
     resume: bool
     data_root: str | None
     seed: int
+    results_md: str | None = None
 
     @property
     def experiment_path(self) -> str:
@@ -191,6 +195,11 @@ def plan_sweep(argv: Sequence[str] | None) -> SweepPlan:
     if "/" in name or name in (".", ".."):
         raise UsageError(f"--name must be a folder name without '/', got {name!r}")
     data_root = str(Path(args.data_root).expanduser().resolve()) if args.data_root else None
+    results_md = None
+    if args.results_md:
+        results_path = Path(args.results_md).expanduser().resolve()
+        _require_writable(results_path.parent, "the folder of --results-md", "--results-md")
+        results_md = str(results_path)
     return SweepPlan(
         profile=profile,
         space_name=Path(space.source).stem,
@@ -208,6 +217,7 @@ def plan_sweep(argv: Sequence[str] | None) -> SweepPlan:
         resume=args.resume,
         data_root=data_root,
         seed=args.seed,
+        results_md=results_md,
     )
 
 
@@ -368,7 +378,13 @@ def run_sweep(plan: SweepPlan) -> tuple[str, Any]:
         if failed:
             print(f"sweep: {len(failed)} of {len(grid)} trials failed (see MLflow)", flush=True)
         with tempfile.TemporaryDirectory(prefix="tcwae-report-") as scratch:
-            report = report_sweep(tracking.client, parent_run_id, scratch, plan.profile.rank_by)
+            report = report_sweep(
+                tracking.client,
+                parent_run_id,
+                scratch,
+                plan.profile.rank_by,
+                results_md=plan.results_md,
+            )
     except BaseException as error:
         tracking.end_run(parent_run_id, error)
         raise
@@ -405,6 +421,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     minutes = (time.perf_counter() - started) / 60
     print(f"\n{report.text}\n\nbest: {report.best_overall['label']}")
     print(f"sweep: {plan.name} done in {minutes:.1f} min; MLflow parent run {parent_run_id}")
+    if plan.results_md:
+        print(f"sweep: wrote {plan.results_md}")
     if sqlite_path(plan.tracking_uri) is not None:
         print(f"sweep: open the results with: mlflow ui --backend-store-uri {plan.tracking_uri}")
     return 0

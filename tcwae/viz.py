@@ -272,6 +272,86 @@ def save_scores_vs_rec(
     _save_figure(figure, path)
 
 
+def save_method_scores_vs_rec(
+    rows: Sequence[Mapping[str, Any]],
+    path: str | Path,
+    score_keys: Sequence[str] = ("mig", "factor_vae", "sap"),
+    group_key: str = "method",
+    rec_key: str = "rec",
+) -> None:
+    """Scores against reconstruction error for methods at one setting each (paper Table 1a as a
+    picture): every run a faint dot, each method's mean over runs a marker with standard-deviation
+    bars on both axes."""
+    groups: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[str(row[group_key])].append(row)
+    if not groups:
+        raise ValueError("no rows to draw")
+    figure = Figure(figsize=(PANEL_INCHES[0] * len(score_keys), PANEL_INCHES[1]), dpi=DPI)
+    figure.set_layout_engine("constrained")
+    axes = figure.subplots(1, len(score_keys), squeeze=False)[0]
+    for ax, score_key in zip(axes, score_keys, strict=True):
+        for index, group in enumerate(sorted(groups)):
+            pairs = np.array(
+                [
+                    (float(row[rec_key]), float(row[score_key]))
+                    for row in groups[group]
+                    if _finite(row.get(rec_key)) and _finite(row.get(score_key))
+                ]
+            ).reshape(-1, 2)
+            if len(pairs) == 0:
+                continue
+            color = f"C{index}"
+            ax.scatter(pairs[:, 0], pairs[:, 1], s=10, alpha=0.35, color=color)
+            spread = pairs.std(axis=0, ddof=1) if len(pairs) > 1 else np.zeros(2)
+            center = pairs.mean(axis=0)
+            ax.errorbar(
+                center[0],
+                center[1],
+                xerr=spread[0],
+                yerr=spread[1],
+                fmt="o",
+                color=color,
+                markersize=6,
+                capsize=3,
+                label=group,
+            )
+        ax.set_xlabel(f"reconstruction error ({rec_key})")
+        ax.set_ylabel(score_key)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    figure.suptitle("scores against reconstruction: runs (dots), mean +- std over runs")
+    _save_figure(figure, path)
+
+
+def save_curves(
+    curves: Mapping[str, Mapping[int, Sequence[float]]],
+    path: str | Path,
+    ylabel: str,
+    title: str,
+) -> None:
+    """One line per group of a value against training steps: the mean over runs at each step,
+    with a band of one standard deviation (the Table-1a budget choice: MIG against steps)."""
+    if not curves:
+        raise ValueError("no curves to draw")
+    figure = Figure(figsize=PANEL_INCHES, dpi=DPI)
+    figure.set_layout_engine("constrained")
+    ax = figure.subplots()
+    for index, group in enumerate(sorted(curves)):
+        steps = sorted(curves[group])
+        values = [np.asarray(curves[group][step], dtype=float) for step in steps]
+        mean = np.array([v.mean() for v in values])
+        std = np.array([v.std(ddof=1) if len(v) > 1 else 0.0 for v in values])
+        ax.plot(steps, mean, marker="o", markersize=3, color=f"C{index}", label=group)
+        ax.fill_between(steps, mean - std, mean + std, color=f"C{index}", alpha=0.2)
+    ax.set_xlabel("training step")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
+    _save_figure(figure, path)
+
+
 def tile_grid_size(
     rows: int, columns: int, row_labels: bool, column_labels: bool
 ) -> tuple[int, int]:
@@ -284,6 +364,10 @@ def tile_grid_size(
 def _finite_mean(values: Iterable[Any]) -> float:
     finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
     return float(np.mean(finite)) if finite else math.nan
+
+
+def _finite(value: Any) -> bool:
+    return value is not None and math.isfinite(float(value))
 
 
 def _as_images(images_uint8: torch.Tensor | np.ndarray) -> torch.Tensor:

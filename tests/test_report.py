@@ -9,8 +9,11 @@ from pipeline.report import (
     aggregate,
     best_per_method,
     beta_slices,
+    budget_steps,
     build_report,
     check_claims,
+    curves_by_method,
+    holds_from,
     mean_and_std,
     pareto_front,
     rank,
@@ -327,9 +330,13 @@ def tracked_sweep(tmp_path_factory):
                 run_name=f"{name}-{seed}",
                 tags={"mlflow.parentRunId": parent_id},
             )
+            mig_history = [
+                Metric("train/mig", 0.001 * step + 0.1 * seed, 0, step) for step in (50, 100)
+            ]
             client.log_batch(
                 child.info.run_id,
-                metrics=[Metric(k, v, 0, 0) for k, v in mlflow_metrics(name, seed).items()],
+                metrics=[Metric(k, v, 0, 0) for k, v in mlflow_metrics(name, seed).items()]
+                + mig_history,
                 params=[Param(k, v) for k, v in mlflow_params(name, seed).items()],
             )
             if (name, seed) == ("D", 2):  # the highest MIG of the best TCWAE configuration
@@ -371,6 +378,8 @@ def test_report_sweep_logs_everything_to_the_parent_run(tracked_sweep, tmp_path)
         "report/ranking.txt",
         "report/heatmap_tcwae_mws.png",
         "report/scores_vs_rec.png",
+        "report/method_scores_vs_rec.png",
+        "report/mig_vs_steps.png",
         "report/RESULTS.md",
     } <= logged
     parent = client.get_run(parent_id)
@@ -387,6 +396,12 @@ def test_report_sweep_logs_everything_to_the_parent_run(tracked_sweep, tmp_path)
     copied = tmp_path / "RESULTS_figures" / "traversals.png"
     assert copied.read_bytes() == b"\x89PNG traversals"
     assert (tmp_path / "RESULTS_figures" / "scores_vs_rec.png").exists()
+    assert (tmp_path / "RESULTS_figures" / "mig_vs_steps.png").exists()
+    # MIG at steps 50, 100 is 0.001 * step + 0.1 * seed over seeds 0-2 of each best configuration
+    assert "| Step | WAE-MMD | TCWAE-MWS | beta-TCVAE | TCWAE > WAE + 3 std | on par |" in text
+    assert "| 50 | 0.15 ± 0.10 | 0.15 ± 0.10 | 0.15 ± 0.10 | - | - |" in text
+    assert "| 100 | 0.20 ± 0.10 |" in text
+    assert "*on par*: cannot tell" in text
 
 
 def test_cli_finds_the_sweep_by_name_and_prints_the_ranked_table(tracked_sweep, tmp_path, capsys):
@@ -415,3 +430,46 @@ def test_cli_names_a_missing_sweep(tracked_sweep, capsys):
     code = report.main(["--tracking-uri", uri, "--experiment", "tcwae", "--sweep", "nope"])
     assert code == 1
     assert "no sweep run named 'nope'" in capsys.readouterr().err
+
+
+def mig_curves(wae_by_step):
+    """Five methods' MIG over three seeds at steps 1-3; WAE's mean at each step is given, the
+    others sit at fixed values (TCWAEs 0.30, beta-TCVAE 0.25, FactorVAE 0.26), spread 0.01."""
+    levels = {"tcwae_mws": 0.30, "tcwae_gan": 0.30, "beta_tcvae": 0.25, "factor_vae": 0.26}
+    curves = {
+        method: {step: [level - SPREAD, level, level + SPREAD] for step in (1, 2, 3)}
+        for method, level in levels.items()
+    }
+    curves["wae_mmd"] = {
+        step: [mean - SPREAD, mean, mean + SPREAD] for step, mean in wae_by_step.items()
+    }
+    return curves
+
+
+def test_budget_steps_check_the_mig_claims_at_every_step():
+    budget = budget_steps(mig_curves({1: 0.29, 2: 0.02, 3: 0.02}))
+    assert [entry.step for entry in budget] == [1, 2, 3]
+    assert [entry.above_wae.holds for entry in budget] == [False, True, True]
+    assert all(entry.on_par.holds for entry in budget)
+    assert budget[1].mig["wae_mmd"] == pytest.approx((0.02, SPREAD))
+    assert holds_from(budget, "above_wae") == 2
+    assert holds_from(budget, "on_par") == 1
+
+
+def test_a_claim_holds_from_the_step_after_its_last_failure():
+    budget = budget_steps(mig_curves({1: 0.02, 2: 0.29, 3: 0.02}))
+    assert holds_from(budget, "above_wae") == 3
+    assert holds_from(budget_steps(mig_curves({1: 0.02, 2: 0.02, 3: 0.29})), "above_wae") is None
+
+
+def test_curves_keep_the_steps_every_run_of_a_method_logged():
+    runs = [
+        {"run_id": "a", "method": "wae_mmd"},
+        {"run_id": "b", "method": "wae_mmd"},
+        {"run_id": "c", "method": "tcwae_mws"},
+    ]
+    histories = {"a": {10: 0.1, 20: 0.2}, "b": {10: 0.3}, "c": {10: 0.5, 20: 0.6}}
+    assert curves_by_method(runs, histories) == {
+        "wae_mmd": {10: [0.1, 0.3]},
+        "tcwae_mws": {10: [0.5], 20: [0.6]},
+    }

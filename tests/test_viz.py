@@ -236,6 +236,35 @@ def test_scores_vs_rec_draws_rows_with_beta_only(tmp_path):
         viz.save_scores_vs_rec(rows[-1:], tmp_path / "none.png")
 
 
+def test_method_scores_vs_rec_draws_every_method_with_or_without_beta(tmp_path):
+    rows = [
+        {"method": m, "seed": s, "rec": 3.0 + s, "mig": 0.1 * s, "sap": 0.01}
+        for m in ("wae_mmd", "tcwae_mws")
+        for s in (0, 1, 2)
+    ]
+    rows.append({"method": "factor_vae", "rec": 4.0, "mig": float("nan"), "sap": 0.02})
+    path = tmp_path / "methods.png"
+    viz.save_method_scores_vs_rec(rows, path, score_keys=("mig", "sap"))
+    assert mpimg.imread(path).shape[:2] == (
+        round(viz.PANEL_INCHES[1] * viz.DPI),
+        round(2 * viz.PANEL_INCHES[0] * viz.DPI),
+    )
+    with pytest.raises(ValueError, match="no rows"):
+        viz.save_method_scores_vs_rec([], tmp_path / "none.png")
+
+
+def test_curves_draw_mean_and_band_per_group(tmp_path):
+    curves = {"WAE": {250: [0.01, 0.02], 500: [0.02, 0.03]}, "TCWAE": {250: [0.1], 500: [0.2]}}
+    path = tmp_path / "curves.png"
+    viz.save_curves(curves, path, "MIG", "MIG against steps")
+    assert mpimg.imread(path).shape[:2] == (
+        round(viz.PANEL_INCHES[1] * viz.DPI),
+        round(viz.PANEL_INCHES[0] * viz.DPI),
+    )
+    with pytest.raises(ValueError, match="no curves"):
+        viz.save_curves({}, tmp_path / "none.png", "MIG", "empty")
+
+
 @pytest.mark.parametrize("nchan", [1, 3])
 def test_model_pictures_of_the_paper_autoencoder(tmp_path, nchan):
     torch.manual_seed(0)
