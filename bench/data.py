@@ -25,12 +25,12 @@ import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-import uuid  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from benchmarks_md import replace_section  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 from tcwae.data import FactorDataset, load_dataset, procedural_dsprites  # noqa: E402
@@ -136,25 +136,6 @@ def machine() -> str:
     )
 
 
-def replace_section(path: Path, section: str) -> None:
-    """Put `section` (starting with SECTION) in place of the old one, keeping the rest; atomic."""
-    lines = path.read_text().splitlines() if path.exists() else ["# Benchmarks", ""]
-    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
-    if start is None:
-        kept_before, kept_after = lines, []
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        kept_before, kept_after = lines[:start], lines[end:]
-    while kept_before and not kept_before[-1].strip():
-        kept_before.pop()
-    text = "\n".join([*kept_before, "", section.rstrip(), "", *kept_after]).rstrip() + "\n"
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=Path(__file__).parents[1] / "BENCHMARKS.md")
@@ -239,8 +220,6 @@ def main(argv: list[str] | None = None) -> None:
     )
     section = "\n".join(
         [
-            SECTION,
-            "",
             f"`python bench/data.py` ({stamp}; {len(small)} images in the reduced grid). "
             f"Machine: {where}.",
             "",
@@ -254,8 +233,8 @@ def main(argv: list[str] | None = None) -> None:
         ]
     )
     print()
-    print(section)
-    replace_section(args.output, section)
+    print(SECTION, section, sep="\n\n")
+    replace_section(args.output, SECTION, section)
     print(f"\nwrote the {SECTION!r} section of {args.output}", file=sys.stderr)
 
 

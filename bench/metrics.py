@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import scipy
 import sklearn
+from benchmarks_md import BENCHMARKS, replace_section
 from scipy.stats import ortho_group
 from sklearn import ensemble, feature_selection, linear_model, metrics, preprocessing, svm
 from sklearn.exceptions import ConvergenceWarning
@@ -49,7 +49,6 @@ from tcwae.metrics import (
     sap,
 )
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 SECTION = "## Metrics"
 FACTOR_SIZES = (3, 6, 40, 32, 32)
 NUM_CODES = 10
@@ -412,27 +411,6 @@ def agreement_table() -> list[str]:
     return lines
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace this benchmark's section (or append it), keeping the rest; atomic rename."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
-    section = [SECTION, "", *body.strip().splitlines(), ""]
-    if start is None:
-        lines = [*lines, "", *section] if lines and lines[-1].strip() else [*lines, *section]
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        lines = lines[:start] + section + lines[end:]
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w") as file:
-        file.write("\n".join(lines).rstrip("\n") + "\n")
-    os.chmod(temporary, mode if mode & 0o044 else 0o644)  # mkstemp files are private
-    os.replace(temporary, path)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dci-agreement", action="store_true", help="minutes per codes kind")
@@ -480,7 +458,7 @@ def main() -> None:
     text = "\n".join(body)
     print(text)
     if not args.no_write:
-        write_section(BENCHMARKS, text)
+        replace_section(BENCHMARKS, SECTION, text)
         print(f"wrote {BENCHMARKS}")
 
 

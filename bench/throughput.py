@@ -21,13 +21,13 @@ import argparse
 import os
 import platform
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from benchmarks_md import BENCHMARKS, replace_section
 from torch.utils.data import DataLoader, Dataset
 
 from tcwae.config import METHODS, TrainConfig
@@ -35,7 +35,6 @@ from tcwae.data.dsprites import small_dsprites
 from tcwae.objectives import StepRandomness, build_objective
 from tcwae.trainer import Trainer
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 SECTION = "## Training throughput"
 BATCH_SIZES = (64, 256)
 DSPRITES_GRID = (3, 6, 10, 8, 8)
@@ -267,25 +266,6 @@ def summarise(rows: list[dict[str, object]], target: float = 1.3) -> list[str]:
     return lines
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace this benchmark's section (or append it), keeping the rest; atomic rename."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
-    section = [SECTION, "", *body.strip().splitlines(), ""]
-    if start is None:
-        lines = [*lines, "", *section] if lines and lines[-1].strip() else [*lines, *section]
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        lines = lines[:start] + section + lines[end:]
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w") as file:
-        file.write("\n".join(lines).rstrip("\n") + "\n")
-    os.replace(temporary, path)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", default=",".join(METHODS))
@@ -364,7 +344,7 @@ def main() -> None:
     print(table)
     print("\n".join(summarise(rows)))
     if not args.no_write:
-        write_section(BENCHMARKS, body)
+        replace_section(BENCHMARKS, SECTION, body)
         print(f"wrote {BENCHMARKS}")
 
 

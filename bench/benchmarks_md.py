@@ -1,0 +1,33 @@
+"""BENCHMARKS.md: each benchmark script owns one `## ` section and replaces only that one."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
+
+
+def replace_section(path: Path, heading: str, body: str) -> None:
+    """Put `heading` and `body` in place of the section with that heading (or append them),
+    keeping the rest of the file; written under a temporary name and renamed."""
+    lines = path.read_text().splitlines() if path.exists() else ["# Benchmarks"]
+    start = next((i for i, line in enumerate(lines) if line.strip() == heading), None)
+    if start is None:
+        before, after = lines, []
+    else:
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
+        )
+        before, after = lines[:start], lines[end:]
+    while before and not before[-1].strip():
+        before.pop()
+    section = [heading, "", *body.strip().splitlines(), ""]
+    text = "\n".join([*before, "", *section, *after]).rstrip("\n") + "\n"
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(handle, "w") as file:
+        file.write(text)
+    os.chmod(temporary, mode | 0o444)  # mkstemp files are private; BENCHMARKS.md is not
+    os.replace(temporary, path)
