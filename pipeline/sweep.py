@@ -42,10 +42,10 @@ from pipeline.train import (
     LaunchError,
     TrainingFailed,
     UsageError,
-    _absolute_storage,
-    _local_path,
-    _require_writable,
+    absolute_storage,
+    local_path,
     make_spec,
+    require_writable,
     run_training,
 )
 
@@ -187,10 +187,10 @@ def plan_sweep(argv: Sequence[str] | None) -> SweepPlan:
         num_samples = profile.num_samples if args.num_samples is None else args.num_samples
         if num_samples < 1:
             raise UsageError(f"--num-samples must be >= 1, got {num_samples}")
-    storage = _absolute_storage(args.storage or os.environ.get("TCWAE_STORAGE") or "runs")
-    local = _local_path(storage)
+    storage = absolute_storage(args.storage or os.environ.get("TCWAE_STORAGE") or "runs")
+    local = local_path(storage)
     if local is not None:
-        _require_writable(local, "Ray storage", "--storage")
+        require_writable(local, "Ray storage", "--storage")
     name = args.name or f"{Path(space.source).stem}-{profile.name}-{args.mode}"
     if "/" in name or name in (".", ".."):
         raise UsageError(f"--name must be a folder name without '/', got {name!r}")
@@ -198,7 +198,7 @@ def plan_sweep(argv: Sequence[str] | None) -> SweepPlan:
     results_md = None
     if args.results_md:
         results_path = Path(args.results_md).expanduser().resolve()
-        _require_writable(results_path.parent, "the folder of --results-md", "--results-md")
+        require_writable(results_path.parent, "the folder of --results-md", "--results-md")
         results_md = str(results_path)
     return SweepPlan(
         profile=profile,

@@ -160,7 +160,7 @@ def make_spec(
         use_gpu=use_gpu,
         tracking_uri=resolve_tracking_uri(tracking_uri),
         experiment=experiment or config.dataset,
-        storage=_absolute_storage(storage or "runs"),
+        storage=absolute_storage(storage or "runs"),
         name=name or default_run_name(config),
         data_root=str(Path(data_root).expanduser().resolve()) if data_root else None,
         max_failures=max_failures,
@@ -271,17 +271,17 @@ def check_launch(spec: RunSpec) -> None:
             f"{int(cpus)} or fewer (each worker takes one CPU), or connect to a larger cluster "
             "with RAY_ADDRESS"
         )
-    storage = _local_path(spec.storage)
+    storage = local_path(spec.storage)
     if storage is None and spec.workers == 0:
         raise LaunchError(
             f"--workers 0 keeps checkpoints on the local disk but --storage is {spec.storage}; "
             "pass a local directory"
         )
     if storage is not None:
-        _require_writable(storage, "storage", "--storage")
+        require_writable(storage, "storage", "--storage")
     database = sqlite_path(spec.tracking_uri)
     if database is not None:
-        _require_writable(database.parent, "MLflow database folder", "--tracking-uri")
+        require_writable(database.parent, "MLflow database folder", "--tracking-uri")
 
 
 def _available_resources(workers: int) -> tuple[float, float, str]:
@@ -295,14 +295,14 @@ def _available_resources(workers: int) -> tuple[float, float, str]:
     return float(os.cpu_count() or 1), float(torch.cuda.device_count()), "this machine"
 
 
-def _absolute_storage(storage: str) -> str:
+def absolute_storage(storage: str) -> str:
     if "://" in storage and not storage.startswith("file://"):
         return storage
     path = storage[len("file://") :] if storage.startswith("file://") else storage
     return str(Path(path).expanduser().resolve())
 
 
-def _local_path(storage: str) -> Path | None:
+def local_path(storage: str) -> Path | None:
     if storage.startswith("file://"):
         return Path(storage[len("file://") :])
     if "://" in storage:
@@ -310,7 +310,7 @@ def _local_path(storage: str) -> Path | None:
     return Path(storage)
 
 
-def _require_writable(path: Path, what: str, flag: str) -> None:
+def require_writable(path: Path, what: str, flag: str) -> None:
     """Probe with a temporary file in `path` or its nearest existing ancestor (it would be
     created there); root passes permission bits, so asking os.access is not enough."""
     existing = path
@@ -714,7 +714,7 @@ def _fit(spec: RunSpec, loop_config: dict[str, Any], callbacks: Sequence[Any]) -
 def run_in_process(spec: RunSpec, parent_run_id: str | None = None) -> dict[str, float]:
     """`--workers 0`: the same loop and MLflow record in this process, without Ray; checkpoints
     go to `<storage>/<name>/in_process/` and an interrupted run resumes from them."""
-    local = _local_path(spec.storage)
+    local = local_path(spec.storage)
     if local is None:
         raise LaunchError(f"--workers 0 needs a local --storage directory, got {spec.storage}")
     folder = local / spec.name / IN_PROCESS_DIR

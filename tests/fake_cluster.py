@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -45,6 +46,12 @@ FAST_NODE_DEATH_SYSTEM_CONFIG = {
     "health_check_period_ms": 1000,
     "health_check_failure_threshold": 4,
 }
+
+
+# The autoscaler writes a status report to monitor.log every update; the report's lines carry no
+# timestamp, the log line after it does.
+AUTOSCALER_STATUS_BANNER = "======== Autoscaler status"
+LOG_LINE_START = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
 
 
 class FakeClusterError(RuntimeError):
@@ -110,7 +117,8 @@ class FakeCluster:
             if time.monotonic() - started > timeout_s:
                 raise FakeClusterError(
                     f"{alive} alive worker nodes after {timeout_s:.0f} s, expected {count}; "
-                    f"autoscaler log: {self.monitor_log()}"
+                    f"the autoscaler's last report ({self.monitor_log()}):\n"
+                    f"{self.autoscaler_status()}"
                 )
             time.sleep(poll_s)
 
@@ -148,6 +156,24 @@ class FakeCluster:
     def monitor_log(self) -> Path:
         return self.temp_dir / "session_latest" / "logs" / "monitor.log"
 
+    def autoscaler_status(self) -> str:
+        """The autoscaler's latest status report (nodes, pending nodes, resource usage and
+        demands): what a failed wait needs to explain itself, as the log goes with the cluster."""
+        try:
+            text = self.monitor_log().read_text(errors="replace")
+        except OSError as error:
+            return f"(no autoscaler log: {error.strerror})"
+        start = text.rfind(AUTOSCALER_STATUS_BANNER)
+        if start < 0:
+            return "(no status report yet)"
+        first, *rest = text[start:].splitlines()
+        report = [first]
+        for line in rest:
+            if LOG_LINE_START.match(line):
+                break
+            report.append(line)
+        return "\n".join(report)
+
     def stop(self, grace_s: float = 2.0) -> None:
         """Kill every process of this cluster and nothing else: SIGTERM, then SIGKILL."""
         for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -180,7 +206,7 @@ def fake_cluster_config(
 def fake_cluster(
     config_path: Path = LOCAL_CLUSTER_CONFIG,
     system_config: dict[str, Any] | None = None,
-    start_timeout_s: float = 120.0,
+    start_timeout_s: float = 240.0,
     **config_overrides: Any,
 ) -> Iterator[FakeCluster]:
     """Start a fake autoscaling cluster from `config_path`, yield it, and always stop it.

@@ -2,11 +2,12 @@
 
 The Ray tests share one fake autoscaling cluster (tests/fake_cluster.py: a head with no CPUs and
 up to three 2-CPU worker nodes that Ray's own autoscaler adds and removes), so every trial makes
-the autoscaler add a node. Trials train on a tiny procedural dSprites grid cached in a data root
-for a few steps; every `TorchTrainer.fit` still costs 15-25 s of start-up on 2 cores, so there are
-three sweeps: a grid sweep submitted with `ray job submit` in which one trial fails on purpose, an
-Optuna sweep whose driver is killed and then resumed, and a one-trial sweep that loses the node
-under its training worker. The command-line checks need no Ray.
+the autoscaler add a node: these are also the autoscaling tests of cluster/local.yaml. Trials
+train on a tiny procedural dSprites grid cached in a data root for a few steps; every
+`TorchTrainer.fit` still costs 15-25 s of start-up on 2 cores, so there are three sweeps: a grid
+sweep submitted with `ray job submit` in which one trial fails on purpose, an Optuna sweep whose
+driver is killed and then resumed, and a one-trial sweep that loses the node under its training
+workers. The command-line checks need no Ray.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ import pytest
 import yaml
 from fake_cluster import FAST_NODE_DEATH_SYSTEM_CONFIG, FakeCluster, fake_cluster
 
-from pipeline.sweep import main
+from pipeline.sweep import SweepError, concurrent_trials, main, plan_sweep
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SWEEP_SCRIPT = REPO_ROOT / "pipeline" / "sweep.py"
@@ -72,8 +73,9 @@ EXPLODING_LR = 1.0e30
 NON_FINITE_ERROR = re.compile(r"NonFiniteLossError: step \d+: loss term '\w+' is (nan|inf)")
 
 SWEEP_TIMEOUT_S = 900.0
-# idle_timeout_minutes is 0.1 (6 s) in cluster/local.yaml; allow for a loaded machine.
-IDLE_REMOVAL_TIMEOUT_S = 90.0
+# idle_timeout_minutes is 0.1 (6 s) in cluster/local.yaml, but a killed driver's training workers
+# can take a minute to go on a loaded machine.
+IDLE_REMOVAL_TIMEOUT_S = 150.0
 POLL_S = 0.25
 
 RANGES = {
@@ -186,16 +188,21 @@ def last_logged_step(database: Path, run_id: str, key: str) -> int:
     return step
 
 
-def wait_for(condition, timeout_s: float, what: str, process: subprocess.Popen | None = None):
+def wait_for(
+    condition: Callable[[], Any], timeout_s: float, what: str, driver: Driver | None = None
+) -> Any:
     """Poll `condition()` until it returns something truthy and return that; fail after
-    `timeout_s`, or as soon as `process` (the sweep driver) exits."""
+    `timeout_s`, or as soon as `driver` (a sweep) exits."""
     started = time.monotonic()
     while True:
         value = condition()
         if value:
             return value
-        if process is not None and process.poll() is not None:
-            raise AssertionError(f"the sweep exited ({process.returncode}) before {what}")
+        if driver is not None and driver.process.poll() is not None:
+            raise AssertionError(
+                f"the sweep exited ({driver.process.returncode}) before {what}:\n"
+                f"{driver.output()[-5000:]}"
+            )
         if time.monotonic() - started > timeout_s:
             raise AssertionError(f"no {what} within {timeout_s:.0f} s")
         time.sleep(POLL_S)
@@ -371,6 +378,32 @@ def test_num_samples_in_grid_mode_is_refused(tmp_path, capsys):
     _assert_refused(code, capsys.readouterr().err, tmp_path, expected)
 
 
+def test_results_md_under_a_file_is_refused(tmp_path, capsys):
+    path = write_space(tmp_path / "space.yaml", space_dict(GRID_METHODS))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    code = main(
+        sweep_args(path, tmp_path, tmp_path / "data", "--results-md", str(blocker / "RESULTS.md"))
+    )
+    expected = "is not a directory; pass --results-md a writable directory"
+    _assert_refused(code, capsys.readouterr().err, tmp_path, expected)
+
+
+def test_concurrency_comes_from_the_cluster_or_is_left_to_its_autoscaler(tmp_path):
+    path = write_space(tmp_path / "space.yaml", space_dict(GRID_METHODS))
+    plan = plan_sweep(sweep_args(path, tmp_path, tmp_path / "data", "--mode", "grid"))
+    assert plan.num_samples == 4
+    assert concurrent_trials(plan, {"CPU": 3, "GPU": 0}) == 3
+    assert concurrent_trials(plan, {"CPU": 16, "GPU": 0}) == 4
+    # A cluster that publishes no autoscaling limits and has no CPU yet (the head of
+    # cluster/local.yaml, aws.yaml, gcp.yaml): every trial starts and waits for its nodes.
+    assert concurrent_trials(plan, {"CPU": 0, "GPU": 0}, may_grow=True) == 4
+    capped = plan_sweep(sweep_args(path, tmp_path, tmp_path / "data", "--max-concurrent", "2"))
+    assert concurrent_trials(capped, {"CPU": 0, "GPU": 0}, may_grow=True) == 2
+    with pytest.raises(SweepError, match="a trial needs 1 CPUs and 0 GPUs .* at most 0 CPUs"):
+        concurrent_trials(plan, {"CPU": 0, "GPU": 0})
+
+
 # Sweeps on the fake autoscaling cluster ---------------------------------------------------------
 
 
@@ -381,6 +414,8 @@ def test_grid_sweep_submitted_as_a_job_scales_the_cluster_and_records_every_tria
     """Four grid points, one of which diverges: the job succeeds, the failed trial is recorded
     as FAILED with its cause, the other three are complete runs under one reported parent, and
     the autoscaler adds the nodes the trials need (the head has no CPU) and removes them after."""
+    from mlflow.entities import LoggedModelStatus
+
     space = write_space(tmp_path / "grid.yaml", space_dict(GRID_METHODS))
     args = sweep_args(space, tmp_path, tiny_data_root, "--mode", "grid")
     submit = [RAY_EXECUTABLE, "job", "submit", "--address", idle_cluster.dashboard_url, "--"]
@@ -390,12 +425,11 @@ def test_grid_sweep_submitted_as_a_job_scales_the_cluster_and_records_every_tria
     assert job.wait(SWEEP_TIMEOUT_S - (time.monotonic() - started)) == 0, job.output()[-5000:]
     assert re.search(r"Job '\S+' succeeded", job.output())
 
-    assert workers_seen, "the head has no CPU, yet no worker node was added"
+    # The head has no CPU: every trial needs a worker node, four 1-CPU trials at once need two.
+    assert len(workers_seen) >= 2, workers_seen
     idle_cluster.wait_for_alive_workers(0, IDLE_REMOVAL_TIMEOUT_S)
     dead = {node.node_id for node in idle_cluster.nodes() if not node.alive}
     assert workers_seen <= dead
-
-    from mlflow.entities import LoggedModelStatus
 
     client = mlflow_client(tmp_path)
     [parent], children = parent_and_children(client)
@@ -413,7 +447,6 @@ def test_grid_sweep_submitted_as_a_job_scales_the_cluster_and_records_every_tria
     [failed] = by_status["FAILED"]
     assert failed.data.params["method"] == "beta_tcvae"
     assert NON_FINITE_ERROR.search(failed.data.tags[ERROR_TAG]), failed.data.tags[ERROR_TAG]
-
     assert any(path.startswith("errors/") for path in artifact_paths(client, failed.info.run_id))
 
     finished = by_status["FINISHED"]
@@ -467,7 +500,7 @@ def test_killed_optuna_sweep_resumes_without_duplicating_trials(
             ),
             SWEEP_TIMEOUT_S,
             "finished trial",
-            first.process,
+            first,
         )
         # The sweep exists now: starting it again without --resume is refused.
         again = subprocess.run(
@@ -476,6 +509,7 @@ def test_killed_optuna_sweep_resumes_without_duplicating_trials(
         assert again.returncode == 2, again.stderr
         sweep_lines = [line for line in again.stderr.splitlines() if line.startswith("sweep:")]
         assert len(sweep_lines) == 1 and "already exists" in sweep_lines[0], again.stderr
+        assert again.stderr.strip().splitlines()[-1] == sweep_lines[0]
         assert "--resume" in sweep_lines[0]
     finally:
         first.kill()
@@ -506,7 +540,7 @@ def test_killed_optuna_sweep_resumes_without_duplicating_trials(
     assert re.search(r"^best: (tcwae_mws|wae_mmd) ", output, re.M)
 
 
-NODE_LOSS_TRAIN = {"steps": 100, "report_every": 10, "checkpoint_every": 10}
+NODE_LOSS_TRAIN = {"steps": 200, "report_every": 10, "checkpoint_every": 10}
 # Two 1-CPU workers fill one 2-CPU node, as a one-GPU trial fills a one-GPU cloud node. The fake
 # provider keeps a node whose raylet died listed as a node being set up, so the autoscaler
 # replaces it only when the lost work does not fit what that node last had free.
@@ -539,9 +573,7 @@ def test_trial_survives_losing_its_node_and_continues_from_its_checkpoint(
                     return run
             return None
 
-        trial = wait_for(
-            trial_past_its_first_checkpoint, SWEEP_TIMEOUT_S, "checkpoint", sweep.process
-        )
+        trial = wait_for(trial_past_its_first_checkpoint, SWEEP_TIMEOUT_S, "checkpoint", sweep)
         workers = list_actors(
             address=idle_cluster.gcs_address,
             filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")],
