@@ -48,9 +48,10 @@ FINISHED = "FINISHED"
 TCWAE_METHODS = ("tcwae_mws", "tcwae_gan")
 TRAVERSALS_ARTIFACT = "traversals.png"  # what pipeline/train.py logs for every run
 SCORES_VS_REC_CAPTION = "Scores against reconstruction along beta (paper Fig. 3)"
-METHOD_SCORES_CAPTION = "Scores against reconstruction, every run and each method's mean +- std"
+METHOD_SCORES_CAPTION = "Scores against reconstruction, every run and each method's mean ± std"
 MIG_CURVE_METRIC = "train/mig"  # what pipeline/train.py logs every `mig_every` steps
-MIG_CURVE_CAPTION = "MIG against training steps, mean +- std over seeds (the budget choice)"
+MIG_CURVE_CAPTION = "MIG against training steps, mean ± std over seeds (the budget choice)"
+MIG_CURVE_TITLE = "MIG during training, mean ± std over seeds"
 CONFIG_FIELDS = tuple(f.name for f in fields(TrainConfig) if f.name != "seed")
 _FIELD_TYPES = {f.name: f.type for f in fields(TrainConfig)}
 
@@ -858,10 +859,17 @@ def report_sweep(
                 local = client.download_artifacts(run_id, TRAVERSALS_ARTIFACT, str(out_dir))
                 figures[f"Latent traversals of the best TCWAE model, {row['label']}"] = local
         scores_vs_rec = [path for path in report.files if path.name == "scores_vs_rec.png"]
-        if scores_vs_rec:
+        methods = [row["method"] for row in report.ranked]
+        if scores_vs_rec and len(set(methods)) < len(methods):  # some method has a beta series
             figures[SCORES_VS_REC_CAPTION] = scores_vs_rec[0]
         method_scores = Path(out_dir) / "method_scores_vs_rec.png"
-        save_method_scores_vs_rec(report.runs, method_scores)
+        save_method_scores_vs_rec(
+            [
+                {**run, "method": METHOD_LABELS.get(run["method"], run["method"])}
+                for run in report.runs
+            ],
+            method_scores,
+        )
         report.files.append(method_scores)
         figures[METHOD_SCORES_CAPTION] = method_scores
         chosen = {run_id for row in report.best_by_method.values() for run_id in row["run_ids"]}
@@ -873,7 +881,7 @@ def report_sweep(
                 {METHOD_LABELS.get(m, m): c for m, c in curves.items()},
                 curve_path,
                 "MIG",
-                MIG_CURVE_CAPTION,
+                MIG_CURVE_TITLE,
             )
             report.files.append(curve_path)
             figures[MIG_CURVE_CAPTION] = curve_path

@@ -320,7 +320,7 @@ def save_method_scores_vs_rec(
         ax.set_ylabel(score_key)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    figure.suptitle("scores against reconstruction: runs (dots), mean +- std over runs")
+    figure.suptitle("scores against reconstruction: runs (dots), mean ± std over runs")
     _save_figure(figure, path)
 
 
