@@ -417,7 +417,10 @@ def test_grid_sweep_submitted_as_a_job_scales_the_cluster_and_records_every_tria
     from mlflow.entities import LoggedModelStatus
 
     space = write_space(tmp_path / "grid.yaml", space_dict(GRID_METHODS))
-    args = sweep_args(space, tmp_path, tiny_data_root, "--mode", "grid")
+    results_md = tmp_path / "results" / "RESULTS.md"
+    args = sweep_args(
+        space, tmp_path, tiny_data_root, "--mode", "grid", "--results-md", str(results_md)
+    )
     submit = [RAY_EXECUTABLE, "job", "submit", "--address", idle_cluster.dashboard_url, "--"]
     job = Driver([*submit, *sweep_command(*args)], idle_cluster.driver_env(), tmp_path / "job.log")
     started = time.monotonic()
@@ -437,6 +440,8 @@ def test_grid_sweep_submitted_as_a_job_scales_the_cluster_and_records_every_tria
     assert REPORT_ARTIFACTS | {"config.yaml"} <= artifact_paths(client, parent.info.run_id)
     assert parent.data.metrics["finished_trials"] == 3
     assert parent.data.metrics["unfinished_trials"] == 1
+    assert "## The paper's claims, checked on these numbers" in results_md.read_text()
+    assert "report/RESULTS.md" in artifact_paths(client, parent.info.run_id)
 
     assert len(children) == 4
     assert {child.data.tags[PARENT_TAG] for child in children} == {parent.info.run_id}
