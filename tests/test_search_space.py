@@ -140,7 +140,7 @@ def test_trial_train_config_layers_profile_method_and_point():
     )
     assert isinstance(config, TrainConfig)
     assert (config.method, config.beta, config.gamma, config.seed) == ("beta_tcvae", 6.0, 1.0, 3)
-    assert (config.steps, config.batch_size, config.eval_profile) == (500, 64, "quick")
+    assert (config.steps, config.batch_size, config.eval_profile) == (1000, 64, "quick")
     assert config.estimator == "mws"
 
 
