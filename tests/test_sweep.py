@@ -29,6 +29,7 @@ import pytest
 import yaml
 from fake_cluster import FAST_NODE_DEATH_SYSTEM_CONFIG, FakeCluster, fake_cluster
 
+from pipeline.search_space import SCORES
 from pipeline.sweep import SweepError, concurrent_trials, main, plan_sweep
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -40,18 +41,6 @@ TINY_GRID = (3, 2, 4, 8, 8)  # shape, scale, orientation, posX, posY: 1536 image
 EXPERIMENT = "dsprites"  # the sweep's default experiment: the search space's data set
 PARENT_TAG = "mlflow.parentRunId"
 ERROR_TAG = "tcwae.error"
-SCORES = (
-    "rec",
-    "mig",
-    "factor_vae",
-    "sap",
-    "dci_disentanglement",
-    "dci_completeness",
-    "dci_informativeness_test",
-    "infom",
-    "infoc",
-    "infoe",
-)
 CHILD_ARTIFACTS = {
     "traversals.png",
     "reconstructions.png",
