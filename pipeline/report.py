@@ -75,14 +75,7 @@ SCORE_LABELS = {
     "infoe": "InfoE",
 }
 PAPER_SCORES = ("rec", "mig", "factor_vae", "sap")
-EXTRA_SCORES = (
-    "dci_disentanglement",
-    "dci_completeness",
-    "dci_informativeness_test",
-    "infom",
-    "infoc",
-    "infoe",
-)
+EXTRA_SCORES = tuple(score for score in SCORES if score not in PAPER_SCORES)
 
 # Paper (seed 001) Table 1a, dSprites, 5 seeds, 300k iterations: (mean, std) per score.
 PAPER_TABLE_1A: dict[str, dict[str, Any]] = {
