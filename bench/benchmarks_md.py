@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
+
+from pipeline.report import write_text_atomically
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 
@@ -26,8 +26,4 @@ def replace_section(path: Path, heading: str, body: str) -> None:
     section = [heading, "", *body.strip().splitlines(), ""]
     text = "\n".join([*before, "", *section, *after]).rstrip("\n") + "\n"
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w") as file:
-        file.write(text)
-    os.chmod(temporary, mode | 0o444)  # mkstemp files are private; BENCHMARKS.md is not
-    os.replace(temporary, path)
+    write_text_atomically(path, text, mode | 0o444)

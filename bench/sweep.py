@@ -29,7 +29,6 @@ import math
 import os
 import platform
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -39,7 +38,12 @@ import numpy as np
 import optuna
 from benchmarks_md import BENCHMARKS, replace_section
 
-from pipeline.report import aggregate, collect_rows, find_parent_run_id
+from pipeline.report import (
+    aggregate,
+    collect_rows,
+    find_parent_run_id,
+    write_text_atomically,
+)
 from pipeline.search_space import (
     GRID_PARAMETER,
     OptunaDefineByRun,
@@ -87,11 +91,7 @@ def cache_from_mlflow(tracking_uri: str, experiment: str, sweep: str, path: Path
             for row in table
         ],
     }
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w") as file:
-        json.dump(cache, file, indent=1)
-    os.chmod(temporary, 0o644)
-    os.replace(temporary, path)
+    write_text_atomically(path, json.dumps(cache, indent=1))
 
 
 def _hyperparameters(row: Mapping[str, Any]) -> dict[str, float]:

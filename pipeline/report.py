@@ -674,7 +674,7 @@ def write_results_md(
             if Path(source).resolve() != target.resolve():
                 shutil.copyfile(source, target)
             lines += [f"{caption}:", "", f"![{caption}]({target.relative_to(path.parent)})", ""]
-    _write_atomically(path, "\n".join(lines).rstrip() + "\n")
+    write_text_atomically(path, "\n".join(lines).rstrip() + "\n")
     return claims
 
 
@@ -716,13 +716,18 @@ def _budget_section(budget: Sequence[BudgetStep], methods: Sequence[str]) -> lis
     return lines
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    """Write under a temporary name beside `path`, then rename: no reader sees half a file."""
+def write_text_atomically(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write under a temporary name beside `path`, then rename: no reader sees half a file, and
+    a failed write leaves the old one. `mode` because mkstemp files are private."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w") as file:
-        file.write(text)
-    os.chmod(temporary, 0o644)
-    os.replace(temporary, path)
+    try:
+        with os.fdopen(handle, "w") as file:
+            file.write(text)
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def describe_budget(runs: Sequence[Mapping[str, Any]]) -> str:
