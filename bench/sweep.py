@@ -46,6 +46,7 @@ from pipeline.report import (
 )
 from pipeline.search_space import (
     GRID_PARAMETER,
+    METHOD_HYPERPARAMETERS,
     OptunaDefineByRun,
     Profile,
     config_id,
@@ -95,7 +96,7 @@ def cache_from_mlflow(tracking_uri: str, experiment: str, sweep: str, path: Path
 
 
 def _hyperparameters(row: Mapping[str, Any]) -> dict[str, float]:
-    return {name: row[name] for name in ("beta", "gamma", "lam") if name in row}
+    return {name: row[name] for name in METHOD_HYPERPARAMETERS[row["method"]] if name in row}
 
 
 class Grid:
