@@ -32,6 +32,7 @@ import numpy as np
 import yaml
 
 from pipeline.search_space import METHOD_HYPERPARAMETERS, SCORES
+from pipeline.train import MIG_CURVE_METRIC
 from tcwae.config import METHODS, TrainConfig
 from tcwae.metrics import rank_configurations
 from tcwae.viz import (
@@ -49,7 +50,6 @@ TCWAE_METHODS = ("tcwae_mws", "tcwae_gan")
 TRAVERSALS_ARTIFACT = "traversals.png"  # what pipeline/train.py logs for every run
 SCORES_VS_REC_CAPTION = "Scores against reconstruction along beta (paper Fig. 3)"
 METHOD_SCORES_CAPTION = "Scores against reconstruction, every run and each method's mean ± std"
-MIG_CURVE_METRIC = "train/mig"  # what pipeline/train.py logs every `mig_every` steps
 MIG_CURVE_CAPTION = "MIG against training steps, mean ± std over seeds (the budget choice)"
 MIG_CURVE_TITLE = "MIG during training, mean ± std over seeds"
 CONFIG_FIELDS = tuple(f.name for f in fields(TrainConfig) if f.name != "seed")
