@@ -188,9 +188,7 @@ def save_heatmaps(
 ) -> None:
     """Paper Fig. 1: one heatmap per score over the (x, y) grid, each with its own colour scale,
     cells annotated with the mean over duplicates; cells without a score are grey."""
-    figure = Figure(figsize=(PANEL_INCHES[0] * len(score_keys), PANEL_INCHES[1]), dpi=DPI)
-    figure.set_layout_engine("constrained")
-    axes = figure.subplots(1, len(score_keys), squeeze=False)[0]
+    figure, axes = _panel_row(len(score_keys))
     for ax, score_key in zip(axes, score_keys, strict=True):
         xs, ys, means = grid_means(rows, x_key, y_key, score_key)
         masked = np.ma.masked_invalid(means)
@@ -240,9 +238,7 @@ def save_scores_vs_rec(
             points[str(row[group_key])][float(row[annotate_key])].append(row)
     if not points:
         raise ValueError(f"no row has {annotate_key!r} to draw")
-    figure = Figure(figsize=(PANEL_INCHES[0] * len(score_keys), PANEL_INCHES[1]), dpi=DPI)
-    figure.set_layout_engine("constrained")
-    axes = figure.subplots(1, len(score_keys), squeeze=False)[0]
+    figure, axes = _panel_row(len(score_keys))
     for ax, score_key in zip(axes, score_keys, strict=True):
         for group in sorted(points):
             series = []
@@ -264,9 +260,7 @@ def save_scores_vs_rec(
                     xytext=(3, 3),
                     fontsize=7,
                 )
-        ax.set_xlabel(f"reconstruction error ({rec_key})")
-        ax.set_ylabel(score_key)
-        ax.grid(alpha=0.3)
+        _label_against_rec(ax, rec_key, score_key)
     axes[0].legend(fontsize=8)
     figure.suptitle(f"scores against reconstruction; labels: {annotate_key}")
     _save_figure(figure, path)
@@ -287,9 +281,7 @@ def save_method_scores_vs_rec(
         groups[str(row[group_key])].append(row)
     if not groups:
         raise ValueError("no rows to draw")
-    figure = Figure(figsize=(PANEL_INCHES[0] * len(score_keys), PANEL_INCHES[1]), dpi=DPI)
-    figure.set_layout_engine("constrained")
-    axes = figure.subplots(1, len(score_keys), squeeze=False)[0]
+    figure, axes = _panel_row(len(score_keys))
     for ax, score_key in zip(axes, score_keys, strict=True):
         for index, group in enumerate(sorted(groups)):
             pairs = np.array(
@@ -316,9 +308,7 @@ def save_method_scores_vs_rec(
                 capsize=3,
                 label=group,
             )
-        ax.set_xlabel(f"reconstruction error ({rec_key})")
-        ax.set_ylabel(score_key)
-        ax.grid(alpha=0.3)
+        _label_against_rec(ax, rec_key, score_key)
     axes[0].legend(fontsize=8)
     figure.suptitle("scores against reconstruction: runs (dots), mean ± std over runs")
     _save_figure(figure, path)
@@ -362,12 +352,25 @@ def tile_grid_size(
 
 
 def _finite_mean(values: Iterable[Any]) -> float:
-    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    finite = [float(v) for v in values if _finite(v)]
     return float(np.mean(finite)) if finite else math.nan
 
 
 def _finite(value: Any) -> bool:
     return value is not None and math.isfinite(float(value))
+
+
+def _panel_row(count: int) -> tuple[Figure, Sequence[Any]]:
+    """A figure with a row of `count` panels, one per score."""
+    figure = Figure(figsize=(PANEL_INCHES[0] * count, PANEL_INCHES[1]), dpi=DPI)
+    figure.set_layout_engine("constrained")
+    return figure, figure.subplots(1, count, squeeze=False)[0]
+
+
+def _label_against_rec(ax: Any, rec_key: str, score_key: str) -> None:
+    ax.set_xlabel(f"reconstruction error ({rec_key})")
+    ax.set_ylabel(score_key)
+    ax.grid(alpha=0.3)
 
 
 def _as_images(images_uint8: torch.Tensor | np.ndarray) -> torch.Tensor:
