@@ -1,5 +1,6 @@
 """bench/sweep.py counts trials to the grid's best configuration on the committed score cache."""
 
+import copy
 import importlib.util
 import json
 import sys
@@ -42,9 +43,9 @@ def test_grid_sampler_runs_every_configuration_once(bench_sweep, grid):
     the last position included (where the sampler stops the study)."""
     positions = []
     for best in grid.ids:
-        grid.best = best
-        positions.append(bench_sweep.grid_sampler_order(grid, seed=3))
-    grid.best = grid.ranked[0]["id"]
+        moved = copy.copy(grid)
+        moved.best = best
+        positions.append(bench_sweep.grid_sampler_order(moved, seed=3))
     assert sorted(positions) == list(range(1, len(grid.ids) + 1))
 
 
