@@ -39,6 +39,7 @@ import optuna
 from benchmarks_md import BENCHMARKS, replace_section
 
 from pipeline.report import (
+    PAPER_SCORES,
     aggregate,
     collect_rows,
     find_parent_run_id,
@@ -87,7 +88,7 @@ def cache_from_mlflow(tracking_uri: str, experiment: str, sweep: str, path: Path
             {
                 "method": row["method"],
                 **_hyperparameters(row),
-                **{score: row[score] for score in ("rec", "mig", "factor_vae", "sap")},
+                **{score: row[score] for score in PAPER_SCORES},
             }
             for row in table
         ],
