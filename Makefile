@@ -19,6 +19,7 @@ bench: setup
 	$(PY) bench/data.py
 	$(PY) bench/throughput.py
 	$(PY) bench/metrics.py
+	$(PY) bench/sweep.py
 
 sweep: setup
 	$(PY) pipeline/sweep.py dsprites --profile cpu
