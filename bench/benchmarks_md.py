@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 
 from pipeline.report import write_text_atomically
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
+
+
+def cpu_model() -> str:
+    """The CPU's model name, so that every section says which machine its figures come from."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def replace_section(path: Path, heading: str, body: str) -> None:

@@ -30,7 +30,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from benchmarks_md import replace_section  # noqa: E402
+from benchmarks_md import cpu_model, replace_section  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 from tcwae.data import FactorDataset, load_dataset, procedural_dsprites  # noqa: E402
@@ -119,17 +119,9 @@ def images_per_second(stream: FactorDatasetStream | LoaderStream, seconds: float
 
 
 def machine() -> str:
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (
-        f"{model}, {os.cpu_count()} cores, torch {torch.__version__} "
+        f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), numpy {np.__version__}, Python "
         f"{platform.python_version()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}; "
         f"1-minute load average at start {load:.1f}"

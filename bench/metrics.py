@@ -25,12 +25,11 @@ import platform
 import time
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import scipy
 import sklearn
-from benchmarks_md import BENCHMARKS, replace_section
+from benchmarks_md import BENCHMARKS, cpu_model, replace_section
 from scipy.stats import ortho_group
 from sklearn import ensemble, feature_selection, linear_model, metrics, preprocessing, svm
 from sklearn.exceptions import ConvergenceWarning
@@ -249,15 +248,8 @@ def timed(function: Callable[[], object]) -> tuple[object, float, float]:
 
 
 def machine() -> str:
-    model = platform.processor() or "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
     return (
-        f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy "
+        f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy "
         f"{np.__version__}, scipy {scipy.__version__}, scikit-learn {sklearn.__version__}"
     )
 

@@ -27,7 +27,6 @@ import inspect
 import json
 import math
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -36,7 +35,7 @@ from typing import Any
 
 import numpy as np
 import optuna
-from benchmarks_md import BENCHMARKS, replace_section
+from benchmarks_md import BENCHMARKS, cpu_model, replace_section
 
 from pipeline.report import (
     PAPER_SCORES,
@@ -257,7 +256,7 @@ def _row_text(row: Mapping[str, Any]) -> str:
 def section(grid: Grid, cache: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> str:
     ranking = ", ".join(f"{entry['id']} ({entry['mean_rank']:.2f})" for entry in grid.ranked[:3])
     lines = [
-        f"`python bench/sweep.py` ({time.strftime('%Y-%m-%d')}; {platform.processor() or 'cpu'}, "
+        f"`python bench/sweep.py` ({time.strftime('%Y-%m-%d')}; {cpu_model()}, "
         f"{os.cpu_count()} cores; Optuna {optuna.__version__}). Known scores: {cache['source']}, "
         f"profile `{grid.profile.name}` of `{cache['space']}`: {len(grid.ids)} configurations, "
         f"one seed each. Best by mean rank on {', '.join(s for s, _ in grid.rank_by)}: "

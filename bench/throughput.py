@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
-from benchmarks_md import BENCHMARKS, replace_section
+from benchmarks_md import BENCHMARKS, cpu_model, replace_section
 from torch.utils.data import DataLoader, Dataset
 
 from tcwae.config import METHODS, TrainConfig
@@ -210,16 +208,6 @@ def feeding_milliseconds(dataset, batch_size: int, batches: int = 40) -> dict[st
                 feed()
             seconds[name] += time.perf_counter() - start
     return {name: 1000 * total / batches for name, total in seconds.items()}
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def format_table(rows: list[dict[str, object]], cuda: bool) -> str:
