@@ -1,6 +1,8 @@
 """The training configuration: one flat, typed record validated once, up front.
 
-Defaults are the paper's (seed 001, Appendix B.1 and Table 4). YAML files and CLI flags are turned
+Defaults are the paper's (seed 001, Appendix B.1 and Table 4), except the optimizer: Adam's
+settings come from a preset (`tcwae.optim`: the authors' code by default, or the paper's printed
+values) that explicit keys such as `lr` override. YAML files and CLI flags are turned
 into a plain dict and passed to `TrainConfig.from_dict`, which rejects unknown keys, wrong types and
 out-of-range values with one `ConfigError` line that names the key and the fix.
 """
@@ -15,12 +17,17 @@ from typing import Any
 
 import yaml
 
+from tcwae.optim import OPTIMIZER_PRESETS, PRESETS, AdamSettings
+
 METHODS = ("tcwae_mws", "tcwae_gan", "wae_mmd", "beta_tcvae", "factor_vae")
 COSTS = ("xent", "l1", "l2sq")
 ESTIMATORS = ("mws", "mss")
 MWS_SCOPES = ("global", "local")
 EVAL_PROFILES = ("smoke", "quick", "paper")
 DATA_SOURCES = ("auto", "official", "procedural")
+PRECISIONS = ("auto", "float32", "bf16")
+INITS = ("torch", "authors")
+VARIANCES = ("exp", "softplus")
 
 _CHOICES = {
     "method": METHODS,
@@ -29,7 +36,14 @@ _CHOICES = {
     "mws_scope": MWS_SCOPES,
     "eval_profile": EVAL_PROFILES,
     "data_source": DATA_SOURCES,
+    "optimizer": OPTIMIZER_PRESETS,
+    "precision": PRECISIONS,
+    "init": INITS,
+    "variance": VARIANCES,
 }
+# Adam keys that override the optimizer preset when set (None = the preset's value).
+ADAM_KEYS = ("lr", "adam_beta1", "adam_beta2", "adam_eps")
+DISC_ADAM_KEYS = ("disc_lr", "disc_beta1", "disc_beta2", "disc_eps")
 
 
 class ConfigError(ValueError):
@@ -53,19 +67,22 @@ class TrainConfig:
     steps: int = 300_000
     batch_size: int = 256
     seed: int = 0
-    lr: float = 4e-4
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_eps: float = 8e-4
-    disc_lr: float = 1e-4
-    disc_beta1: float = 0.5
-    disc_beta2: float = 0.9
-    disc_eps: float = 1e-8
+    optimizer: str = "authors"
+    lr: float | None = None
+    adam_beta1: float | None = None
+    adam_beta2: float | None = None
+    adam_eps: float | None = None
+    disc_lr: float | None = None
+    disc_beta1: float | None = None
+    disc_beta2: float | None = None
+    disc_eps: float | None = None
+    init: str = "torch"
+    variance: str = "exp"
     report_every: int = 100
     checkpoint_every: int = 1000
     eval_profile: str = "quick"
     mig_every: int = 0
-    bf16: bool = False
+    precision: str = "auto"
     channels_last: bool = False
     compile: bool = False
 
@@ -100,8 +117,12 @@ class TrainConfig:
             if getattr(self, name) < 0:
                 raise ConfigError(f"{where}: {name} must be >= 0, got {getattr(self, name)}")
         for name in ("lr", "adam_eps", "disc_lr", "disc_eps"):
-            if getattr(self, name) <= 0:
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ConfigError(f"{where}: {name} must be > 0, got {getattr(self, name)}")
+        for name in ("adam_beta1", "adam_beta2", "disc_beta1", "disc_beta2"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < 1:
+                raise ConfigError(f"{where}: {name} must be in [0, 1), got {value}")
         for name in ("dz", "steps", "report_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{where}: {name} must be >= 1, got {getattr(self, name)}")
@@ -113,6 +134,11 @@ class TrainConfig:
                 f"got {self.batch_size}"
             )
 
+    def adam(self) -> tuple[AdamSettings, AdamSettings]:
+        """(model, discriminator) Adam settings: the `optimizer` preset, then explicit keys."""
+        model, disc = PRESETS[self.optimizer](self.method, self.dataset)
+        return _override(model, self, ADAM_KEYS), _override(disc, self, DISC_ADAM_KEYS)
+
     def replace(self, **changes: Any) -> TrainConfig:
         config = dataclasses.replace(self, **changes)
         config.validate()
@@ -120,6 +146,18 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _override(preset: AdamSettings, cfg: TrainConfig, keys: tuple[str, ...]) -> AdamSettings:
+    lr, beta1, beta2, eps = (getattr(cfg, key) for key in keys)
+    return AdamSettings(
+        lr=preset.lr if lr is None else lr,
+        betas=(
+            preset.betas[0] if beta1 is None else beta1,
+            preset.betas[1] if beta2 is None else beta2,
+        ),
+        eps=preset.eps if eps is None else eps,
+    )
 
 
 def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
@@ -142,6 +180,10 @@ def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
 
 def _coerce(name: str, type_name: Any, value: Any, where: str) -> Any:
     type_name = type_name if isinstance(type_name, str) else type_name.__name__
+    if type_name.endswith(" | None"):
+        if value is None:
+            return None
+        type_name = type_name.removesuffix(" | None")
     if type_name == "bool":
         if isinstance(value, bool):
             return value

@@ -80,9 +80,10 @@ def test_non_finite_loss_stops_with_step_and_term(corrupt, term):
     trainer.train_step()
     trainer.train_step()
     corrupt(trainer.autoencoder)
-    with pytest.raises(NonFiniteLossError, match=rf"step 3: loss term '{term}'"):
-        trainer.train()
-    assert trainer.step == 2
+    checkpoints = []
+    with pytest.raises(NonFiniteLossError, match=rf"steps 1-5: loss terms .*'{term}' \(nan"):
+        trainer.train(on_checkpoint=checkpoints.append)
+    assert trainer.step == 5 and checkpoints == []
 
 
 def test_represent_and_reconstruction_error():
