@@ -139,7 +139,7 @@ class Trainer:
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.objective.randomness = StepRandomness(self.generator, self.rank, self.world_size)
 
-        model_adam, disc_adam = cfg.adam()
+        model_adam, disc_adam = self.adam_settings = cfg.adam()
         self.optimizer = torch.optim.Adam(
             self.autoencoder.parameters(),
             lr=model_adam.lr,
@@ -168,6 +168,21 @@ class Trainer:
         self._window_counts: dict[str, int] = {}
         self._window_start = 0
         self._last_losses: dict[str, float] = {}
+
+    def resolved_settings(self) -> dict[str, str]:
+        """The settings that the config leaves to presets and detection, as they ran: the
+        precision and each optimiser's Adam values (recorded with the run)."""
+        settings = {"precision": self.precision, "optimizer": self.cfg.optimizer}
+        names = ("adam", "disc_adam") if self.disc_optimizer is not None else ("adam",)
+        for name, adam in zip(names, self.adam_settings, strict=False):
+            settings.update(
+                {
+                    f"{name}.lr": f"{adam.lr:g}",
+                    f"{name}.betas": f"{adam.betas[0]:g},{adam.betas[1]:g}",
+                    f"{name}.eps": f"{adam.eps:g}",
+                }
+            )
+        return settings
 
     def _prepare(self, module: nn.Module) -> nn.Module:
         """DDP-wrap (when distributed) and compile (when asked) a module for the hot path."""
