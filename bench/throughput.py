@@ -8,7 +8,8 @@ in turn, rotating who goes first), so load from other processes falls on all of 
 - *trainer*: `tcwae.trainer.Trainer.train_step` with the default config (`precision: auto`,
   which is bf16 only where the device runs it natively);
 - *float32*, *channels_last*, *compile* (torch.compile, default mode), *bf16*: one lever each
-  on top of float32.
+  on top of float32; where bf16 is native also *bf16_compile*, and on a GPU *cuda_graphs*
+  (bf16, torch.compile mode reduce-overhead).
 
 The ceiling is measured in the same run: a large GEMM (the step's dominant work) in float32 and
 in bfloat16 at the same thread count gives GFLOP/s, and the step's FLOP per image (torch's FLOP
@@ -48,6 +49,8 @@ LEVERS = {
     "channels_last": {"precision": "float32", "channels_last": True},
     "compile": {"precision": "float32", "compile": True},
     "bf16": {"precision": "bf16"},
+    "bf16_compile": {"precision": "bf16", "compile": True},
+    "cuda_graphs": {"precision": "bf16", "compile": True, "compile_mode": "reduce-overhead"},
 }
 
 
@@ -197,6 +200,10 @@ def levers_for(method: str, batch_size: int, device: torch.device, args) -> list
         chosen.append("compile")
     if native_bf16 or (method == args.emulated_bf16_method and batch_size == BATCH_SIZES[0]):
         chosen.append("bf16")
+    if native_bf16 and not args.no_compile:
+        chosen.append("bf16_compile")
+    if device.type == "cuda" and not args.no_compile:
+        chosen.append("cuda_graphs")
     return chosen
 
 

@@ -28,6 +28,7 @@ DATA_SOURCES = ("auto", "official", "procedural")
 PRECISIONS = ("auto", "float32", "bf16")
 INITS = ("torch", "authors")
 VARIANCES = ("exp", "softplus")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
 _CHOICES = {
     "method": METHODS,
@@ -40,6 +41,7 @@ _CHOICES = {
     "precision": PRECISIONS,
     "init": INITS,
     "variance": VARIANCES,
+    "compile_mode": COMPILE_MODES,
 }
 # Adam keys that override the optimizer preset when set (None = the preset's value).
 ADAM_KEYS = ("lr", "adam_beta1", "adam_beta2", "adam_eps")
@@ -85,6 +87,7 @@ class TrainConfig:
     precision: str = "auto"
     channels_last: bool = False
     compile: bool = False
+    compile_mode: str = "default"  # reduce-overhead = CUDA graphs on a GPU
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], where: str = "config") -> TrainConfig:

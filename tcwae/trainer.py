@@ -191,7 +191,7 @@ class Trainer:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             runner = DistributedDataParallel(module, device_ids=device_ids)
         if self.cfg.compile:
-            runner = torch.compile(runner)
+            runner = torch.compile(runner, mode=self.cfg.compile_mode)
         return runner
 
     def _autocast(self) -> contextlib.AbstractContextManager:
