@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import uuid
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -66,6 +67,22 @@ def factor_grid(factor_sizes: Sequence[int]) -> np.ndarray:
     return np.stack(np.unravel_index(np.arange(total), tuple(factor_sizes)), axis=1).astype(
         np.int64
     )
+
+
+def _shared_dataset(
+    name: str,
+    images: np.ndarray,
+    factor_classes: np.ndarray,
+    factor_sizes: Sequence[int],
+    factor_names: Sequence[str],
+    source: str,
+) -> FactorDataset:
+    """Unpickle a FactorDataset around `images` without copying them (they may be read-only
+    shared memory: training only reads them)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        tensor = torch.from_numpy(images)
+    return FactorDataset(name, tensor, factor_classes, factor_sizes, factor_names, source)
 
 
 class FactorDataset:
@@ -147,6 +164,22 @@ class FactorDataset:
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
+
+    def __reduce__(self) -> tuple:
+        """Pickle the images as a numpy array, so that Ray's object store (pickle protocol 5,
+        out-of-band buffers) holds them once per node and every process on that node maps the
+        same memory read-only instead of receiving a copy."""
+        return (
+            _shared_dataset,
+            (
+                self.name,
+                self.images.numpy(),
+                self.factor_classes,
+                self.factor_sizes,
+                self.factor_names,
+                self.source,
+            ),
+        )
 
     def __repr__(self) -> str:
         return (
