@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import uuid
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,10 +21,13 @@ import h5py
 import numpy as np
 import torch
 
+from tcwae.config import DATA_SOURCES
+
 log = logging.getLogger(__name__)
 
 DATASETS = ("dsprites", "smallnorb", "shapes3d", "chairs", "celeba")
-SOURCES = ("auto", "official", "procedural")
+SOURCES = DATA_SOURCES
+PROCEDURAL_DATASETS = ("dsprites", "shapes3d")
 IMAGE_SIZE = 64
 CACHE_FORMAT_VERSION = 1
 PACK_CHUNK = 65536
@@ -39,6 +43,13 @@ def data_root() -> Path:
     """Where data sets and caches live: `$TCWAE_DATA`, else `~/.cache/tcwae`."""
     configured = os.environ.get("TCWAE_DATA")
     return Path(configured).expanduser() if configured else Path.home() / ".cache" / "tcwae"
+
+
+def warn_not_official(message: str, stacklevel: int) -> None:
+    """Say loudly (a RuntimeWarning at the caller `stacklevel` frames up, and the log) that a
+    data set falls back to a procedural rendering instead of the official data."""
+    warnings.warn(message, RuntimeWarning, stacklevel=stacklevel + 1)
+    log.warning(message)
 
 
 def empty_uint8(shape: Sequence[int], zeroed: bool = False) -> np.ndarray:
