@@ -11,6 +11,7 @@ import torch
 
 from tcwae.data import DatasetError, load_dataset
 from tcwae.data import shapes3d as module
+from tcwae.data import shapes3d_picture as picture
 from tcwae.data.common import cache_path, mixed_radix_strides
 
 # Every factor at least twice, with different sizes so that a transposed axis would show.
@@ -69,11 +70,11 @@ def test_reduced_grid_is_stored_in_mixed_radix_order(small) -> None:
 
 def test_scene_is_wall_above_floor_with_the_object_in_the_middle(parts) -> None:
     floor, wall, thing = parts[..., 0, :, :], parts[..., 1, :, :], parts[..., 2, :, :]
-    assert wall[..., :20, :].all() and floor[..., -10:, :].all()
-    assert not thing[..., :, :12].any() and not thing[..., :, -12:].any()
-    assert (thing.sum(axis=(-1, -2)) > 40).all(), "every object is visible"
+    assert wall[..., :16, :].all() and floor[..., -8:, :].all()
+    assert not thing[..., :, :10].any() and not thing[..., :, -10:].any()
+    assert (thing.sum(axis=(-1, -2)) > 100).all(), "every object is clearly visible"
     rows = np.nonzero(thing.any(axis=(0, 1, 2, 4)))[0]
-    assert 20 < rows.min() and rows.max() < 60
+    assert 12 < rows.min() and rows.max() < 60
 
 
 def test_hues_are_the_factor_values_in_hsv(grid) -> None:
@@ -202,3 +203,15 @@ def test_damaged_procedural_cache_is_one_line_with_the_fix(
     message = str(raised.value)
     assert "\n" not in message and str(path) in message and f"delete {path}" in message
     assert cheap_renderer == [1], "a damaged cache is reported, never silently rebuilt"
+
+
+def test_picture_rows_show_every_shape_and_sweep_one_factor_each() -> None:
+    rows = dict(picture.sweeps())
+    shapes = rows.pop(next(label for label in rows if label.startswith("shape")))
+    np.testing.assert_array_equal(shapes[:, 4], np.arange(4))
+    assert len(rows) == 6
+    for label, classes in rows.items():
+        varied = np.flatnonzero((classes != picture.TYPICAL).any(axis=0))
+        axis = module.FACTOR_NAMES.index(label.split("\n")[0].replace(" ", "_"))
+        assert axis in varied and set(varied) <= {axis, 4}
+        assert len(np.unique(classes[:, axis])) == len(classes) > 1

@@ -55,9 +55,9 @@ ORIENTATION_RANGE_DEGREES = (-30.0, 30.0)
 
 # The scene, in world units: y up, the floor is y = 0, the wall z = WALL_Z, the object stands on
 # the floor at the origin; the camera looks from the front (negative z) and slightly above.
-CAMERA = np.array([0.0, 2.3, -4.2])
-CAMERA_TARGET = np.array([0.0, 0.75, 0.0])
-FIELD_OF_VIEW_DEGREES = 48.0
+CAMERA = np.array([0.0, 2.0, -3.6])
+CAMERA_TARGET = np.array([0.0, 0.7, 0.0])
+FIELD_OF_VIEW_DEGREES = 44.0
 WALL_Z = 2.5
 LIGHT = np.array([-3.0, 5.0, -4.0])
 AMBIENT = 0.45
