@@ -5,6 +5,7 @@ import colorsys
 import logging
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -174,7 +175,8 @@ def test_auto_falls_back_to_procedural_loudly(data_root, cheap_renderer, caplog)
     assert module.URL in message and str(data_root / "shapes3d") in message
     assert "FALLING BACK" in caplog.text
     assert dataset.source == "procedural" and cheap_renderer == [1]
-    assert cache_path(data_root, "shapes3d", "procedural").exists()
+    with h5py.File(cache_path(data_root, "shapes3d", "procedural"), "r") as cache:
+        assert cache["images"].compression == module.CACHE_COMPRESSION
     with pytest.warns(RuntimeWarning, match="FALLING BACK"):
         again = load_dataset("shapes3d")
     assert cheap_renderer == [1], "the second load reads the procedural cache"
