@@ -6,18 +6,18 @@ hue, scale, shape, orientation), the full grid in mixed-radix order with orienta
 label column is turned into class indices by ranking its distinct values, which must number exactly
 the factor's size.
 
-The official renderer (MuJoCo) was not published with the data, so `render_shapes3d` draws the
-same grid itself: a floor, a back wall and one object (cube, cylinder, sphere or capsule; shape ids
-0..3) on the floor in front of the wall, seen from a fixed perspective camera, ray-cast
-analytically with 4 x 4 samples a pixel. Hues are `linspace(0, 1, 10, endpoint=False)` at full
-saturation and value (HSV), scales `linspace(0.75, 1.25, 8)`, orientations `linspace(-30, 30, 15)`
-degrees of the object about the vertical axis. Shading is Lambertian from one point light plus
-ambient light; there are no cast shadows, so the floor and the wall look the same whatever the
-object, and only the object's own pixels depend on scale, shape and orientation. A sphere and the
-upright cylinder look the same at every orientation (they are symmetric about the vertical axis);
-the cube and the lying capsule turn visibly. Every image is a weighted sum of three colours, the
-weights (coverage x shading of floor, wall and object in each pixel) depending only on
-(scale, shape, orientation), so 480 weight maps make all 480,000 images.
+Where the official file is not at hand, `render_shapes3d` draws the same grid itself: a floor, a
+back wall and one object (cube, cylinder, sphere or capsule; shape ids 0..3) on the floor in front
+of the wall, seen from a fixed perspective camera, ray-cast analytically with 4 x 4 samples a
+pixel. Hues are `linspace(0, 1, 10, endpoint=False)` at full saturation and value (HSV), scales
+`linspace(0.75, 1.25, 8)`, orientations `linspace(-30, 30, 15)` degrees of the object about the
+vertical axis. Shading is Lambertian from one point light plus ambient light; there are no cast
+shadows, so the floor and the wall look the same whatever the object, and only the object's own
+pixels depend on scale, shape and orientation. A sphere and the upright cylinder look the same at
+every orientation (they are symmetric about the vertical axis); the cube and the lying capsule
+turn visibly. Every image is a weighted sum of three colours, the weights (coverage x shading of
+floor, wall and object in each pixel) depending only on (scale, shape, orientation), so 480 weight
+maps make all 480,000 images.
 """
 
 from __future__ import annotations
