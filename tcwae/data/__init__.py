@@ -9,7 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from tcwae.data import celeba, chairs, dsprites, shapes3d, smallnorb
-from tcwae.data.common import DATASETS, SOURCES, DatasetError, FactorDataset, data_root
+from tcwae.data.common import (
+    DATASETS,
+    PROCEDURAL_DATASETS,
+    SOURCES,
+    DatasetError,
+    FactorDataset,
+    data_root,
+)
 from tcwae.data.dsprites import render_dsprites, small_dsprites
 
 procedural_dsprites = render_dsprites
@@ -27,16 +34,16 @@ def load_dataset(name: str, root: str | Path | None = None, source: str = "auto"
     """Load data set `name` from `root` (default `data_root()`).
 
     `source`: 'official' reads (for dSprites, downloads) the published files; 'procedural'
-    renders dSprites ourselves; 'auto' is official where available, else procedural for dSprites
-    with a loud warning. Any problem is a `DatasetError` that says what to do.
+    renders dSprites or Shapes3D ourselves; 'auto' is official where available, else procedural
+    for those two with a loud warning. Any problem is a `DatasetError` that says what to do.
     """
     if name not in _LOADERS:
         raise DatasetError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
     if source not in SOURCES:
         raise DatasetError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
-    if source == "procedural" and name != "dsprites":
+    if source == "procedural" and name not in PROCEDURAL_DATASETS:
         raise DatasetError(
-            f"{name} has no procedural renderer (only dsprites has); "
+            f"{name} has no procedural renderer (only {' and '.join(PROCEDURAL_DATASETS)} have); "
             "use source='official' or 'auto'"
         )
     return _LOADERS[name](Path(root).expanduser() if root is not None else data_root(), source)
