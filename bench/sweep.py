@@ -46,7 +46,6 @@ from pipeline.report import (
 )
 from pipeline.search_space import (
     GRID_PARAMETER,
-    METHOD_HYPERPARAMETERS,
     OptunaDefineByRun,
     Profile,
     config_id,
@@ -54,6 +53,7 @@ from pipeline.search_space import (
     grid_sampler_space,
     load_search_space,
 )
+from tcwae.methods import hyperparameter_names
 from tcwae.metrics import rank_configurations
 
 SECTION = "## Sweep search"
@@ -96,7 +96,7 @@ def cache_from_mlflow(tracking_uri: str, experiment: str, sweep: str, path: Path
 
 
 def _hyperparameters(row: Mapping[str, Any]) -> dict[str, float]:
-    return {name: row[name] for name in METHOD_HYPERPARAMETERS[row["method"]] if name in row}
+    return {name: row[name] for name in hyperparameter_names(row["method"]) if name in row}
 
 
 class Grid:

@@ -20,26 +20,19 @@ import itertools
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tcwae.config import METHODS, ConfigError, TrainConfig
+from tcwae.config import CONFIG_KEYS, ConfigError, TrainConfig
 from tcwae.data import DATASETS
+from tcwae.methods import METHODS, all_hyperparameters, hyperparameter_names, method_class
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SEARCH_SPACE_DIR = REPO_ROOT / "search_spaces"
 
-# The hyper-parameters each objective reads; only these can be searched for that method.
-METHOD_HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
-    "tcwae_mws": ("beta", "gamma"),
-    "tcwae_gan": ("beta", "gamma"),
-    "wae_mmd": ("lam",),
-    "beta_tcvae": ("beta", "gamma"),
-    "factor_vae": ("gamma",),
-}
 # Scores a trial reports that a file may rank on: reconstruction and the tcwae.metrics keys.
 SCORES = (
     "rec",
@@ -61,12 +54,13 @@ SEARCH_SET_KEYS = {
     "seed": "the profile's `seeds`",
     "cost": "each method's `cost`",
 }
-HYPERPARAMETERS = ("beta", "gamma", "lam")
+# Every method's hyper-parameters (tcwae.methods); a method searches only those it reads.
+HYPERPARAMETERS = tuple(all_hyperparameters())
 GRID_PARAMETER = "config_id"
 RESOURCE_KEYS = ("workers", "cpus_per_worker", "gpus_per_worker")
 PROFILE_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 
-_TRAIN_FIELDS = {f.name: f for f in fields(TrainConfig)}
+_TRAIN_FIELDS = CONFIG_KEYS
 
 
 class SearchSpaceError(ValueError):
@@ -82,6 +76,7 @@ class ParamSpace:
     low: float
     high: float
     log: bool
+    integer: bool = False  # the hyper-parameter is declared integer: Optuna samples integers
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -297,9 +292,12 @@ class OptunaDefineByRun:
         method = trial.suggest_categorical("method", list(specs))
         point: dict[str, Any] = {"method": method}
         for param in specs[method].params.values():
-            point[param.name] = trial.suggest_float(
-                f"{method}.{param.name}", param.low, param.high, log=param.log
-            )
+            name = f"{method}.{param.name}"
+            if param.integer:
+                value = trial.suggest_int(name, int(param.low), int(param.high), log=param.log)
+            else:
+                value = trial.suggest_float(name, param.low, param.high, log=param.log)
+            point[param.name] = value
         point["seed"] = trial.suggest_categorical("seed", list(self.seeds))
         return point
 
@@ -512,17 +510,20 @@ class _SpaceParser:
         params = {}
         for param_name, value in params_raw.items():
             param_path = _join(params_path, param_name)
-            if param_name not in METHOD_HYPERPARAMETERS[name]:
+            if param_name not in hyperparameter_names(name):
                 raise self.fail(
                     param_path,
                     f"{name} cannot search {param_name!r}; it reads "
-                    f"{', '.join(METHOD_HYPERPARAMETERS[name])}",
+                    f"{', '.join(hyperparameter_names(name))}",
                 )
             if param_name in fixed:
                 raise self.fail(
                     param_path, f"both searched and fixed ({_join(fixed_path, param_name)})"
                 )
-            params[param_name] = self.parse_param(param_name, value, param_path)
+            integer = any(
+                p.integer and p.name == param_name for p in method_class(name).hyperparameters
+            )
+            params[param_name] = self.parse_param(param_name, value, param_path, integer)
         spec = MethodSpace(name, cost, dict(fixed), params)
         base = _method_values(dataset, train, spec)
         self.config(base, path)
@@ -534,7 +535,7 @@ class _SpaceParser:
                 self.config({**base, param.name: getattr(param, end)}, f"{param_path}.range.{end}")
         return spec
 
-    def parse_param(self, name: str, raw: Any, path: str) -> ParamSpace:
+    def parse_param(self, name: str, raw: Any, path: str, integer: bool) -> ParamSpace:
         entry = self.mapping(raw, path, required=("grid", "range"))
         range_path = _join(path, "range")
         bounds = self.mapping(
@@ -552,7 +553,7 @@ class _SpaceParser:
         if log and low <= 0:
             raise self.fail(range_path, f"log: true needs low > 0, got {_format_number(low)}")
         grid = self.grid(entry["grid"], _join(path, "grid"), low, high)
-        return ParamSpace(name, grid, low, high, log)
+        return ParamSpace(name, grid, low, high, log, integer)
 
     def grid(self, raw: Any, path: str, low: float, high: float) -> tuple[float, ...]:
         if not isinstance(raw, list):
@@ -665,7 +666,7 @@ class _SpaceParser:
             for param_name, grid_raw in grids.items():
                 param = spec.params[param_name]
                 grid = self.grid(grid_raw, _join(method_path, param_name), param.low, param.high)
-                params[param_name] = ParamSpace(param_name, grid, param.low, param.high, param.log)
+                params[param_name] = dataclasses.replace(param, grid=grid)
             selected[name] = MethodSpace(name, spec.cost, spec.fixed, params)
         return selected
 

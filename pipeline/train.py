@@ -50,11 +50,11 @@ from tcwae.config import (
     COSTS,
     DATA_SOURCES,
     EVAL_PROFILES,
-    METHODS,
     ConfigError,
     TrainConfig,
     load_yaml_mapping,
 )
+from tcwae.methods import METHODS, all_hyperparameters
 
 log = logging.getLogger("pipeline.train")
 
@@ -177,15 +177,25 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see --help)")
 
 
+def _hyperparameter_flags() -> dict[str, tuple[str, str]]:
+    """One flag per hyper-parameter the methods declare; its help says what each method that
+    reads it means by it. A method given one it does not read is refused (exit 2)."""
+    return {
+        name: (
+            f"--{name.replace('_', '-')}",
+            "; ".join(f"{m}: {p.meaning} (default {p.default:g})" for m, p in declarations),
+        )
+        for name, declarations in all_hyperparameters().items()
+    }
+
+
 _CONFIG_FLAGS = {
     "method": ("--method", f"one of {', '.join(METHODS)}"),
-    "beta": ("--beta", "weight of the total correlation (>= 0)"),
-    "gamma": ("--gamma", "weight of the dimensionwise KL (>= 0)"),
-    "lam": ("--lam", "weight of the MMD term of wae_mmd (>= 0)"),
+    **_hyperparameter_flags(),
     "cost": ("--cost", f"reconstruction cost, one of {', '.join(COSTS)}"),
     "steps": ("--steps", "training iterations"),
     "batch_size": ("--batch-size", "global batch size (split over workers)"),
-    "dz": ("--dz", "latent dimensions"),
+    "dz": ("--dz", "latent dimensions (default: the method's; 2 per factor for (factor_)qvae)"),
     "seed": ("--seed", "random seed"),
     "eval_profile": ("--eval-profile", f"metric sizes, one of {', '.join(EVAL_PROFILES)}"),
     "mig_every": ("--mig-every", "log MIG every this many steps (0 = only at the end)"),
@@ -565,7 +575,11 @@ def _evaluate_and_log(trainer: Any, dataset: Any, tracking: Tracking, run_id: st
     rng = np.random.default_rng([cfg.seed, EVAL_SEED_STREAM])
     scores = {"rec": trainer.reconstruction_error(REC_IMAGES[cfg.eval_profile], rng)}
     if dataset.factor_sizes:
-        scores.update(metrics.evaluate(dataset, trainer.represent, rng, cfg.eval_profile))
+        scores.update(
+            metrics.evaluate(
+                dataset, trainer.represent, rng, cfg.eval_profile, codebook=trainer.codebook()
+            )
+        )
     scores = {key: float(value) for key, value in scores.items()}
     tracking.log_metrics(run_id, scores, trainer.step)
 

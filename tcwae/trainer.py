@@ -34,8 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from tcwae.config import ConfigError, TrainConfig
 from tcwae.costs import PER_IMAGE_COSTS
-from tcwae.nets import Autoencoder
-from tcwae.objectives import Objective, StepRandomness, build_objective
+from tcwae.methods import Method, StepRandomness, build_method
 
 if TYPE_CHECKING:
     from tcwae.data import FactorDataset
@@ -103,7 +102,7 @@ def default_device() -> torch.device:
 
 
 class Trainer:
-    """Trains `build_objective(cfg, ...)` on `dataset` for `cfg.steps` iterations."""
+    """Trains `build_method(cfg, ...)` on `dataset` for `cfg.steps` iterations."""
 
     def __init__(
         self, cfg: TrainConfig, dataset: FactorDataset, device: torch.device | str | None = None
@@ -131,9 +130,9 @@ class Trainer:
 
         self.precision = resolve_precision(cfg.precision, self.device)
         self.images = dataset.images.to(self.device)
-        self.objective: Objective = build_objective(cfg, dataset.num_channels, len(dataset))
+        self.objective: Method = build_method(cfg, dataset.num_channels, len(dataset))
         self.objective.to(self.device)
-        self.autoencoder: Autoencoder = self.objective.autoencoder
+        self.autoencoder: nn.Module = self.objective.autoencoder
         if cfg.channels_last:
             self.autoencoder.to(memory_format=torch.channels_last)
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
@@ -228,16 +227,17 @@ class Trainer:
         diagnostics = self._diagnostics(step) if self._is_report_step(step) else None
         x = self._batch()
         with self._autocast():
-            terms = self.objective(
+            output = self.objective(
                 x,
                 gather=self._gather,
                 autoencoder=self._autoencoder_runner,
                 diagnostics=diagnostics,
+                step=self.step,
             )
-            z = terms.pop("z")
+            terms = output.terms
             disc_loss = (
                 self.objective.discriminator_loss(
-                    z, gather=self._gather, discriminators=self._discriminator_runners
+                    output.codes, gather=self._gather, discriminators=self._discriminator_runners
                 )
                 if self.objective.adversarial
                 else None
@@ -378,14 +378,14 @@ class Trainer:
 
     @torch.no_grad()
     def represent(self, observations: np.ndarray) -> np.ndarray:
-        """Encoder means [n, dz] (float32) of observations [n, C, 64, 64] in [0, 1]."""
+        """The scored codes [n, dz] (float32) of observations [n, C, 64, 64] in [0, 1]: encoder
+        means, or the nearest codes of a quantised method."""
         images = torch.from_numpy(np.ascontiguousarray(observations, dtype=np.float32))
         was_training = self.autoencoder.training
         self.autoencoder.eval()
         try:
-            codes = [
-                self.autoencoder.encode(x)[0].float().cpu() for x in self._eval_batches(images)
-            ]
+            batches = self._eval_batches(images)
+            codes = [self.autoencoder.represent(x).float().cpu() for x in batches]
         finally:
             self.autoencoder.train(was_training)
         if not codes:
@@ -406,11 +406,18 @@ class Trainer:
         try:
             for x in self._eval_batches(self.images[indices.to(self.images.device)]):
                 x = x.float().div_(255.0)
-                logits = self.autoencoder.decode(self.autoencoder.encode(x)[0])
+                logits = self.autoencoder.decode(self.autoencoder.represent(x))
                 total += cost(logits.float(), x).sum().item()
         finally:
             self.autoencoder.train(was_training)
         return total / n
+
+    def codebook(self) -> np.ndarray | None:
+        """The code values of a method with discrete latents, in its index order (scoring reads
+        code indices from it); None for continuous latents."""
+        if not self.objective.discrete_latents:
+            return None
+        return self.autoencoder.codebook.detach().float().cpu().numpy()
 
     @property
     def has_factors(self) -> bool:

@@ -3,6 +3,10 @@
 All array metrics share one train draw and one test draw (each metric's value has the distribution
 it would have with its own draw), and every code comes through one `CachedEncoder`, so each
 distinct observation is encoded once per evaluation.
+
+Quantised models (FactorQVAE, QVAE) pass their `codebook`: their codes are discrete, so InfoMEC
+runs in its discrete mode and DCI's trees read each latent's code index, as the FactorQVAE
+reference code scores them; MIG, SAP and the FactorVAE score read the code values.
 """
 
 from __future__ import annotations
@@ -56,14 +60,22 @@ PROFILES = MappingProxyType(
 )
 
 
+def code_indices(codes: np.ndarray, codebook: np.ndarray) -> np.ndarray:
+    """The index in `codebook` [K] of each code value of `codes` [n, d] (its nearest entry)."""
+    codebook = np.asarray(codebook, dtype=np.float64).reshape(-1)
+    return np.abs(np.asarray(codes, dtype=np.float64)[..., None] - codebook).argmin(axis=-1)
+
+
 def evaluate(
     dataset: GroundTruthData,
     represent: Represent,
     rng: np.random.Generator,
     profile: str,
+    codebook: np.ndarray | None = None,
 ) -> dict[str, float]:
     """All disentanglement scores of `represent` on `dataset`, plus the `eval_*` sample sizes and
-    `eval_encoded` (distinct observations encoded)."""
+    `eval_encoded` (distinct observations encoded). `codebook` (the code values of a quantised
+    model, in index order) marks the codes as discrete."""
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {tuple(PROFILES)}, got {profile!r}")
     if len(dataset.factor_sizes) == 0:
@@ -85,10 +97,14 @@ def evaluate(
     )
     varying = train_factors[:, varying_factors(train_factors)]
     mutual_info = mutual_info_matrix(train_codes, varying)
-    scores = dci(
-        train_codes, train_factors, test_codes, test_factors, seed=int(rng.integers(2**31))
+    discrete = codebook is not None
+    dci_train, dci_test = (
+        (code_indices(train_codes, codebook), code_indices(test_codes, codebook))
+        if discrete
+        else (train_codes, test_codes)
     )
-    info = infomec(train_codes, train_factors)
+    scores = dci(dci_train, train_factors, dci_test, test_factors, seed=int(rng.integers(2**31)))
+    info = infomec(train_codes, train_factors, discrete_latents=discrete)
     results = {
         "mig": mig_from_mutual_info(mutual_info, discrete_entropy(varying)),
         "factor_vae": factor_vae["eval_accuracy"],
