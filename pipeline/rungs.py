@@ -53,6 +53,16 @@ def rung_metric(score: str) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
+class RungCheck:
+    """What a trial's rank 0 computes at each rung step: `scores` (of RUNG_SCORES) with the
+    metric sizes of evaluation profile `profile`, reported and logged as `rung/<score>`."""
+
+    steps: tuple[int, ...]
+    profile: str
+    scores: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
 class SchedulerSpec:
     """A profile's `scheduler:` block: which scheduler, its rungs and how it orders trials."""
 
@@ -67,6 +77,13 @@ class SchedulerSpec:
     def rungs(self, steps: int) -> tuple[int, ...]:
         """The rung steps for a budget of `steps` (none for fifo)."""
         return rung_steps(self.grace, self.eta, steps) if self.type == "mo-asha" else ()
+
+    def rung_check(self, steps: int) -> RungCheck | None:
+        """The rung scores a trial of `steps` steps must report (None for fifo)."""
+        rungs = self.rungs(steps)
+        if not rungs:
+            return None
+        return RungCheck(rungs, self.rung_profile, tuple(score for score, _ in self.rank_by))
 
     def describe_order(self) -> str:
         scores = ", ".join(score for score, _ in self.rank_by)

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from pipeline.rungs import RungCheck, rung_metric
 from pipeline.tracking import (
     TAG_KIND,
     TAG_NON_FINITE,
@@ -68,8 +69,9 @@ MIG_CURVE_METRIC = f"{TRAIN_PREFIX}mig"  # every `mig_every` steps, on the eval 
 RESUMED_METRIC = "resumed_from_step"
 SCORE_KEYS = ("rec", "mig", "factor_vae", "sap")
 EVAL_SEED_STREAM = 7
+RUNG_SEED_STREAM = 13  # seeds each rung's draws from (seed, step), apart from training's streams
 # Images whose reconstruction cost is averaged into the `rec` score, per evaluation profile.
-REC_IMAGES = {"smoke": 512, "quick": 5000, "paper": 10000}
+REC_IMAGES = {"smoke": 512, "rung": 512, "quick": 5000, "paper": 10000}
 PICTURE_IMAGES = 256
 RECONSTRUCTION_IMAGES = 16
 
@@ -119,6 +121,7 @@ class RunSpec:
     name: str
     data_root: str | None = None
     max_failures: int = DEFAULT_MAX_FAILURES
+    rung_check: RungCheck | None = None
 
 
 def default_run_name(config: TrainConfig) -> str:
@@ -139,6 +142,7 @@ def make_spec(
     name: str | None = None,
     data_root: str | None = None,
     max_failures: int = DEFAULT_MAX_FAILURES,
+    rung_check: RungCheck | None = None,
 ) -> RunSpec:
     """A RunSpec with defaults resolved: tracking URI (see `tracking.resolve_tracking_uri`),
     experiment = data set name, storage = ./runs (absolute), name = `default_run_name`."""
@@ -164,6 +168,7 @@ def make_spec(
         name=name or default_run_name(config),
         data_root=str(Path(data_root).expanduser().resolve()) if data_root else None,
         max_failures=max_failures,
+        rung_check=rung_check,
     )
 
 
@@ -431,7 +436,8 @@ class _Rank0Recorder:
 
 class _Reporter:
     """The trainer's callbacks: one `report` per step for all ranks (losses and, at checkpoint
-    steps, the checkpoint together), rank 0 mirroring the losses into MLflow."""
+    steps, the checkpoint together), rank 0 mirroring the losses into MLflow and adding the rung
+    scores at rung steps (which Tune's scheduler judges)."""
 
     def __init__(
         self,
@@ -439,11 +445,13 @@ class _Reporter:
         session: _Session,
         recorder: _Rank0Recorder | None,
         fault: dict[str, Any] | None,
+        rung_check: RungCheck | None = None,
     ) -> None:
         self.trainer = trainer
         self.session = session
         self.recorder = recorder
         self.fault = fault
+        self.rung_check = rung_check
         self.cfg = trainer.cfg
         self.pending: dict[str, float] | None = None
         self.last_time = time.perf_counter()
@@ -466,6 +474,8 @@ class _Reporter:
         if self.recorder is not None:
             if self.cfg.mig_every and step % self.cfg.mig_every == 0 and self.trainer.has_factors:
                 metrics[MIG_CURVE_METRIC] = self.trainer.mig_now(self._mig_points)
+            if self.rung_check is not None and step in self.rung_check.steps:
+                metrics.update(rung_scores(self.trainer, self.rung_check))
             self.recorder.log_step(step, metrics)
         if self._is_checkpoint_step(step):
             self.pending = metrics  # sent with the checkpoint, which the trainer asks for next
@@ -485,6 +495,24 @@ class _Reporter:
         if not marker.exists():
             marker.touch()
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+def rung_scores(trainer: Any, check: RungCheck) -> dict[str, float]:
+    """`rung/<score>` of the model now: `rec` and the factor scores of `check` with its profile's
+    sizes; draws come from (seed, step), never from the training streams."""
+    from tcwae import metrics
+
+    rng = np.random.default_rng([trainer.cfg.seed, RUNG_SEED_STREAM, trainer.step])
+    scores = {}
+    if "rec" in check.scores:
+        scores["rec"] = trainer.reconstruction_error(REC_IMAGES[check.profile], rng)
+    factor_scores = [score for score in check.scores if score != "rec"]
+    if factor_scores and trainer.has_factors:
+        values = metrics.evaluate(
+            trainer.dataset, trainer.represent, rng, check.profile, scores=factor_scores
+        )
+        scores.update({score: values[score] for score in factor_scores})
+    return {rung_metric(score): float(value) for score, value in scores.items()}
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
@@ -534,7 +562,14 @@ def _train_and_record(loop_config: dict[str, Any], session: _Session) -> dict[st
         if resumed:
             tracking.log_metrics(run_id, {RESUMED_METRIC: trainer.step}, trainer.step)
 
-    reporter = _Reporter(trainer, session, recorder, loop_config.get(FAULT_INJECTION_KEY))
+    check = loop_config.get("rung_check")
+    reporter = _Reporter(
+        trainer,
+        session,
+        recorder,
+        loop_config.get(FAULT_INJECTION_KEY),
+        RungCheck(**check) if check else None,
+    )
     losses = trainer.train(on_report=reporter.on_report, on_checkpoint=reporter.on_checkpoint)
     final = {"step": float(trainer.step)}
     final.update({f"{TRAIN_PREFIX}{key}": value for key, value in losses.items()})
@@ -629,6 +664,7 @@ def _loop_config(spec: RunSpec, run_id: str) -> dict[str, Any]:
         "run_id": run_id,
         "data_root": spec.data_root,
         "use_gpu": spec.use_gpu,
+        "rung_check": dataclasses.asdict(spec.rung_check) if spec.rung_check else None,
     }
 
 
