@@ -19,7 +19,7 @@ METHODS = ("tcwae_mws", "tcwae_gan", "wae_mmd", "beta_tcvae", "factor_vae")
 COSTS = ("xent", "l1", "l2sq")
 ESTIMATORS = ("mws", "mss")
 MWS_SCOPES = ("global", "local")
-EVAL_PROFILES = ("smoke", "quick", "paper")
+EVAL_PROFILES = ("smoke", "rung", "quick", "paper")  # the keys of tcwae.metrics.PROFILES
 DATA_SOURCES = ("auto", "official", "procedural")
 
 _CHOICES = {

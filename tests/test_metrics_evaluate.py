@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from metric_datasets import IdentityData, identity
 
+from tcwae.config import EVAL_PROFILES
 from tcwae.metrics import PROFILES, evaluate
 
 SCORE_KEYS = {
@@ -59,6 +60,7 @@ def test_same_generator_seed_gives_the_same_scores():
 
 
 def test_profiles_name_the_reference_sizes_and_smaller_ones():
+    assert set(PROFILES) == set(EVAL_PROFILES)  # what TrainConfig.eval_profile accepts
     assert PROFILES["paper"]["num_train"] == 10_000
     assert PROFILES["paper"]["num_test"] == 5_000
     assert PROFILES["paper"]["factor_vae_batch"] == 64
