@@ -497,22 +497,31 @@ class _Reporter:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def rung_scores(trainer: Any, check: RungCheck) -> dict[str, float]:
-    """`rung/<score>` of the model now: `rec` and the factor scores of `check` with its profile's
-    sizes; draws come from (seed, step), never from the training streams."""
+def model_scores(
+    trainer: Any, rng: np.random.Generator, profile: str, scores: Sequence[str] | None = None
+) -> dict[str, float]:
+    """`rec` on REC_IMAGES[profile] images and, for data sets with factors, the scores of
+    `tcwae.metrics.evaluate` with `profile`'s sizes (with its `eval_*` sizes); all of them, or
+    those in `scores`. Both the final scores and the rung scores come from here."""
     from tcwae import metrics
 
-    rng = np.random.default_rng([trainer.cfg.seed, RUNG_SEED_STREAM, trainer.step])
-    scores = {}
-    if "rec" in check.scores:
-        scores["rec"] = trainer.reconstruction_error(REC_IMAGES[check.profile], rng)
-    factor_scores = [score for score in check.scores if score != "rec"]
-    if factor_scores and trainer.has_factors:
-        values = metrics.evaluate(
-            trainer.dataset, trainer.represent, rng, check.profile, scores=factor_scores
+    result = {}
+    if scores is None or "rec" in scores:
+        result["rec"] = trainer.reconstruction_error(REC_IMAGES[profile], rng)
+    factor_scores = None if scores is None else [score for score in scores if score != "rec"]
+    if trainer.has_factors and (factor_scores is None or factor_scores):
+        result.update(
+            metrics.evaluate(trainer.dataset, trainer.represent, rng, profile, factor_scores)
         )
-        scores.update({score: values[score] for score in factor_scores})
-    return {rung_metric(score): float(value) for score, value in scores.items()}
+    return {key: float(value) for key, value in result.items()}
+
+
+def rung_scores(trainer: Any, check: RungCheck) -> dict[str, float]:
+    """`rung/<score>` of the model now, with the check's profile; draws come from (seed, step),
+    never from the training streams."""
+    rng = np.random.default_rng([trainer.cfg.seed, RUNG_SEED_STREAM, trainer.step])
+    scores = model_scores(trainer, rng, check.profile, check.scores)
+    return {rung_metric(score): scores[score] for score in check.scores if score in scores}
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
@@ -589,14 +598,11 @@ def _describe_device(device: torch.device, world_size: int) -> str:
 def _evaluate_and_log(trainer: Any, dataset: Any, tracking: Tracking, run_id: str) -> dict:
     """Scores (`rec` and, for data sets with factors, the disentanglement metrics), pictures,
     the final checkpoint and the encoder model, all logged to the run. Returns the scores."""
-    from tcwae import metrics, viz
+    from tcwae import viz
 
     cfg = trainer.cfg
     rng = np.random.default_rng([cfg.seed, EVAL_SEED_STREAM])
-    scores = {"rec": trainer.reconstruction_error(REC_IMAGES[cfg.eval_profile], rng)}
-    if dataset.factor_sizes:
-        scores.update(metrics.evaluate(dataset, trainer.represent, rng, cfg.eval_profile))
-    scores = {key: float(value) for key, value in scores.items()}
+    scores = model_scores(trainer, rng, cfg.eval_profile)
     tracking.log_metrics(run_id, scores, trainer.step)
 
     autoencoder = trainer.autoencoder  # viz and log_encoder handle its device and mode
