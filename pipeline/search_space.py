@@ -26,9 +26,11 @@ from typing import Any
 
 import yaml
 
+from pipeline.rungs import RUNG_SCORES, SCHEDULERS, SELECTIONS, SchedulerSpec
 from tcwae.config import CONFIG_KEYS, ConfigError, TrainConfig
 from tcwae.data import DATASETS
 from tcwae.methods import METHODS, all_hyperparameters, hyperparameter_names, method_class
+from tcwae.metrics import PROFILES, TIE_BREAKS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SEARCH_SPACE_DIR = REPO_ROOT / "search_spaces"
@@ -58,6 +60,8 @@ SEARCH_SET_KEYS = {
 HYPERPARAMETERS = tuple(all_hyperparameters())
 GRID_PARAMETER = "config_id"
 RESOURCE_KEYS = ("workers", "cpus_per_worker", "gpus_per_worker")
+SCHEDULER_KEYS = ("type", "grace", "eta", "rank_by", "selection", "tie_break", "rung_profile")
+DEFAULT_SCHEDULER = SchedulerSpec()
 PROFILE_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 
 _TRAIN_FIELDS = CONFIG_KEYS
@@ -136,6 +140,7 @@ class Profile:
     num_samples: int
     resources: Resources
     budget: str = ""
+    scheduler: SchedulerSpec | None = None
 
     def select(self, methods: Sequence[str] | None) -> Profile:
         """This profile restricted to `methods` (None keeps all), in the profile's order."""
@@ -170,6 +175,7 @@ class Profile:
             "num_samples": self.num_samples,
             "resources": dict(self.resources.__dict__),
             "budget": self.budget,
+            "scheduler": self.scheduler.to_dict() if self.scheduler else None,
         }
 
 
@@ -446,15 +452,13 @@ class _SpaceParser:
         }
         return SearchSpace(self.source, dataset, description, rank_by, train, methods, profiles)
 
-    def parse_rank_by(self, raw: Any) -> tuple[tuple[str, str], ...]:
-        scores = self.mapping(raw, "rank_by", optional=SCORES)
+    def parse_rank_by(self, raw: Any, path: str = "rank_by") -> tuple[tuple[str, str], ...]:
+        scores = self.mapping(raw, path, optional=SCORES)
         if not scores:
-            raise self.fail("rank_by", "empty; name at least one score, e.g. rec: min")
+            raise self.fail(path, "empty; name at least one score, e.g. rec: min")
         for score, mode in scores.items():
             if mode not in MODES:
-                raise self.fail(
-                    _join("rank_by", score), f"must be min or max, got {_describe(mode)}"
-                )
+                raise self.fail(_join(path, score), f"must be min or max, got {_describe(mode)}")
         return tuple(scores.items())
 
     def parse_train(self, raw: Any, path: str) -> dict[str, Any]:
@@ -588,7 +592,7 @@ class _SpaceParser:
             raw,
             path,
             required=("seeds", "num_samples", "resources"),
-            optional=("budget", "train", "methods"),
+            optional=("budget", "train", "methods", "scheduler"),
         )
         budget = self.string(entry.get("budget", ""), _join(path, "budget"))
         profile_train = self.parse_train(entry.get("train", {}), _join(path, "train"))
@@ -600,6 +604,12 @@ class _SpaceParser:
         selected = self.profile_methods(entry.get("methods"), _join(path, "methods"), methods)
         for spec in selected.values():
             self.config(_method_values(dataset, merged, spec), _join(path, f"methods.{spec.name}"))
+        scheduler = None
+        if "scheduler" in entry:
+            effective = TrainConfig.from_dict({"dataset": dataset, **merged})
+            scheduler = self.scheduler(
+                entry["scheduler"], _join(path, "scheduler"), rank_by, effective
+            )
         return Profile(
             self.source,
             name,
@@ -611,7 +621,87 @@ class _SpaceParser:
             num_samples,
             resources,
             budget,
+            scheduler,
         )
+
+    def scheduler(
+        self,
+        raw: Any,
+        path: str,
+        rank_by: tuple[tuple[str, str], ...],
+        config: TrainConfig,
+    ) -> SchedulerSpec:
+        """A profile's `scheduler:` block: `type: fifo` alone, or `type: mo-asha` with `grace`
+        (the first rung, in steps: a multiple of the profile's report_every below its steps) and
+        optionally `eta`, `rank_by` (the rung scores; default the file's), `selection`,
+        `tie_break` (pareto only) and `rung_profile` (metric sizes of the rung scores)."""
+        entry = self.mapping(raw, path, required=("type",), optional=SCHEDULER_KEYS[1:])
+        kind = entry["type"]
+        if kind not in SCHEDULERS:
+            raise self.fail(
+                _join(path, "type"),
+                f"must be one of {', '.join(SCHEDULERS)}, got {_describe(kind)}",
+            )
+        if kind == "fifo":
+            extra = [key for key in entry if key != "type"]
+            if extra:
+                raise self.fail(_join(path, extra[0]), "only for type mo-asha; fifo has no rungs")
+            return SchedulerSpec("fifo")
+        if "grace" not in entry:
+            raise self.fail(_join(path, "grace"), "missing (the first rung, in training steps)")
+        grace = self.integer(entry["grace"], _join(path, "grace"), 1)
+        if grace % config.report_every:
+            raise self.fail(
+                _join(path, "grace"),
+                f"{grace} is not a multiple of report_every ({config.report_every}): rung scores "
+                "are computed at report steps",
+            )
+        if grace >= config.steps:
+            raise self.fail(
+                _join(path, "grace"),
+                f"{grace} leaves no rung below the profile's {config.steps} steps",
+            )
+        eta = self.integer(entry.get("eta", DEFAULT_SCHEDULER.eta), _join(path, "eta"), 2)
+        scores = self.scheduler_rank_by(entry.get("rank_by"), _join(path, "rank_by"), rank_by)
+        selection = entry.get("selection", DEFAULT_SCHEDULER.selection)
+        if selection not in SELECTIONS:
+            raise self.fail(
+                _join(path, "selection"),
+                f"must be one of {', '.join(SELECTIONS)}, got {_describe(selection)}",
+            )
+        tie_break = entry.get("tie_break", DEFAULT_SCHEDULER.tie_break)
+        if tie_break not in TIE_BREAKS:
+            raise self.fail(
+                _join(path, "tie_break"),
+                f"must be one of {', '.join(TIE_BREAKS)}, got {_describe(tie_break)}",
+            )
+        if "tie_break" in entry and selection != "pareto":
+            raise self.fail(_join(path, "tie_break"), "only for selection: pareto")
+        profile = entry.get("rung_profile", "rung")
+        if profile not in PROFILES:
+            raise self.fail(
+                _join(path, "rung_profile"),
+                f"must be one of {', '.join(PROFILES)}, got {_describe(profile)}",
+            )
+        return SchedulerSpec("mo-asha", grace, eta, scores, selection, tie_break, profile)
+
+    def scheduler_rank_by(
+        self, raw: Any, path: str, default: tuple[tuple[str, str], ...]
+    ) -> tuple[tuple[str, str], ...]:
+        """The rung scores: the block's own `rank_by`, else the file's; either way only scores
+        that a rung evaluation computes."""
+        scores = default if raw is None else self.parse_rank_by(raw, path)
+        slow = [score for score, _ in scores if score not in RUNG_SCORES]
+        if not slow:
+            return scores
+        rung_scores = ", ".join(RUNG_SCORES)
+        if raw is None:
+            raise self.fail(
+                path.rpartition(".")[0],
+                f"the file's rank_by has {slow[0]!r}, which rungs do not score ({rung_scores}); "
+                "give the scheduler block its own rank_by",
+            )
+        raise self.fail(_join(path, slow[0]), f"not scored at rungs; rung scores are {rung_scores}")
 
     def seeds(self, raw: Any, path: str) -> tuple[int, ...]:
         if not isinstance(raw, list) or not raw:

@@ -30,7 +30,7 @@ from tcwae.optim import OPTIMIZER_PRESETS, PRESETS, AdamSettings
 COSTS = ("xent", "l1", "l2sq")
 ESTIMATORS = ("mws", "mss")
 MWS_SCOPES = ("global", "local")
-EVAL_PROFILES = ("smoke", "quick", "paper")
+EVAL_PROFILES = ("smoke", "rung", "quick", "paper")  # the keys of tcwae.metrics.PROFILES
 DATA_SOURCES = ("auto", "official", "procedural")
 PRECISIONS = ("auto", "float32", "bf16")
 INITS = ("torch", "authors")

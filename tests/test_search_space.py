@@ -5,6 +5,7 @@ import optuna
 import pytest
 import yaml
 
+from pipeline.rungs import SchedulerSpec
 from pipeline.search_space import (
     GRID_PARAMETER,
     HYPERPARAMETERS,
@@ -324,6 +325,86 @@ BAD_CASES = [
         _setter("profiles.smoke.num_samples", None),
         "profiles.smoke.num_samples: missing",
     ),
+    *[
+        (f"scheduler: {name}", _setter("profiles.cpu.scheduler", block), message)
+        for name, block, message in [
+            (
+                "unknown key",
+                {"type": "mo-asha", "grace": 100, "rungs": 3},
+                "profiles.cpu.scheduler.rungs: unknown key; expected one of type, grace, eta",
+            ),
+            (
+                "unknown type",
+                {"type": "hyperband"},
+                "profiles.cpu.scheduler.type: must be one of fifo, mo-asha, got 'hyperband'",
+            ),
+            ("missing type", {"grace": 100}, "profiles.cpu.scheduler.type: missing"),
+            (
+                "missing grace",
+                {"type": "mo-asha"},
+                "profiles.cpu.scheduler.grace: missing (the first rung, in training steps)",
+            ),
+            (
+                "fifo with rungs",
+                {"type": "fifo", "grace": 100},
+                "profiles.cpu.scheduler.grace: only for type mo-asha",
+            ),
+            (
+                "eta 1",
+                {"type": "mo-asha", "grace": 100, "eta": 1},
+                "profiles.cpu.scheduler.eta: must be an integer >= 2, got 1",
+            ),
+            (
+                "grace between reports",
+                {"type": "mo-asha", "grace": 120},
+                "profiles.cpu.scheduler.grace: 120 is not a multiple of report_every (50)",
+            ),
+            (
+                "grace at the budget",
+                {"type": "mo-asha", "grace": 1000},
+                "profiles.cpu.scheduler.grace: 1000 leaves no rung below the profile's 1000 steps",
+            ),
+            (
+                "slow rung score",
+                {"type": "mo-asha", "grace": 100, "rank_by": {"dci_disentanglement": "max"}},
+                "profiles.cpu.scheduler.rank_by.dci_disentanglement: not scored at rungs",
+            ),
+            (
+                "bad rung mode",
+                {"type": "mo-asha", "grace": 100, "rank_by": {"mig": "up"}},
+                "profiles.cpu.scheduler.rank_by.mig: must be min or max, got 'up'",
+            ),
+            (
+                "unknown selection",
+                {"type": "mo-asha", "grace": 100, "selection": "random"},
+                "profiles.cpu.scheduler.selection: must be one of pareto, mean_rank",
+            ),
+            (
+                "tie break without fronts",
+                {
+                    "type": "mo-asha",
+                    "grace": 100,
+                    "selection": "mean_rank",
+                    "tie_break": "crowding",
+                },
+                "profiles.cpu.scheduler.tie_break: only for selection: pareto",
+            ),
+            (
+                "unknown rung profile",
+                {"type": "mo-asha", "grace": 100, "rung_profile": "tiny"},
+                "profiles.cpu.scheduler.rung_profile: must be one of paper, quick, rung, smoke",
+            ),
+        ]
+    ],
+    (
+        "scheduler block with the file ranking on a slow score",
+        lambda raw: (
+            raw["rank_by"].update(dci_disentanglement="max"),
+            raw["profiles"]["cpu"].update(scheduler={"type": "mo-asha", "grace": 100}),
+        ),
+        "profiles.cpu.scheduler: the file's rank_by has 'dci_disentanglement', which rungs do "
+        "not score",
+    ),
 ]
 
 
@@ -483,6 +564,39 @@ def test_profile_to_dict_is_plain_data_for_mlflow():
     assert yaml.safe_load(yaml.safe_dump(data)) == data
     assert data["methods"]["tcwae_mws"]["params"]["beta"]["grid"] == [1, 10, 50]
     assert data["resources"] == {"workers": 1, "cpus_per_worker": 1.0, "gpus_per_worker": 0.0}
+
+
+def test_scheduler_block_with_defaults_and_rungs_below_the_budget(tmp_path):
+    raw = yaml.safe_load(DSPRITES_YAML.read_text())
+    raw["profiles"]["cpu"]["scheduler"] = {"type": "mo-asha", "grace": 100}
+    raw["profiles"]["smoke"]["scheduler"] = {"type": "fifo"}
+    raw["profiles"]["paper"]["scheduler"] = {
+        "type": "mo-asha",
+        "grace": 10000,
+        "eta": 2,
+        "rank_by": {"rec": "min", "mig": "max"},
+        "selection": "pareto",
+        "tie_break": "crowding",
+        "rung_profile": "quick",
+    }
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    space = load_search_space(path)
+    cpu = space.profile("cpu").scheduler
+    assert cpu == SchedulerSpec("mo-asha", 100, 3, space.rank_by, "pareto", "mean_rank", "rung")
+    assert cpu.rungs(space.profile("cpu").train["steps"]) == (100, 300, 900)
+    assert space.profile("smoke").scheduler == SchedulerSpec("fifo")
+    paper = space.profile("paper").scheduler
+    assert (paper.eta, paper.rank_by, paper.tie_break) == (
+        2,
+        (("rec", "min"), ("mig", "max")),
+        "crowding",
+    )
+    assert paper.rungs(300_000) == (10_000, 20_000, 40_000, 80_000, 160_000)
+    data = space.profile("paper").to_dict()
+    assert yaml.safe_load(yaml.safe_dump(data)) == data
+    assert data["scheduler"]["rank_by"] == {"rec": "min", "mig": "max"}
+    assert load_search_space("dsprites").profile("cpu").scheduler is None
 
 
 def test_method_hyperparameters_cover_every_method():
