@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from tcwae.data import FACTOR_NAMES
+from tcwae.data.common import SOURCES as DATA_SOURCES
 from tcwae.methods import METHODS, REGISTRY, all_hyperparameters
 from tcwae.optim import OPTIMIZER_PRESETS, PRESETS, AdamSettings
 
@@ -31,7 +32,6 @@ COSTS = ("xent", "l1", "l2sq")
 ESTIMATORS = ("mws", "mss")
 MWS_SCOPES = ("global", "local")
 EVAL_PROFILES = ("smoke", "rung", "quick", "paper")  # the keys of tcwae.metrics.PROFILES
-DATA_SOURCES = ("auto", "official", "procedural")
 PRECISIONS = ("auto", "float32", "bf16")
 INITS = ("torch", "authors")
 VARIANCES = ("exp", "softplus")

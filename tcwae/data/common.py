@@ -21,12 +21,10 @@ import h5py
 import numpy as np
 import torch
 
-from tcwae.config import DATA_SOURCES
-
 log = logging.getLogger(__name__)
 
 DATASETS = ("dsprites", "smallnorb", "shapes3d", "chairs", "celeba")
-SOURCES = DATA_SOURCES
+SOURCES = ("auto", "official", "procedural")  # the data-source vocabulary, defined once
 PROCEDURAL_DATASETS = ("dsprites", "shapes3d")
 IMAGE_SIZE = 64
 CACHE_FORMAT_VERSION = 1
