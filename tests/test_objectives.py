@@ -86,3 +86,5 @@ def test_a_hundred_steps_lower_the_reconstruction_term(method):
     assert len(reports) == 5
     first, last = reports[0]["rec"], reports[-1]["rec"]
     assert last < 0.6 * first, (first, last)
+    if method not in TERMS:  # the methods added to seed 001's five: the trained total falls too
+        assert reports[-1]["loss"] < reports[0]["loss"], (reports[0], reports[-1])
