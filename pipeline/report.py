@@ -31,7 +31,9 @@ from typing import Any
 import numpy as np
 import yaml
 
+from pipeline.rungs import rung_metric
 from pipeline.search_space import SCORES
+from pipeline.tracking import TAG_STOPPED_AT
 from pipeline.train import MIG_CURVE_METRIC
 from tcwae.config import CONFIG_KEYS
 from tcwae.methods import METHODS, REGISTRY, all_hyperparameters
@@ -288,6 +290,24 @@ def format_table(
     return "\n".join(line.rstrip() for line in text)
 
 
+def format_stopped(
+    stopped: Sequence[Mapping[str, Any]], rank_by: Sequence[tuple[str, str]] = DEFAULT_RANK_BY
+) -> str:
+    """The trials that successive halving stopped, apart from the ranking (their scores come
+    from a smaller metric profile at fewer steps): configuration, seed, rung step, rung scores."""
+    lines = [f"Stopped at a rung by successive halving ({len(stopped)}; not ranked):"]
+    for row in sorted(stopped, key=lambda r: (-r["stopped_at"], configuration_label(r))):
+        scores = row.get("rung_scores", {})
+        values = ", ".join(
+            f"{SCORE_LABELS.get(s, s)} {scores[s]:.3g}" for s, _ in rank_by if s in scores
+        )
+        lines.append(
+            f"  {configuration_label(row)} seed {row.get('seed', '?')}: "
+            f"step {row['stopped_at']}" + (f" ({values})" if values else "")
+        )
+    return "\n".join(lines)
+
+
 def write_ranking_csv(
     ranked: Sequence[Mapping[str, Any]],
     front: Sequence[Mapping[str, Any]],
@@ -389,6 +409,7 @@ class Report:
 
     runs: list[dict[str, Any]]
     failed: list[dict[str, Any]]
+    stopped: list[dict[str, Any]]
     ranked: list[dict[str, Any]]
     best_overall: dict[str, Any]
     best_by_method: dict[str, dict[str, Any]]
@@ -407,14 +428,20 @@ def build_report(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     finished = [dict(row) for row in rows if _is_complete(row)]
-    failed = [dict(row) for row in rows if not _is_complete(row)]
+    stopped = [dict(row) for row in rows if not _is_complete(row) and "stopped_at" in row]
+    failed = [dict(row) for row in rows if not _is_complete(row) and "stopped_at" not in row]
     if not finished:
-        raise ReportError(f"no finished trial to report on ({len(failed)} not finished)")
+        raise ReportError(
+            f"no trial trained to the full budget to report on ({len(stopped)} stopped at a "
+            f"rung, {len(failed)} not finished)"
+        )
     table = aggregate(finished)
     ranked = rank(table, rank_by)
     best_by_method = best_per_method(table, rank_by)
     front = pareto_front(ranked, rank_by)
     text = format_table(ranked, rank_by, front)
+    if stopped:
+        text += "\n" + format_stopped(stopped, rank_by)
     if failed:
         text += f"\n{len(failed)} trial(s) not finished and left out: " + ", ".join(
             f"{row.get('run_id', '?')} ({row.get('status', '?')})" for row in failed
@@ -428,6 +455,7 @@ def build_report(
     return Report(
         runs=finished,
         failed=failed,
+        stopped=stopped,
         ranked=ranked,
         best_overall=ranked[0],
         best_by_method=best_by_method,
@@ -787,10 +815,16 @@ def collect_rows(client: Any, parent_run_id: str) -> list[dict[str, Any]]:
             max_results=1000,
             page_token=token,
         )
-        rows += [
-            run_row(run.data.params, run.data.metrics, run.info.run_id, run.info.status)
-            for run in page
-        ]
+        for run in page:
+            row = run_row(run.data.params, run.data.metrics, run.info.run_id, run.info.status)
+            if TAG_STOPPED_AT in run.data.tags:
+                row["stopped_at"] = int(run.data.tags[TAG_STOPPED_AT])
+                row["rung_scores"] = {
+                    score: value
+                    for score in SCORES
+                    if (value := run.data.metrics.get(rung_metric(score))) is not None
+                }
+            rows.append(row)
         token = page.token
         if not token:
             return rows

@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pipeline.model_registry import BEST_ALIAS, register_best
+from pipeline.rungs import Decision, SchedulerSpec
 from pipeline.search_space import (
     GridDefineByRun,
     OptunaDefineByRun,
@@ -37,7 +39,15 @@ from pipeline.search_space import (
     objectives,
     trial_train_config,
 )
-from pipeline.tracking import Tracking, TrackingError, resolve_tracking_uri, sqlite_path
+from pipeline.tracking import (
+    KILLED,
+    TAG_STOP_REASON,
+    TAG_STOPPED_AT,
+    Tracking,
+    TrackingError,
+    resolve_tracking_uri,
+    sqlite_path,
+)
 from pipeline.train import (
     LaunchError,
     TrainingFailed,
@@ -53,6 +63,7 @@ MODES = ("grid", "optuna")
 TAG_SWEEP = "tcwae.sweep"
 TAG_SWEEP_STORAGE = "tcwae.sweep_storage"
 TRIALS_DIR = "trials"
+TAG_REGISTERED_MODEL = "tcwae.registered_model"
 # A trial's own process only waits on its TorchTrainer, whose workers reserve the CPUs and GPUs.
 # Tune's default of 1 CPU per trial would halve a 2-core laptop's concurrency, and Tune refuses an
 # empty request, so the driver reserves one byte of memory: a real reservation that costs nothing.
@@ -76,6 +87,7 @@ class SweepContext:
     sweep_name: str
     parent_run_id: str
     data_root: str | None
+    scheduler: SchedulerSpec | None = None
 
 
 def run_trial(params: dict[str, Any], context: SweepContext) -> None:
@@ -95,6 +107,7 @@ def run_trial(params: dict[str, Any], context: SweepContext) -> None:
         storage=context.trial_storage,
         name=f"{context.sweep_name}-{trial_id}",
         data_root=context.data_root,
+        rung_check=context.scheduler.rung_check(config.steps) if context.scheduler else None,
     )
     final = run_training(spec, context.parent_run_id, run_callbacks=[TuneReportCallback()])
     ray.tune.report({key: value for key, value in final.items() if _is_number(value)})
@@ -119,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--name", help="sweep name (default: <space>-<profile>-<mode>)")
     parser.add_argument("--data-root", help="data folder (default: $TCWAE_DATA)")
     parser.add_argument("--seed", type=int, default=0, help="the Optuna sampler's seed")
+    parser.add_argument(
+        "--scheduler",
+        help="fifo (every trial trains its full budget) or mo-asha (the profile's scheduler "
+        "block: multi-objective successive halving); default: the profile's block, else fifo",
+    )
     parser.add_argument(
         "--results-md", help="also write RESULTS.md here: paper Table 1a beside ours (issue 8)"
     )
@@ -146,6 +164,7 @@ class SweepPlan:
     data_root: str | None
     seed: int
     results_md: str | None = None
+    scheduler: SchedulerSpec | None = None  # None: FIFO, every trial trains its full budget
 
     @property
     def experiment_path(self) -> str:
@@ -195,6 +214,7 @@ def plan_sweep(argv: Sequence[str] | None) -> SweepPlan:
     if "/" in name or name in (".", ".."):
         raise UsageError(f"--name must be a folder name without '/', got {name!r}")
     data_root = str(Path(args.data_root).expanduser().resolve()) if args.data_root else None
+    scheduler = _chosen_scheduler(profile, args.scheduler)
     results_md = None
     if args.results_md:
         results_path = Path(args.results_md).expanduser().resolve()
@@ -218,7 +238,26 @@ def plan_sweep(argv: Sequence[str] | None) -> SweepPlan:
         data_root=data_root,
         seed=args.seed,
         results_md=results_md,
+        scheduler=scheduler,
     )
+
+
+def _chosen_scheduler(profile: Profile, flag: str | None) -> SchedulerSpec | None:
+    """The successive-halving spec the sweep runs, or None for FIFO: `--scheduler` picks
+    between FIFO and the profile's `scheduler:` block, which holds the rungs."""
+    block = profile.scheduler if profile.scheduler and profile.scheduler.type == "mo-asha" else None
+    if flag is None:
+        return block
+    if flag == "fifo":
+        return None
+    if flag != "mo-asha":
+        raise UsageError(f"--scheduler must be fifo or mo-asha, got {flag!r}")
+    if block is None:
+        raise UsageError(
+            f"--scheduler mo-asha: {profile.source}: profile {profile.name!r} has no "
+            "`scheduler: {type: mo-asha, grace: ...}` block; add one or drop --scheduler"
+        )
+    return block
 
 
 def cluster_capacity() -> tuple[dict[str, float], bool]:
@@ -264,7 +303,8 @@ def concurrent_trials(plan: SweepPlan, capacity: dict[str, float], may_grow: boo
 
 def _search_algorithm(plan: SweepPlan) -> Any:
     import optuna
-    from ray.tune.search.optuna import OptunaSearch
+
+    from pipeline.scheduler import PruningOptunaSearch
 
     metrics, modes = objectives(plan.profile)
     if plan.mode == "grid":
@@ -273,7 +313,7 @@ def _search_algorithm(plan: SweepPlan) -> Any:
     else:
         space = OptunaDefineByRun.from_profile(plan.profile)
         sampler = optuna.samplers.TPESampler(seed=plan.seed)
-    return OptunaSearch(space=space, metric=metrics, mode=modes, sampler=sampler)
+    return PruningOptunaSearch(space=space, metric=metrics, mode=modes, sampler=sampler)
 
 
 def _parent_run(plan: SweepPlan, tracking: Tracking) -> str:
@@ -323,8 +363,38 @@ def _check_restorable(plan: SweepPlan) -> None:
         )
 
 
+def budget_steps(plan: SweepPlan) -> int:
+    """The training steps of a trial that is never stopped (the profile's `steps`)."""
+    return trial_train_config(plan.profile, plan.points[0]).steps
+
+
+@dataclasses.dataclass(frozen=True)
+class StopMarker:
+    """Marks a trial that successive halving stopped: its MLflow child run (complete up to the
+    rung, whose `rung/<score>` metrics rank 0 logged) ends KILLED with the rung and the reason.
+    Plain data, so that Tune can save it with the experiment and call it after --resume."""
+
+    context: SweepContext
+
+    def __call__(self, trial_id: str, decision: Decision) -> None:
+        tracking = Tracking.at(self.context.tracking_uri)
+        run = tracking.find_run(
+            tracking.experiment_id(self.context.experiment),
+            self.context.trial_storage,
+            f"{self.context.sweep_name}-{trial_id}",
+        )
+        if run is None:
+            return
+        run_id = run.info.run_id
+        tags = {TAG_STOPPED_AT: decision.step, TAG_STOP_REASON: decision.reason()}
+        tracking.set_tags(run_id, tags)
+        tracking.client.set_terminated(run_id, KILLED)
+
+
 def _tuner(plan: SweepPlan, context: SweepContext, max_concurrent: int) -> Any:
     from ray import tune
+
+    from pipeline.scheduler import MultiObjectiveAsha, SchedulerCallback
 
     # The searcher's scores arrive only in a trial's last report; the reports before it carry
     # the training losses that the TorchTrainer forwards, which Tune would otherwise reject.
@@ -333,18 +403,29 @@ def _tuner(plan: SweepPlan, context: SweepContext, max_concurrent: int) -> Any:
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, context=context), TRIAL_DRIVER_RESOURCES
     )
+    scheduler, callbacks = None, []
+    if plan.scheduler is not None:
+        scheduler = MultiObjectiveAsha(plan.scheduler, budget_steps(plan))
+        callbacks.append(SchedulerCallback(scheduler, StopMarker(context)))
     if plan.resume:
+        # The callbacks (and with them the scheduler's rungs) come back from the checkpoint.
         return tune.Tuner.restore(
-            plan.experiment_path, trainable, resume_unfinished=True, resume_errored=False
+            plan.experiment_path,
+            trainable,
+            resume_unfinished=True,
+            resume_errored=False,
         )
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=_search_algorithm(plan),
+            scheduler=scheduler,
             num_samples=plan.num_samples,
             max_concurrent_trials=max_concurrent,
         ),
-        run_config=tune.RunConfig(name=plan.name, storage_path=plan.storage, verbose=1),
+        run_config=tune.RunConfig(
+            name=plan.name, storage_path=plan.storage, callbacks=callbacks, verbose=1
+        ),
     )
 
 
@@ -366,6 +447,7 @@ def run_sweep(plan: SweepPlan) -> tuple[str, Any]:
         sweep_name=plan.name,
         parent_run_id=parent_run_id,
         data_root=plan.data_root,
+        scheduler=plan.scheduler,
     )
     print(
         f"sweep: {plan.name}: {plan.num_samples} trials ({plan.mode} mode), "
@@ -385,6 +467,13 @@ def run_sweep(plan: SweepPlan) -> tuple[str, Any]:
                 plan.profile.rank_by,
                 results_md=plan.results_md,
             )
+        version = register_best(
+            tracking.client, plan.space_name, plan.name, report.ranked, plan.profile.rank_by
+        )
+        if version is not None:
+            model = f"models:/{version.name}/{version.version}"
+            tracking.set_tags(parent_run_id, {TAG_REGISTERED_MODEL: model})
+            print(f"sweep: registered the best encoder as {model} (alias {BEST_ALIAS})", flush=True)
     except BaseException as error:
         tracking.end_run(parent_run_id, error)
         raise

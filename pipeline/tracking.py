@@ -32,6 +32,9 @@ TAG_KIND = "tcwae.kind"
 TAG_ERROR = "tcwae.error"
 TAG_NON_FINITE = "tcwae.non_finite"
 TAG_PREVIOUS_ERROR = "tcwae.previous_error"
+# A trial that successive halving stopped at a rung: the rung's step and the scheduler's reason.
+TAG_STOPPED_AT = "tcwae.stopped_at_step"
+TAG_STOP_REASON = "tcwae.stop_reason"
 TAG_PARENT = "mlflow.parentRunId"
 TAG_RUN_NAME_MLFLOW = "mlflow.runName"
 

@@ -7,9 +7,12 @@ import pytest
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """One local Ray instance (2 CPUs, no dashboard) shared by every test that needs Ray.
+    """One local Ray instance (2 CPUs) shared by every test that needs Ray.
 
-    Starting Ray costs 15-25 s here, so it is started once per test session, on first use.
+    Starting Ray costs 15-25 s here, so it is started once per test session, on first use. It
+    runs the dashboard as `make sweep`'s Ray does: Ray Train's PlacementGroupCleaner asks the
+    dashboard's state API whether a trial's controller is dead, so without it the placement group
+    of a trial that Tune stopped is never released and the next trial waits for CPUs forever.
     `address="local"` starts a fresh instance even when others run on this machine.
     A killed worker's process group is given 3 s (instead of 30) to shut down, which keeps the
     fault-tolerance tests short; a worker group may take 5 min (instead of 60 s) to start, because
@@ -21,7 +24,7 @@ def ray_session():
     ray.init(
         address="local",
         num_cpus=2,
-        include_dashboard=False,
+        include_dashboard=True,
         runtime_env={
             "env_vars": {
                 "TORCH_PROCESS_GROUP_SHUTDOWN_TIMEOUT_S": "3",

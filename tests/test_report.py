@@ -190,8 +190,19 @@ def test_build_report_without_factor_scores_ranks_on_reconstruction_only(tmp_pat
 
 
 def test_build_report_refuses_a_sweep_with_nothing_finished(tmp_path):
-    with pytest.raises(report.ReportError, match="no finished trial"):
+    with pytest.raises(report.ReportError, match="no trial trained to the full budget"):
         build_report([run_row({}, {}, "x", "FAILED")], tmp_path)
+
+
+def test_trials_stopped_at_a_rung_are_listed_apart_and_not_ranked(tmp_path):
+    params = TrainConfig(method="wae_mmd", hyperparameters={"lam": 25.0}).to_dict()
+    stopped = run_row({k: str(v) for k, v in params.items()}, {"rung/mig": 0.01}, "s", "KILLED")
+    stopped.update(stopped_at=400, rung_scores={"rec": 5.5, "mig": 0.01})
+    built = build_report([*hand_made_rows(), stopped], tmp_path)
+    assert len(built.ranked) == len(CONFIGS) and built.failed == []
+    assert [row["run_id"] for row in built.stopped] == ["s"]
+    assert "Stopped at a rung by successive halving (1; not ranked):" in built.text
+    assert "  wae_mmd lam=25 seed 0: step 400 (Rec 5.5, MIG 0.01)" in built.text
 
 
 PAPER_VALUES = {

@@ -29,6 +29,7 @@ import pytest
 import yaml
 from fake_cluster import FAST_NODE_DEATH_SYSTEM_CONFIG, FakeCluster, fake_cluster
 
+from pipeline.rungs import RUNG_SCORES
 from pipeline.search_space import SCORES
 from pipeline.sweep import SweepError, concurrent_trials, main, plan_sweep
 
@@ -59,7 +60,7 @@ REPORT_ARTIFACTS = {
 # A learning rate this large sends the reconstruction to NaN within two steps, for every method
 # (checked on the tiny grid), so the trial fails the same way every time it is tried.
 EXPLODING_LR = 1.0e30
-NON_FINITE_ERROR = re.compile(r"NonFiniteLossError: step \d+: loss term '\w+' is (nan|inf)")
+NON_FINITE_ERROR = re.compile(r"NonFiniteLossError: steps \d+-\d+: loss terms? '\w+' \((nan|inf)\)")
 
 SWEEP_TIMEOUT_S = 900.0
 # idle_timeout_minutes is 0.1 (6 s) in cluster/local.yaml, but a killed driver's training workers
@@ -316,7 +317,15 @@ def _low_above_high(space: dict) -> None:
     space["methods"]["tcwae_mws"]["params"]["gamma"]["range"] = {"low": 200, "high": 150}
 
 
+def _grace_off_the_report_steps(space: dict) -> None:
+    space["profiles"]["smoke"]["scheduler"] = {"type": "mo-asha", "grace": 3}
+
+
 BAD_SPACES = {
+    "scheduler grace": (
+        _grace_off_the_report_steps,
+        "profiles.smoke.scheduler.grace: 3 is not a multiple of report_every (2)",
+    ),
     "unknown key": (_unknown_key, "methods.wae_mmd.params.lam.steps: unknown key"),
     "missing methods": (_drop_methods, "methods: missing"),
     "missing method": (
@@ -348,6 +357,12 @@ def test_bad_search_space_is_one_line_exit_2_and_nothing_created(case, tmp_path,
     path = write_space(tmp_path / "space.yaml", space)
     code = main(sweep_args(path, tmp_path, tmp_path / "data", "--mode", "grid"))
     _assert_refused(code, capsys.readouterr().err, tmp_path, f"sweep: {path}: {expected}")
+
+
+def test_mo_asha_on_a_profile_without_rungs_is_refused(tmp_path, capsys):
+    path = write_space(tmp_path / "space.yaml", space_dict(GRID_METHODS))
+    code = main(sweep_args(path, tmp_path, tmp_path / "data", "--scheduler", "mo-asha"))
+    _assert_refused(code, capsys.readouterr().err, tmp_path, "has no `scheduler: {type: mo-asha")
 
 
 def test_optuna_mode_on_a_profile_that_searches_nothing_is_refused(tmp_path, capsys):
@@ -597,3 +612,51 @@ def test_trial_survives_losing_its_node_and_continues_from_its_checkpoint(
     steps = [metric.step for metric in client.get_metric_history(child.info.run_id, "train/loss")]
     assert steps == list(range(10, NODE_LOSS_TRAIN["steps"] + 1, NODE_LOSS_TRAIN["report_every"]))
     assert math.isfinite(child.data.metrics["rec"])
+
+
+# Successive halving: 6 steps, one rung at step 2 where only the best quarter continues.
+HALVING_TRAIN = {"steps": 6}
+HALVING_SCHEDULER = {"type": "mo-asha", "grace": 2, "eta": 4}
+HALVING_METHODS = {
+    "tcwae_mws": GRID_METHODS["tcwae_mws"],
+    "wae_mmd": GRID_METHODS["wae_mmd"],
+}
+
+
+@pytest.mark.ray
+def test_successive_halving_stops_trials_at_the_rung_and_ranks_only_the_finished(
+    ray_session, tiny_data_root: Path, tmp_path: Path, capsys
+) -> None:
+    """Three trials, one at a time (so they reach the rung in grid order): the first always
+    continues, a later one only when it is the best so far. Stopped trials are KILLED child runs
+    with their rung scores, step and reason, and no final scores; finished ones have final scores
+    and are the only ones ranked; the winner's encoder is registered."""
+    space = space_dict(HALVING_METHODS, HALVING_TRAIN)
+    space["profiles"]["smoke"]["scheduler"] = HALVING_SCHEDULER
+    path = write_space(tmp_path / "halving.yaml", space)
+    code = main(sweep_args(path, tmp_path, tiny_data_root, "--max-concurrent", "1"))
+    output = capsys.readouterr().out
+    assert code == 0, output[-5000:]
+
+    client = mlflow_client(tmp_path)
+    [parent], children = parent_and_children(client)
+    assert len(children) == 3
+    stopped = [run for run in children if run.info.status == "KILLED"]
+    finished = [run for run in children if run.info.status == "FINISHED"]
+    assert stopped and finished and len(stopped) + len(finished) == 3
+    for run in stopped:
+        assert run.data.tags["tcwae.stopped_at_step"] == "2"
+        assert "stopped at rung 1 of 1 (step 2)" in run.data.tags["tcwae.stop_reason"]
+        assert {f"rung/{score}" for score in RUNG_SCORES} <= set(run.data.metrics)
+        assert not set(SCORES) & set(run.data.metrics)
+    for run in finished:
+        assert all(math.isfinite(run.data.metrics[score]) for score in SCORES)
+
+    assert f"Stopped at a rung by successive halving ({len(stopped)}; not ranked):" in output
+    header = re.search(r"^#\s+configuration\s+n\s+Rec \(min\)", output, re.M)
+    assert header, output[-5000:]
+    ranked_rows = re.findall(r"^\d+\*?\s+(\w+) ", output[header.end() :], re.M)
+    assert len(ranked_rows) == len(finished)
+    assert parent.data.tags["tcwae.registered_model"] == "models:/tcwae-halving/1"
+    [version] = client.search_model_versions("name = 'tcwae-halving'")
+    assert version.run_id in {run.info.run_id for run in finished}
