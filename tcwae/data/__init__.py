@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tcwae.data import celeba, chairs, dsprites, shapes3d, smallnorb
+from tcwae.data import celeba, chairs, dsprites, shapes3d, smallnorb, sprite_videos
 from tcwae.data.common import DATASETS, SOURCES, DatasetError, FactorDataset, data_root
 from tcwae.data.dsprites import render_dsprites, small_dsprites
+from tcwae.data.sprite_videos import render_sprite_videos, small_sprite_videos
 
 procedural_dsprites = render_dsprites
 
@@ -20,7 +21,9 @@ _LOADERS = {
     "shapes3d": shapes3d.load,
     "chairs": chairs.load,
     "celeba": celeba.load,
+    "sprite_videos": sprite_videos.load,
 }
+_PROCEDURAL = ("dsprites", "sprite_videos")
 
 
 def load_dataset(name: str, root: str | Path | None = None, source: str = "auto") -> FactorDataset:
@@ -28,15 +31,16 @@ def load_dataset(name: str, root: str | Path | None = None, source: str = "auto"
 
     `source`: 'official' reads (for dSprites, downloads) the published files; 'procedural'
     renders dSprites ourselves; 'auto' is official where available, else procedural for dSprites
-    with a loud warning. Any problem is a `DatasetError` that says what to do.
+    with a loud warning; sprite_videos is procedural only ('official' is an error). Any problem
+    is a `DatasetError` that says what to do.
     """
     if name not in _LOADERS:
         raise DatasetError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
     if source not in SOURCES:
         raise DatasetError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
-    if source == "procedural" and name != "dsprites":
+    if source == "procedural" and name not in _PROCEDURAL:
         raise DatasetError(
-            f"{name} has no procedural renderer (only dsprites has); "
+            f"{name} has no procedural renderer (only {' and '.join(_PROCEDURAL)} have); "
             "use source='official' or 'auto'"
         )
     return _LOADERS[name](Path(root).expanduser() if root is not None else data_root(), source)
@@ -50,5 +54,7 @@ __all__ = [
     "load_dataset",
     "procedural_dsprites",
     "render_dsprites",
+    "render_sprite_videos",
     "small_dsprites",
+    "small_sprite_videos",
 ]
