@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 METHODS = ("tcwae_mws", "tcwae_gan", "wae_mmd", "beta_tcvae", "factor_vae")
+SEQUENCE_METHODS = ("rwae_mmd", "rwae_gan", "dsvae")  # for sequence data sets (sprite_videos)
 COSTS = ("xent", "l1", "l2sq")
 ESTIMATORS = ("mws", "mss")
 MWS_SCOPES = ("global", "local")
@@ -23,7 +24,7 @@ EVAL_PROFILES = ("smoke", "quick", "paper")
 DATA_SOURCES = ("auto", "official", "procedural")
 
 _CHOICES = {
-    "method": METHODS,
+    "method": METHODS + SEQUENCE_METHODS,
     "cost": COSTS,
     "estimator": ESTIMATORS,
     "mws_scope": MWS_SCOPES,
@@ -50,6 +51,9 @@ class TrainConfig:
     estimator: str = "mws"
     mws_scope: str = "global"
     dz: int = 10
+    ds: int = 16
+    rnn_hidden: int = 128
+    num_actions: int = 0
     steps: int = 300_000
     batch_size: int = 256
     seed: int = 0
@@ -105,6 +109,19 @@ class TrainConfig:
         for name in ("dz", "steps", "report_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{where}: {name} must be >= 1, got {getattr(self, name)}")
+        if self.ds < 1 or self.rnn_hidden < 2 or self.rnn_hidden % 2:
+            raise ConfigError(
+                f"{where}: ds must be >= 1 and rnn_hidden an even number >= 2, "
+                f"got ds={self.ds}, rnn_hidden={self.rnn_hidden}"
+            )
+        if self.num_actions < 0:
+            raise ConfigError(
+                f"{where}: num_actions must be >= 0 (0 = no action code), got {self.num_actions}"
+            )
+        if self.method in SEQUENCE_METHODS and self.channels_last:
+            raise ConfigError(
+                f"{where}: channels_last applies to image batches; turn it off for {self.method}"
+            )
         if self.mig_every < 0:
             raise ConfigError(f"{where}: mig_every must be >= 0 (0 = never), got {self.mig_every}")
         if self.batch_size < 2:

@@ -35,6 +35,9 @@ from tcwae.estimators import (
     standard_normal_log_density,
     total_correlation,
 )
+from tcwae.methods.dsvae import DSVAE
+from tcwae.methods.rwae import RWAEGAN, RWAEMMD
+from tcwae.methods.sequential import SequenceHyperParameters, SequenceMethod
 from tcwae.nets import Autoencoder, Discriminator
 
 Gather = Callable[[torch.Tensor], torch.Tensor]
@@ -372,14 +375,28 @@ OBJECTIVES: dict[str, type[Objective]] = {
 }
 
 
-def build_objective(cfg: TrainConfig, nchan: int, dataset_size: int) -> Objective:
+SEQUENCE_OBJECTIVES: dict[str, type[SequenceMethod]] = {
+    "rwae_mmd": RWAEMMD,
+    "rwae_gan": RWAEGAN,
+    "dsvae": DSVAE,
+}
+
+
+def build_objective(cfg: TrainConfig, nchan: int, dataset_size: int) -> Objective | SequenceMethod:
     """The objective of `cfg.method`, its networks initialised from `cfg.seed`.
 
     Initialisation draws from a forked global RNG seeded with cfg.seed, so the same config gives
-    the same networks in any process without disturbing the caller's RNG state.
+    the same networks in any process without disturbing the caller's RNG state. Sequence methods
+    (tcwae.methods.rwae, tcwae.methods.dsvae) take their hyper-parameters and random numbers
+    explicitly; they do not use `dataset_size`.
     """
-    if cfg.method not in OBJECTIVES:
-        raise ValueError(f"unknown method {cfg.method!r}; choose one of {', '.join(OBJECTIVES)}")
+    if cfg.method not in OBJECTIVES and cfg.method not in SEQUENCE_OBJECTIVES:
+        known = ", ".join([*OBJECTIVES, *SEQUENCE_OBJECTIVES])
+        raise ValueError(f"unknown method {cfg.method!r}; choose one of {known}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
+        if cfg.method in SEQUENCE_OBJECTIVES:
+            randomness = StepRandomness(torch.Generator().manual_seed(cfg.seed))
+            hyper = SequenceHyperParameters.from_config(cfg)
+            return SEQUENCE_OBJECTIVES[cfg.method](hyper, nchan, randomness)
         return OBJECTIVES[cfg.method](cfg, nchan, dataset_size)

@@ -32,7 +32,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from tcwae.config import ConfigError, TrainConfig
+from tcwae.config import SEQUENCE_METHODS, ConfigError, TrainConfig
 from tcwae.costs import PER_IMAGE_COSTS
 from tcwae.nets import Autoencoder
 from tcwae.objectives import Objective, StepRandomness, build_objective
@@ -109,6 +109,14 @@ class Trainer:
                 "or use mws_scope=global"
             )
 
+        sequences = getattr(dataset, "num_frames", None) is not None
+        if sequences != (cfg.method in SEQUENCE_METHODS):
+            kind = "sequences" if sequences else "images"
+            raise ConfigError(
+                f"{dataset.name} holds {kind} but method {cfg.method} trains on "
+                f"{'images' if sequences else 'sequences'}; sequence data sets take "
+                f"{', '.join(SEQUENCE_METHODS)} and image data sets the others"
+            )
         self.images = dataset.images.to(self.device)
         self.objective: Objective = build_objective(cfg, dataset.num_channels, len(dataset))
         self.objective.to(self.device)

@@ -1,0 +1,253 @@
+"""What the sequence methods share: their hyper-parameters, the equations both families use, and
+the training step on a batch of sequences [B, T, C, 64, 64].
+
+A `SequenceMethod` is used like an image objective: `forward(x, gather, autoencoder)` returns
+named loss terms (`loss` is trained, `z` carries the detached codes a discriminator step needs),
+`discriminator_loss(z, gather, discriminators)` is the adversarial variant's second step. It
+depends only on the networks, the estimators and torch; the caller hands it the step's random
+numbers (`Draws`, e.g. tcwae's StepRandomness), whose draws are made for the global batch, so a
+run on W ranks uses the numbers of one process.
+
+Loss (seed 002, the objective as described in its abstract and DESIGN.md):
+    rec + beta (D(q(s) || p(s)) + D(q(a) || p(a))) + gamma sum_t D(q(z_t) || p(z_t | z_<t)),
+rec the per-frame cost summed over frames. Our choices where the descriptions are silent:
+the action term, when there is one, is weighted by beta like the other sequence-level code; the
+WAE methods compare aggregate posteriors on the (all-gathered) batch, DSVAE uses per-sequence KLs.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tcwae.costs import PER_IMAGE_COSTS
+from tcwae.estimators import imq_mmd
+from tcwae.sequence_nets import SequenceAutoencoder
+
+Gather = Callable[[torch.Tensor], torch.Tensor]
+Terms = dict[str, torch.Tensor]
+QUERY, PRIOR = 0, 1  # discriminator classes: posterior (numerator), prior (denominator)
+
+
+class Draws(Protocol):
+    """The random numbers of one step (tcwae's StepRandomness satisfies it)."""
+
+    def normal(self, rows: int, cols: int, device: torch.device, sharded: bool) -> torch.Tensor:
+        """Standard normals; `sharded` gives this rank's rows of a draw for all ranks."""
+
+    def uniform(self, rows: int, cols: int, device: torch.device, sharded: bool) -> torch.Tensor:
+        """Uniforms on [0, 1), sharded as `normal`."""
+
+
+@dataclass(frozen=True)
+class SequenceHyperParameters:
+    """What the sequence methods read: code sizes, recurrent width, loss weights, cost."""
+
+    ds: int = 16
+    dz: int = 10
+    hidden: int = 128
+    num_actions: int = 0
+    beta: float = 1.0
+    gamma: float = 1.0
+    cost: str = "xent"
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> SequenceHyperParameters:
+        """From a TrainConfig (its `ds`, `dz`, `rnn_hidden`, `num_actions`, `beta`, `gamma`,
+        `cost`)."""
+        return cls(
+            ds=cfg.ds,
+            dz=cfg.dz,
+            hidden=cfg.rnn_hidden,
+            num_actions=cfg.num_actions,
+            beta=cfg.beta,
+            gamma=cfg.gamma,
+            cost=cfg.cost,
+        )
+
+
+def sequence_reconstruction(
+    logits: torch.Tensor, x: torch.Tensor, cost: str = "xent"
+) -> torch.Tensor:
+    """Reconstruction term: the per-frame cost (tcwae.costs, summed over pixels) summed over the T
+    frames, mean over the batch; for `xent` this is -log p(x_1:T | s, z_1:T) of DSVAE's Eq. 3."""
+    per_frame = PER_IMAGE_COSTS[cost](logits.flatten(0, 1), x.flatten(0, 1))
+    return per_frame.unflatten(0, x.shape[:2]).sum(dim=1).mean()
+
+
+def diagonal_gaussian_kl(
+    mu_q: torch.Tensor, logvar_q: torch.Tensor, mu_p: torch.Tensor, logvar_p: torch.Tensor
+) -> torch.Tensor:
+    """KL(N(mu_q, e^logvar_q) || N(mu_p, e^logvar_p)) summed over the last axis (closed form):
+    0.5 sum [logvar_p - logvar_q + (e^logvar_q + (mu_q - mu_p)^2) / e^logvar_p - 1]."""
+    ratio = (logvar_q.exp() + (mu_q - mu_p).pow(2)) * torch.exp(-logvar_p)
+    return 0.5 * (logvar_p - logvar_q + ratio - 1.0).sum(dim=-1)
+
+
+def aggregate_categorical_kl(probs: torch.Tensor) -> torch.Tensor:
+    """KL(q(a) || U(K)) of the batch's aggregate action posterior q(a) = mean_n q(a | x_n),
+    exact on the batch: sum_k q_k log(K q_k). Zero when the batch uses every action equally."""
+    aggregate = probs.mean(dim=0)
+    return (aggregate * torch.log(aggregate.clamp_min(1e-12) * probs.shape[1])).sum()
+
+
+def mean_categorical_kl(probs: torch.Tensor) -> torch.Tensor:
+    """mean_n KL(q(a | x_n) || U(K)), the per-sequence (VAE) action term."""
+    return (probs * torch.log(probs.clamp_min(1e-12) * probs.shape[1])).sum(dim=1).mean()
+
+
+def dynamic_mmd(z: torch.Tensor, prior_z: torch.Tensor) -> torch.Tensor:
+    """sum_t MMD(q(z_t), p(z_t | z_<t)) with the IMQ kernel: at each t the batch of posterior
+    samples z_t against the batch of prior samples z^_t ~ p(z_t | z_<t) drawn along the same
+    posterior histories, so p is the prior averaged over q(z_<t)."""
+    return sum(imq_mmd(z[:, t], prior_z[:, t]) for t in range(z.shape[1]))
+
+
+def time_tagged(z: torch.Tensor) -> torch.Tensor:
+    """Rows (z_t, t) [B T, dz + 1] of codes [B, T, dz]: one discriminator serves every frame, told
+    which frame a code belongs to by its index as one more input."""
+    frames = torch.arange(z.shape[1], device=z.device, dtype=z.dtype)
+    return torch.cat([z, frames[None, :, None].expand(z.shape[0], -1, 1)], dim=2).flatten(0, 1)
+
+
+def density_ratio_divergence(
+    logits_query: torch.Tensor, logits_prior: torch.Tensor
+) -> torch.Tensor:
+    """Adversarial divergence: symmetric KL(q || p) + KL(p || q) by the density-ratio trick
+    (Eq. 11 of seed 001; Sugiyama et al. 2012): logit_0 - logit_1 estimates log q/p, averaged over
+    posterior samples for KL(q || p) and negated over prior samples for KL(p || q). The second
+    half is what trains a learned prior (its samples are reparameterised); for a fixed prior it
+    is a constant."""
+    on_query = (logits_query[:, QUERY] - logits_query[:, PRIOR]).mean()
+    on_prior = (logits_prior[:, PRIOR] - logits_prior[:, QUERY]).mean()
+    return on_query + on_prior
+
+
+def discriminator_cross_entropy(
+    logits_query: torch.Tensor, logits_prior: torch.Tensor
+) -> torch.Tensor:
+    """Density-ratio discriminator loss: classify posterior samples (class 0) against prior
+    samples (class 1), each class weighted one half (Kim and Mnih 2018)."""
+    query = torch.full((logits_query.shape[0],), QUERY, device=logits_query.device)
+    prior = torch.full((logits_prior.shape[0],), PRIOR, device=logits_prior.device)
+    return 0.5 * (F.cross_entropy(logits_query, query) + F.cross_entropy(logits_prior, prior))
+
+
+def frozen_logits(discriminator: nn.Module, rows: torch.Tensor) -> torch.Tensor:
+    """Logits that pass gradients to `rows` but not to the discriminator's weights (the model
+    step must not train the discriminator, which learns on detached codes in its own step)."""
+    weights = {name: p.detach() for name, p in discriminator.named_parameters()}
+    return torch.func.functional_call(discriminator, weights, (rows,))
+
+
+def weighted_sequence_loss(
+    rec: torch.Tensor,
+    static: torch.Tensor,
+    dynamic: torch.Tensor,
+    action: torch.Tensor,
+    beta: float,
+    gamma: float,
+) -> torch.Tensor:
+    """rec + beta (D_static + D_action) + gamma D_dynamic (R-WAE; DSVAE's negative ELBO for
+    beta = gamma = 1)."""
+    return rec + beta * (static + action) + gamma * dynamic
+
+
+class SequenceMethod(nn.Module, ABC):
+    """One batch of sequences -> named loss terms; subclasses define the three divergences."""
+
+    adversarial = False
+    uses_prior_samples = True
+
+    def __init__(self, hyper: SequenceHyperParameters, nchan: int, randomness: Draws) -> None:
+        super().__init__()
+        self.hyper = hyper
+        self.autoencoder = SequenceAutoencoder(
+            nchan, hyper.ds, hyper.dz, hyper.hidden, hyper.num_actions
+        )
+        self.discriminators = nn.ModuleList(self.build_discriminators())
+        self.randomness = randomness
+
+    def build_discriminators(self) -> Sequence[nn.Module]:
+        return ()
+
+    def reconstruction(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return sequence_reconstruction(logits, x, self.hyper.cost)
+
+    @abstractmethod
+    def latent_terms(self, out: Terms, gathered: bool) -> Terms:
+        """`static`, `dynamic` and `action` divergences on `out` (global batch when gathered)."""
+
+    def forward(
+        self, x: torch.Tensor, gather: Gather | None = None, autoencoder: nn.Module | None = None
+    ) -> Terms:
+        """Loss terms of sequences x [B, T, C, 64, 64] in [0, 1]; `autoencoder` may be the
+        DDP-wrapped module; `gather` all-gathers with gradients so that the batch statistics see
+        the global batch."""
+        runner = self.autoencoder if autoencoder is None else autoencoder
+        batch, frames = x.shape[:2]
+        hyper, draw = self.hyper, self.randomness
+        noise = [
+            draw.normal(batch, hyper.ds, x.device, sharded=True),
+            draw.normal(batch, frames * hyper.dz, x.device, sharded=True).view(batch, frames, -1),
+        ]
+        if self.uses_prior_samples:
+            prior = draw.normal(batch, frames * hyper.dz, x.device, sharded=True)
+            noise.append(prior.view(batch, frames, -1))
+        else:
+            noise.append(None)
+        if hyper.num_actions:
+            noise.append(draw.uniform(batch, hyper.num_actions, x.device, sharded=True))
+        out = runner(x, *noise)
+        with torch.autocast(x.device.type, enabled=False):
+            out = {name: value.float() for name, value in out.items()}
+            terms = {"rec": self.reconstruction(out["logits"], x.float())}
+            codes = out
+            if gather is not None:
+                codes = {name: gather(value) for name, value in out.items() if name != "logits"}
+            terms.update(self.latent_terms(codes, gathered=gather is not None))
+            terms["loss"] = weighted_sequence_loss(
+                terms["rec"],
+                terms["static"],
+                terms["dynamic"],
+                terms["action"],
+                hyper.beta,
+                hyper.gamma,
+            )
+        terms["z"] = self.pack_codes(out).detach()
+        return terms
+
+    def pack_codes(self, out: Terms) -> torch.Tensor:
+        """What the discriminator step needs, one row a sequence: (s, z_1:T, z^_1:T)."""
+        if "prior_z" not in out:
+            return out["s"]
+        return torch.cat([out["s"], out["z"].flatten(1), out["prior_z"].flatten(1)], dim=1)
+
+    def action_penalty(self, probs: torch.Tensor) -> torch.Tensor:
+        """The action divergence; the WAE methods compare the aggregate q(a) with U(K)."""
+        if probs.shape[1] == 0:
+            return probs.new_zeros(())
+        return aggregate_categorical_kl(probs)
+
+    def discriminator_loss(
+        self,
+        codes: torch.Tensor,
+        gather: Gather | None = None,
+        discriminators: Sequence[nn.Module] | None = None,
+    ) -> torch.Tensor:
+        raise TypeError(f"{type(self).__name__} has no discriminator")
+
+    def unpack_codes(self, codes: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(s, z, prior_z) from the rows of `pack_codes`."""
+        ds, dz = self.hyper.ds, self.hyper.dz
+        frames = (codes.shape[1] - ds) // (2 * dz)
+        if ds + 2 * frames * dz != codes.shape[1] or frames < 1:
+            raise ValueError(f"codes of width {codes.shape[1]} are not (s, z_1:T, z^_1:T) rows")
+        s, z, prior_z = codes.split([ds, frames * dz, frames * dz], dim=1)
+        return s, z.unflatten(1, (frames, dz)), prior_z.unflatten(1, (frames, dz))
