@@ -26,8 +26,8 @@ from typing import Any
 
 import yaml
 
-from tcwae.config import METHODS, ConfigError, TrainConfig
-from tcwae.data import DATASETS
+from tcwae.config import METHODS, SEQUENCE_METHODS, ConfigError, TrainConfig
+from tcwae.data import DATASETS, SEQUENCE_DATASETS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SEARCH_SPACE_DIR = REPO_ROOT / "search_spaces"
@@ -39,6 +39,9 @@ METHOD_HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
     "wae_mmd": ("lam",),
     "beta_tcvae": ("beta", "gamma"),
     "factor_vae": ("gamma",),
+    "rwae_mmd": ("beta", "gamma"),
+    "rwae_gan": ("beta", "gamma"),
+    "dsvae": ("beta", "gamma"),
 }
 # Scores a trial reports that a file may rank on: reconstruction and the tcwae.metrics keys.
 SCORES = (
@@ -52,6 +55,10 @@ SCORES = (
     "infom",
     "infoc",
     "infoe",
+    "kept_dynamics_acc",
+    "kept_static_acc",
+    "kept_dynamics_is",
+    "kept_static_is",
 )
 MODES = ("min", "max")
 # TrainConfig keys that the search itself sets, and the key of the file that sets each.
@@ -483,10 +490,11 @@ class _SpaceParser:
         if not entries:
             raise self.fail("methods", f"empty; give at least one of {', '.join(METHODS)}")
         methods = {}
+        allowed = SEQUENCE_METHODS if dataset in SEQUENCE_DATASETS else METHODS
         for name, value in entries.items():
             path = _join("methods", name)
-            if name not in METHODS:
-                raise self.fail(path, f"unknown method; expected one of {', '.join(METHODS)}")
+            if name not in allowed:
+                raise self.fail(path, f"unknown method; expected one of {', '.join(allowed)}")
             methods[name] = self.parse_method(name, value, path, dataset, train)
         return methods
 

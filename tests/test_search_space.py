@@ -19,7 +19,7 @@ from pipeline.search_space import (
     objectives,
     trial_train_config,
 )
-from tcwae.config import METHODS, TrainConfig
+from tcwae.config import METHODS, SEQUENCE_METHODS, TrainConfig
 
 SHIPPED = ("dsprites", "smallnorb", "shapes3d", "chairs", "celeba", "dsprites_table1a")
 DSPRITES_YAML = Path(__file__).resolve().parent.parent / "search_spaces" / "dsprites.yaml"
@@ -472,4 +472,4 @@ def test_profile_to_dict_is_plain_data_for_mlflow():
 
 
 def test_method_hyperparameters_cover_every_method():
-    assert set(METHOD_HYPERPARAMETERS) == set(METHODS)
+    assert set(METHOD_HYPERPARAMETERS) == set(METHODS + SEQUENCE_METHODS)

@@ -9,7 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from tcwae.data import celeba, chairs, dsprites, shapes3d, smallnorb, sprite_videos
-from tcwae.data.common import DATASETS, SOURCES, DatasetError, FactorDataset, data_root
+from tcwae.data.common import (
+    DATASETS,
+    SEQUENCE_DATASETS,
+    SOURCES,
+    DatasetError,
+    FactorDataset,
+    data_root,
+)
 from tcwae.data.dsprites import render_dsprites, small_dsprites
 from tcwae.data.sprite_videos import render_sprite_videos, small_sprite_videos
 
@@ -48,6 +55,7 @@ def load_dataset(name: str, root: str | Path | None = None, source: str = "auto"
 
 __all__ = [
     "DATASETS",
+    "SEQUENCE_DATASETS",
     "DatasetError",
     "FactorDataset",
     "data_root",

@@ -24,6 +24,7 @@ import torch
 log = logging.getLogger(__name__)
 
 DATASETS = ("dsprites", "smallnorb", "shapes3d", "chairs", "celeba", "sprite_videos")
+SEQUENCE_DATASETS = ("sprite_videos",)  # items are sequences [T, C, 64, 64], not images
 SOURCES = ("auto", "official", "procedural")
 IMAGE_SIZE = 64
 CACHE_FORMAT_VERSION = 1
