@@ -124,7 +124,7 @@ def test_generation_keeps_the_chosen_code_and_draws_the_rest(num_actions: int) -
 
 def test_evaluation_returns_both_directions_and_is_seeded() -> None:
     judge, _ = trained_judge()
-    net = autoencoder()
+    net = autoencoder().train()
     first = evaluate_sequence_model(net, videos(), judge, np.random.default_rng(0), 12)
     again = evaluate_sequence_model(net, videos(), judge, np.random.default_rng(0), 12)
     assert first == again and net.training
