@@ -960,6 +960,10 @@ def _parse_rank_by(parser: argparse.ArgumentParser, text: str) -> tuple[tuple[st
 
 def _parse_param(type_name: Any, text: str) -> Any:
     type_name = type_name if isinstance(type_name, str) else type_name.__name__
+    if type_name.endswith(" | None"):
+        if text == "None":
+            return None
+        type_name = type_name.removesuffix(" | None")
     if type_name == "bool":
         return text == "True"
     if type_name == "int":

@@ -522,6 +522,11 @@ def _train_and_record(loop_config: dict[str, Any], session: _Session) -> dict[st
         tracking = Tracking.at(loop_config["tracking_uri"])
         run_id = loop_config["run_id"]
         recorder = _Rank0Recorder(tracking, run_id)
+        resolved = trainer.resolved_settings()
+        tracking.log_params(run_id, {k: v for k, v in resolved.items() if "." in k})
+        tracking.set_tags(
+            run_id, {"precision": resolved["precision"], "optimizer": resolved["optimizer"]}
+        )
         tracking.set_tags(
             run_id,
             {

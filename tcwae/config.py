@@ -1,6 +1,8 @@
 """The training configuration: one flat, typed record validated once, up front.
 
-Defaults are the paper's (seed 001, Appendix B.1 and Table 4). YAML files and CLI flags are turned
+Defaults are the paper's (seed 001, Appendix B.1 and Table 4), except the optimizer: Adam's
+settings come from a preset (`tcwae.optim`: the authors' code by default, or the paper's printed
+values) that explicit keys such as `lr` override. YAML files and CLI flags are turned
 into a plain dict and passed to `TrainConfig.from_dict`, which rejects unknown keys, wrong types and
 out-of-range values with one `ConfigError` line that names the key and the fix.
 """
@@ -15,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from tcwae.optim import OPTIMIZER_PRESETS, PRESETS, AdamSettings
+
 METHODS = ("tcwae_mws", "tcwae_gan", "wae_mmd", "beta_tcvae", "factor_vae")
 SEQUENCE_METHODS = ("rwae_mmd", "rwae_gan", "dsvae")  # for sequence data sets (sprite_videos)
 COSTS = ("xent", "l1", "l2sq")
@@ -22,6 +26,10 @@ ESTIMATORS = ("mws", "mss")
 MWS_SCOPES = ("global", "local")
 EVAL_PROFILES = ("smoke", "quick", "paper")
 DATA_SOURCES = ("auto", "official", "procedural")
+PRECISIONS = ("auto", "float32", "bf16")
+INITS = ("torch", "authors")
+VARIANCES = ("exp", "softplus")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
 _CHOICES = {
     "method": METHODS + SEQUENCE_METHODS,
@@ -30,7 +38,15 @@ _CHOICES = {
     "mws_scope": MWS_SCOPES,
     "eval_profile": EVAL_PROFILES,
     "data_source": DATA_SOURCES,
+    "optimizer": OPTIMIZER_PRESETS,
+    "precision": PRECISIONS,
+    "init": INITS,
+    "variance": VARIANCES,
+    "compile_mode": COMPILE_MODES,
 }
+# Adam keys that override the optimizer preset when set (None = the preset's value).
+ADAM_KEYS = ("lr", "adam_beta1", "adam_beta2", "adam_eps")
+DISC_ADAM_KEYS = ("disc_lr", "disc_beta1", "disc_beta2", "disc_eps")
 
 
 class ConfigError(ValueError):
@@ -57,21 +73,25 @@ class TrainConfig:
     steps: int = 300_000
     batch_size: int = 256
     seed: int = 0
-    lr: float = 4e-4
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_eps: float = 8e-4
-    disc_lr: float = 1e-4
-    disc_beta1: float = 0.5
-    disc_beta2: float = 0.9
-    disc_eps: float = 1e-8
+    optimizer: str = "authors"
+    lr: float | None = None
+    adam_beta1: float | None = None
+    adam_beta2: float | None = None
+    adam_eps: float | None = None
+    disc_lr: float | None = None
+    disc_beta1: float | None = None
+    disc_beta2: float | None = None
+    disc_eps: float | None = None
+    init: str = "torch"
+    variance: str = "exp"
     report_every: int = 100
     checkpoint_every: int = 1000
     eval_profile: str = "quick"
     mig_every: int = 0
-    bf16: bool = False
+    precision: str = "auto"
     channels_last: bool = False
     compile: bool = False
+    compile_mode: str = "default"  # reduce-overhead = CUDA graphs on a GPU
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], where: str = "config") -> TrainConfig:
@@ -104,8 +124,12 @@ class TrainConfig:
             if getattr(self, name) < 0:
                 raise ConfigError(f"{where}: {name} must be >= 0, got {getattr(self, name)}")
         for name in ("lr", "adam_eps", "disc_lr", "disc_eps"):
-            if getattr(self, name) <= 0:
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ConfigError(f"{where}: {name} must be > 0, got {getattr(self, name)}")
+        for name in ("adam_beta1", "adam_beta2", "disc_beta1", "disc_beta2"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < 1:
+                raise ConfigError(f"{where}: {name} must be in [0, 1), got {value}")
         for name in ("dz", "steps", "report_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{where}: {name} must be >= 1, got {getattr(self, name)}")
@@ -118,9 +142,12 @@ class TrainConfig:
             raise ConfigError(
                 f"{where}: num_actions must be >= 0 (0 = no action code), got {self.num_actions}"
             )
-        if self.method in SEQUENCE_METHODS and self.channels_last:
+        if self.method in SEQUENCE_METHODS and (
+            self.channels_last or self.init != "torch" or self.variance != "exp"
+        ):
             raise ConfigError(
-                f"{where}: channels_last applies to image batches; turn it off for {self.method}"
+                f"{where}: channels_last, init and variance are image-model options; "
+                f"{self.method} takes channels_last false, init torch, variance exp"
             )
         if self.mig_every < 0:
             raise ConfigError(f"{where}: mig_every must be >= 0 (0 = never), got {self.mig_every}")
@@ -130,6 +157,11 @@ class TrainConfig:
                 f"got {self.batch_size}"
             )
 
+    def adam(self) -> tuple[AdamSettings, AdamSettings]:
+        """(model, discriminator) Adam settings: the `optimizer` preset, then explicit keys."""
+        model, disc = PRESETS[self.optimizer](self.method, self.dataset)
+        return _override(model, self, ADAM_KEYS), _override(disc, self, DISC_ADAM_KEYS)
+
     def replace(self, **changes: Any) -> TrainConfig:
         config = dataclasses.replace(self, **changes)
         config.validate()
@@ -137,6 +169,18 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _override(preset: AdamSettings, cfg: TrainConfig, keys: tuple[str, ...]) -> AdamSettings:
+    lr, beta1, beta2, eps = (getattr(cfg, key) for key in keys)
+    return AdamSettings(
+        lr=preset.lr if lr is None else lr,
+        betas=(
+            preset.betas[0] if beta1 is None else beta1,
+            preset.betas[1] if beta2 is None else beta2,
+        ),
+        eps=preset.eps if eps is None else eps,
+    )
 
 
 def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
@@ -159,6 +203,10 @@ def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
 
 def _coerce(name: str, type_name: Any, value: Any, where: str) -> Any:
     type_name = type_name if isinstance(type_name, str) else type_name.__name__
+    if type_name.endswith(" | None"):
+        if value is None:
+            return None
+        type_name = type_name.removesuffix(" | None")
     if type_name == "bool":
         if isinstance(value, bool):
             return value

@@ -8,6 +8,7 @@ sigmoid themselves, which keeps the Bernoulli cross-entropy numerically stable.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 IMAGE_SIZE = 64
@@ -25,12 +26,47 @@ def _up(in_channels: int, out_channels: int) -> nn.ConvTranspose2d:
     return nn.ConvTranspose2d(in_channels, out_channels, kernel_size=4, stride=2, padding=1)
 
 
+def exp_log_variance(raw: torch.Tensor) -> torch.Tensor:
+    """The encoder's second head read as log sigma^2 directly (sigma^2 = exp(raw))."""
+    return raw
+
+
+def softplus_log_variance(raw: torch.Tensor) -> torch.Tensor:
+    """The authors' parameterisation (diswae `networks.encoder`): sigma^2 = softplus(clip(raw,
+    -20, 500)) and sigma = sqrt(1e-10 + sigma^2); returned as log(sigma^2 + 1e-10)."""
+    variance = F.softplus(raw.clamp(-20.0, 500.0))
+    return torch.log(variance + 1e-10)
+
+
+VARIANCE_HEADS = {"exp": exp_log_variance, "softplus": softplus_log_variance}
+
+
+def authors_init(module: nn.Module) -> None:
+    """The authors' autoencoder initialisation (diswae `ops/`, `configs.py`), for `Module.apply`:
+    convolution kernels glorot-uniform, dense layers N(0, 0.1^2), biases 0."""
+    if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
+        nn.init.xavier_uniform_(module.weight)
+        nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, std=0.1)
+        nn.init.zeros_(module.bias)
+
+
+def authors_discriminator_init(module: nn.Module) -> None:
+    """The authors' discriminator initialisation (diswae `networks.discriminator`), for
+    `Module.apply`: dense layers glorot-uniform, biases 0."""
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
 class Encoder(nn.Module):
     """Gaussian encoder q(z|x) with diagonal covariance: image -> (mean, log-variance)."""
 
-    def __init__(self, nchan: int, dz: int) -> None:
+    def __init__(self, nchan: int, dz: int, variance: str = "exp") -> None:
         super().__init__()
         self.dz = dz
+        self.log_variance = VARIANCE_HEADS[variance]
         self.features = nn.Sequential(
             _down(nchan, 32),
             nn.ReLU(),
@@ -47,8 +83,8 @@ class Encoder(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, logvar = self.features(x).chunk(2, dim=1)
-        return mu, logvar
+        mu, raw = self.features(x).chunk(2, dim=1)
+        return mu, self.log_variance(raw)
 
 
 class Decoder(nn.Module):
@@ -108,11 +144,11 @@ class Autoencoder(nn.Module):
     `forward`, so the training pass has to be reachable from there.
     """
 
-    def __init__(self, nchan: int, dz: int) -> None:
+    def __init__(self, nchan: int, dz: int, variance: str = "exp") -> None:
         super().__init__()
         self.nchan = nchan
         self.dz = dz
-        self.encoder = Encoder(nchan, dz)
+        self.encoder = Encoder(nchan, dz, variance)
         self.decoder = Decoder(nchan, dz)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -38,7 +38,7 @@ from tcwae.estimators import (
 from tcwae.methods.dsvae import DSVAE
 from tcwae.methods.rwae import RWAEGAN, RWAEMMD
 from tcwae.methods.sequential import SequenceHyperParameters, SequenceMethod
-from tcwae.nets import Autoencoder, Discriminator
+from tcwae.nets import Autoencoder, Discriminator, authors_discriminator_init, authors_init
 
 Gather = Callable[[torch.Tensor], torch.Tensor]
 Terms = dict[str, torch.Tensor]
@@ -164,10 +164,13 @@ class Objective(nn.Module, ABC):
         super().__init__()
         self.cfg = cfg
         self.dataset_size = dataset_size
-        self.autoencoder = Autoencoder(nchan, cfg.dz)
+        self.autoencoder = Autoencoder(nchan, cfg.dz, cfg.variance)
         self.discriminators = nn.ModuleList(
             Discriminator(cfg.dz) for _ in range(self.num_discriminators)
         )
+        if cfg.init == "authors":
+            self.autoencoder.apply(authors_init)
+            self.discriminators.apply(authors_discriminator_init)
         self.randomness = StepRandomness(torch.Generator().manual_seed(cfg.seed))
 
     def reconstruction(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -187,11 +190,15 @@ class Objective(nn.Module, ABC):
         x: torch.Tensor,
         gather: Gather | None = None,
         autoencoder: nn.Module | None = None,
+        diagnostics: StepRandomness | None = None,
     ) -> Terms:
         """Loss terms of a batch `x` in [0, 1]; `autoencoder` may be the DDP-wrapped module.
 
         `gather` all-gathers a per-rank tensor across ranks keeping gradients; when given, the
-        latent estimators see the global batch (mws_scope 'global').
+        latent estimators see the global batch (mws_scope 'global'). `diagnostics`, given on
+        report steps only, adds the terms a method logs but does not train on (the IMQ MMD to the
+        prior); it draws from its own stream so the training draws do not depend on how often
+        a run reports.
         """
         runner = self.autoencoder if autoencoder is None else autoencoder
         noise = self.randomness.normal(x.shape[0], self.cfg.dz, x.device, sharded=True)
@@ -201,9 +208,12 @@ class Objective(nn.Module, ABC):
             terms = {"rec": self.reconstruction(logits.float(), x.float())}
             codes = self._estimator_codes(mu, logvar, z, gather)
             terms.update(self.latent_terms(codes, gathered=gather is not None))
-            if "mmd" not in terms:
+            if "mmd" not in terms and diagnostics is not None:
                 with torch.no_grad():
-                    terms["mmd"] = self._mmd(codes.z, gathered=gather is not None)
+                    prior = diagnostics.normal(
+                        codes.z.shape[0], self.cfg.dz, codes.z.device, sharded=gather is None
+                    )
+                    terms["mmd"] = imq_mmd(codes.z, prior)
             terms["loss"] = self.total_loss(terms)
         terms["z"] = z.detach()
         return terms

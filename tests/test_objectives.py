@@ -5,7 +5,7 @@ from science_helpers import one_thread, tiny_dsprites
 from tcwae.config import METHODS, TrainConfig
 from tcwae.costs import l2sq, xent
 from tcwae.estimators import gaussian_log_density, standard_normal_log_density
-from tcwae.objectives import build_objective
+from tcwae.objectives import StepRandomness, build_objective
 from tcwae.trainer import Trainer
 
 TERMS = {
@@ -15,6 +15,9 @@ TERMS = {
     "beta_tcvae": {"rec", "mi", "tc", "dimkl", "kl", "mmd", "loss"},
     "factor_vae": {"rec", "kl", "tc", "mmd", "loss"},
 }
+
+# Methods that train on the MMD compute it every step; the others only on report steps.
+TRAINED_ON_MMD = {method: {"mmd"} if method == "wae_mmd" else set() for method in TERMS}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -29,7 +32,9 @@ def test_loss_is_the_methods_weighted_sum_of_its_terms(method):
     dataset = tiny_dsprites()
     objective = build_objective(cfg, dataset.num_channels, len(dataset))
     x = dataset.images[torch.arange(0, len(dataset), len(dataset) // 16)].float() / 255
-    terms = objective(x)
+    diagnostics = StepRandomness(torch.Generator().manual_seed(5))
+    assert set(objective(x)) - {"z"} == TERMS[method] - ({"mmd"} - TRAINED_ON_MMD[method])
+    terms = objective(x, diagnostics=diagnostics)
     z = terms.pop("z")
     assert set(terms) == TERMS[method]
     assert not z.requires_grad and z.shape == (16, cfg.dz)

@@ -71,7 +71,8 @@ def test_run_row_types_mlflow_strings_back_and_drops_other_params():
     row = run_row(params, {"mig": 0.3, "loss": 7.0}, "run-1", "FINISHED")
     assert row["beta"] == 10.0 and isinstance(row["beta"], float)
     assert row["seed"] == 2 and isinstance(row["seed"], int)
-    assert row["bf16"] is False
+    assert row["precision"] == "auto" and row["lr"] is None
+    assert row["channels_last"] is False
     assert row["method"] == "tcwae_mws"
     assert row["mig"] == 0.3
     assert "ray_trial_id" not in row and "loss" not in row

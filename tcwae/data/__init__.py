@@ -11,6 +11,7 @@ from pathlib import Path
 from tcwae.data import celeba, chairs, dsprites, shapes3d, smallnorb, sprite_videos
 from tcwae.data.common import (
     DATASETS,
+    PROCEDURAL_DATASETS,
     SEQUENCE_DATASETS,
     SOURCES,
     DatasetError,
@@ -30,24 +31,23 @@ _LOADERS = {
     "celeba": celeba.load,
     "sprite_videos": sprite_videos.load,
 }
-_PROCEDURAL = ("dsprites", "sprite_videos")
 
 
 def load_dataset(name: str, root: str | Path | None = None, source: str = "auto") -> FactorDataset:
     """Load data set `name` from `root` (default `data_root()`).
 
     `source`: 'official' reads (for dSprites, downloads) the published files; 'procedural'
-    renders dSprites ourselves; 'auto' is official where available, else procedural for dSprites
-    with a loud warning; sprite_videos is procedural only ('official' is an error). Any problem
-    is a `DatasetError` that says what to do.
+    renders dSprites or Shapes3D ourselves; 'auto' is official where available, else procedural
+    for those two with a loud warning; sprite_videos is procedural only ('official' is an
+    error). Any problem is a `DatasetError` that says what to do.
     """
     if name not in _LOADERS:
         raise DatasetError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
     if source not in SOURCES:
         raise DatasetError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
-    if source == "procedural" and name not in _PROCEDURAL:
+    if source == "procedural" and name not in PROCEDURAL_DATASETS:
         raise DatasetError(
-            f"{name} has no procedural renderer (only {' and '.join(_PROCEDURAL)} have); "
+            f"{name} has no procedural renderer (only {' and '.join(PROCEDURAL_DATASETS)} have); "
             "use source='official' or 'auto'"
         )
     return _LOADERS[name](Path(root).expanduser() if root is not None else data_root(), source)

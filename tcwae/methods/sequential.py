@@ -185,11 +185,16 @@ class SequenceMethod(nn.Module, ABC):
         """`static`, `dynamic` and `action` divergences on `out` (global batch when gathered)."""
 
     def forward(
-        self, x: torch.Tensor, gather: Gather | None = None, autoencoder: nn.Module | None = None
+        self,
+        x: torch.Tensor,
+        gather: Gather | None = None,
+        autoencoder: nn.Module | None = None,
+        diagnostics: Draws | None = None,
     ) -> Terms:
         """Loss terms of sequences x [B, T, C, 64, 64] in [0, 1]; `autoencoder` may be the
         DDP-wrapped module; `gather` all-gathers with gradients so that the batch statistics see
-        the global batch."""
+        the global batch. `diagnostics` (the trainer's stream for logged-only terms) is accepted
+        for the trainer's sake: every term of these methods is trained on."""
         runner = self.autoencoder if autoencoder is None else autoencoder
         batch, frames = x.shape[:2]
         hyper, draw = self.hyper, self.randomness
