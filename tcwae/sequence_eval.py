@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from tcwae.costs import PER_IMAGE_COSTS
 from tcwae.data.sprite_videos import DYNAMIC_FACTORS, STATIC_FACTORS
-from tcwae.metrics.sequence_judge import Judge, judge_probabilities
+from tcwae.metrics.sequence_judge import Judge, judge_probabilities, load_or_train_judge
 from tcwae.metrics.sequences import kept_factor_scores
 from tcwae.sequence_nets import SequenceAutoencoder
 from tcwae.viz import _save_tile_grid
@@ -31,6 +31,9 @@ from tcwae.viz import _save_tile_grid
 SEQUENCE_EVAL_SIZES = {"smoke": 32, "quick": 512, "paper": 2048}
 JUDGE_STEPS = {"smoke": 30, "quick": 1500, "paper": 1500}
 GENERATE_BATCH = 64
+PICTURE_PAIRS = 3  # swap picture: pairs of real sequences
+PICTURE_SEQUENCES = 4  # generated-sequence picture: real sequences (and as many prior samples)
+SWAP_PICTURE, SEQUENCES_PICTURE = "swap.png", "sequences.png"
 KEPT = ("static", "dynamics")
 
 
@@ -134,6 +137,44 @@ def evaluate_sequence_model(
         autoencoder.train(was_training)
     scores["eval_sequences"] = float(num_sequences)
     return scores
+
+
+def score_and_draw(
+    autoencoder: SequenceAutoencoder,
+    dataset,
+    judge_root: Path,
+    eval_profile: str,
+    rng: np.random.Generator,
+    folder: Path,
+    cost: str = "xent",
+) -> tuple[dict[str, float], list[Path]]:
+    """What a run records for a sequence model: the judge's own held-out accuracy
+    (`judge_accuracy*`, the judge trained once and cached under `judge_root`), the judged scores
+    of `evaluate_sequence_model`, and the swap and generated-sequence pictures written into
+    `folder` (their paths are returned)."""
+    judge, record = load_or_train_judge(dataset, judge_root, JUDGE_STEPS[eval_profile])
+    device = _device(autoencoder)
+    judge.to(device)
+    scores = record.scores()
+    scores.update(
+        evaluate_sequence_model(
+            autoencoder, dataset, judge, rng, SEQUENCE_EVAL_SIZES[eval_profile], cost
+        )
+    )
+    picks = torch.from_numpy(rng.choice(len(dataset), size=2 * PICTURE_PAIRS, replace=False))
+    images = dataset.images[picks].cpu()
+    folder = Path(folder)
+    save_swap_picture(
+        autoencoder, images[:PICTURE_PAIRS], images[PICTURE_PAIRS:], folder / SWAP_PICTURE
+    )
+    save_generated_sequences(
+        autoencoder,
+        images[:PICTURE_SEQUENCES],
+        folder / SEQUENCES_PICTURE,
+        num_prior=PICTURE_SEQUENCES,
+        seed=int(rng.integers(2**31)),
+    )
+    return scores, [folder / SWAP_PICTURE, folder / SEQUENCES_PICTURE]
 
 
 def save_swap_picture(

@@ -7,6 +7,7 @@ import pytest
 import torch
 from science_helpers import one_thread
 
+from tcwae import sequence_eval
 from tcwae.data import small_sprite_videos
 from tcwae.metrics import sequence_judge
 from tcwae.metrics.sequence_judge import (
@@ -21,6 +22,7 @@ from tcwae.sequence_eval import (
     generate_keeping,
     save_generated_sequences,
     save_swap_picture,
+    score_and_draw,
 )
 from tcwae.sequence_nets import SequenceAutoencoder
 from tcwae.viz import tile_grid_size
@@ -150,3 +152,19 @@ def test_swap_and_generated_pictures(tmp_path) -> None:
 
     assert imread(swap).shape[:2] == tile_grid_size(8, 8, True, True)
     assert imread(generated).shape[:2] == tile_grid_size(2 * 3 + 3, 8, True, True)
+
+
+def test_score_and_draw_gives_everything_a_run_records(tmp_path, monkeypatch) -> None:
+    monkeypatch.setitem(sequence_eval.JUDGE_STEPS, "smoke", 2)  # the cached judge's steps
+    rng = np.random.default_rng(0)
+    scores, pictures = score_and_draw(autoencoder(), videos(), tmp_path, "smoke", rng, tmp_path)
+    assert judge_path(tmp_path, videos(), 2, 0).exists()
+    assert scores["eval_sequences"] == sequence_eval.SEQUENCE_EVAL_SIZES["smoke"]
+    assert {
+        "judge_accuracy",
+        "judge_accuracy_motion",
+        "kept_static_acc",
+        "kept_dynamics_is",
+    } <= set(scores)
+    assert [path.name for path in pictures] == ["swap.png", "sequences.png"]
+    assert all(path.exists() for path in pictures)
