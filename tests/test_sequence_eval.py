@@ -11,6 +11,7 @@ from tcwae import sequence_eval
 from tcwae.data import small_sprite_videos
 from tcwae.metrics import sequence_judge
 from tcwae.metrics.sequence_judge import (
+    accuracy_on,
     judge_path,
     load_or_train_judge,
     split_indices,
@@ -27,7 +28,7 @@ from tcwae.sequence_eval import (
 from tcwae.sequence_nets import SequenceAutoencoder
 from tcwae.viz import tile_grid_size
 
-GRID = (1, 6, 1, 4, 1)  # colour and motion only: 24 sequences, learnable in a few steps
+GRID = (1, 6, 1, 4, 3)  # colour, motion, rotation: 72 sequences
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -54,21 +55,25 @@ def autoencoder(num_actions: int = 0) -> SequenceAutoencoder:
 
 
 def test_split_is_seeded_disjoint_and_complete() -> None:
-    train, held_out = split_indices(24, seed=0)
-    assert len(held_out) == 5 and len(train) == 19
-    assert sorted(np.concatenate([train, held_out]).tolist()) == list(range(24))
-    again = split_indices(24, seed=0)
+    train, held_out = split_indices(72, seed=0)
+    assert len(held_out) == 14 and len(train) == 58
+    assert sorted(np.concatenate([train, held_out]).tolist()) == list(range(72))
+    again = split_indices(72, seed=0)
     assert all(np.array_equal(a, b) for a, b in zip((train, held_out), again, strict=True))
-    assert not np.array_equal(split_indices(24, seed=1)[1], held_out)
+    assert not np.array_equal(split_indices(72, seed=1)[1], held_out)
 
 
 def test_judge_learns_the_labels_and_reports_held_out_accuracy() -> None:
     judge, record = trained_judge()
-    assert record.held_out == 5 and record.steps == 40
+    assert record.held_out == 14 and record.steps == 40
     assert record.factor_names == ("shape", "colour", "scale", "motion", "rotation")
-    # Colour and motion are the only varying factors; held-out sequences are unseen pairs.
-    assert record.factor_accuracy[1] == 1.0 and record.factor_accuracy[3] == 1.0
-    assert record.accuracy == 1.0
+    # 40 steps suffice for colour and motion on held-out (unseen) combinations; rotation, the
+    # subtlest factor, needs more (the full grid's judge trains for 1,500 steps).
+    shape, colour, scale, motion, rotation = record.factor_accuracy
+    assert shape == scale == 1.0 and colour == 1.0 and motion == 1.0
+    held_out = split_indices(72, seed=0)[1]
+    assert (record.accuracy, record.factor_accuracy) == accuracy_on(judge, videos(), held_out)
+    assert record.accuracy <= rotation
     assert record.scores()["judge_accuracy_colour"] == 1.0
     logits = judge(videos().float_batch(torch.arange(3)))
     assert [head.shape for head in logits] == [(3, size) for size in GRID]
@@ -130,12 +135,15 @@ def test_evaluation_returns_both_directions_and_is_seeded() -> None:
     first = evaluate_sequence_model(net, videos(), judge, np.random.default_rng(0), 12)
     again = evaluate_sequence_model(net, videos(), judge, np.random.default_rng(0), 12)
     assert first == again and net.training
-    for keep, kept in (("static", ("shape", "colour", "scale")), ("dynamics", ("motion",))):
+    for keep, kept in (
+        ("static", ("shape", "colour", "scale")),
+        ("dynamics", ("motion", "rotation")),
+    ):
         for name in ("acc", "is", "h_y", "h_y_given_x", *(f"acc_{factor}" for factor in kept)):
             assert f"kept_{keep}_{name}" in first
         assert 0.0 <= first[f"kept_{keep}_acc"] <= 1.0
         assert first[f"kept_{keep}_is"] >= 1.0 - 1e-9
-    assert first["kept_dynamics_acc"] == first["kept_dynamics_acc_motion"]
+    assert first["kept_dynamics_acc"] <= first["kept_dynamics_acc_motion"]
     # Shape and scale have one value, so the judge cannot get them wrong.
     assert first["kept_static_acc_shape"] == first["kept_static_acc_scale"] == 1.0
     assert first["rec"] > 0 and first["eval_sequences"] == 12
