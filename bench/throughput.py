@@ -35,9 +35,9 @@ from benchmarks_md import BENCHMARKS, cpu_model, replace_section
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 
-from tcwae.config import METHODS, TrainConfig
+from tcwae.config import TrainConfig
 from tcwae.data.dsprites import small_dsprites
-from tcwae.objectives import StepRandomness, build_objective
+from tcwae.methods import StepRandomness, build_method, methods_for
 from tcwae.trainer import Trainer, bf16_supported
 
 SECTION = "## Training throughput"
@@ -72,7 +72,7 @@ class ReferenceLoop:
 
     def __init__(self, cfg: TrainConfig, dataset, device: torch.device) -> None:
         self.device = device
-        self.objective = build_objective(cfg, dataset.num_channels, len(dataset)).to(device)
+        self.objective = build_method(cfg, dataset.num_channels, len(dataset)).to(device)
         generator = torch.Generator(device=device).manual_seed(cfg.seed)
         self.objective.randomness = StepRandomness(generator)
         model_adam, disc_adam = cfg.adam()
@@ -111,13 +111,13 @@ class ReferenceLoop:
 
     def step(self) -> dict[str, float]:
         x = self._next_batch().to(self.device, non_blocking=True)
-        terms = self.objective(x, diagnostics=self.diagnostics)
-        z = terms.pop("z")
+        output = self.objective(x, diagnostics=self.diagnostics)
+        terms = output.terms
         self.optimizer.zero_grad()
         terms["loss"].backward()
         self.optimizer.step()
         if self.disc_optimizer is not None:
-            terms["disc_loss"] = self.objective.discriminator_loss(z)
+            terms["disc_loss"] = self.objective.discriminator_loss(output.codes)
             self.disc_optimizer.zero_grad()
             terms["disc_loss"].backward()
             self.disc_optimizer.step()
@@ -246,7 +246,7 @@ def format_rows(rows: list[dict], ceilings: dict[str, float], threads: int) -> l
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--methods", default=",".join(methods_for(sequences=False)))
     parser.add_argument("--timed-images", type=int, default=768, help="per variant and config")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")

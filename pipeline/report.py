@@ -24,16 +24,17 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
 
-from pipeline.search_space import METHOD_HYPERPARAMETERS, SCORES
+from pipeline.search_space import SCORES
 from pipeline.train import MIG_CURVE_METRIC
-from tcwae.config import METHODS, TrainConfig
+from tcwae.config import CONFIG_KEYS
+from tcwae.methods import METHODS, REGISTRY, all_hyperparameters
 from tcwae.metrics import rank_configurations
 from tcwae.viz import (
     save_curves,
@@ -52,16 +53,13 @@ SCORES_VS_REC_CAPTION = "Scores against reconstruction along beta (paper Fig. 3)
 METHOD_SCORES_CAPTION = "Scores against reconstruction, every run and each method's mean ± std"
 MIG_CURVE_CAPTION = "MIG against training steps, mean ± std over seeds (the budget choice)"
 MIG_CURVE_TITLE = "MIG during training, mean ± std over seeds"
-CONFIG_FIELDS = tuple(f.name for f in fields(TrainConfig) if f.name != "seed")
-_FIELD_TYPES = {f.name: f.type for f in fields(TrainConfig)}
-
-METHOD_LABELS = {
-    "wae_mmd": "WAE-MMD",
-    "tcwae_mws": "TCWAE-MWS",
-    "tcwae_gan": "TCWAE-GAN",
-    "beta_tcvae": "beta-TCVAE",
-    "factor_vae": "FactorVAE",
+CONFIG_FIELDS = tuple(name for name in CONFIG_KEYS if name != "seed")
+_FIELD_TYPES = dict(CONFIG_KEYS)
+# Each registered method's hyper-parameters and display label, from its declaration.
+METHOD_HYPERPARAMETERS = {
+    name: tuple(p.name for p in method.hyperparameters) for name, method in REGISTRY.items()
 }
+METHOD_LABELS = {name: method.label for name, method in REGISTRY.items()}
 SCORE_LABELS = {
     "rec": "Rec",
     "mig": "MIG",
@@ -299,7 +297,7 @@ def write_ranking_csv(
     """One line per configuration, best first: position, configuration, seeds, each score's mean
     and std, each ranking score's rank, the mean rank and whether it is on the Pareto front."""
     on_front = {_identity(row) for row in front}
-    hyperparameters = sorted({name for names in METHOD_HYPERPARAMETERS.values() for name in names})
+    hyperparameters = sorted(all_hyperparameters())
     scores = [s for s in SCORES if any(s in row for row in ranked)]
     columns = ["position", "label", "method", "cost", *hyperparameters, "n", "seeds"]
     columns += [c for s in scores for c in (s, f"{s}_std")]

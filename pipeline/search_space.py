@@ -20,30 +20,30 @@ import itertools
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tcwae.config import METHODS, SEQUENCE_METHODS, ConfigError, TrainConfig
+from pipeline.rungs import RUNG_SCORES, SCHEDULERS, SELECTIONS, SchedulerSpec
+from tcwae.config import CONFIG_KEYS, ConfigError, TrainConfig
 from tcwae.data import DATASETS, SEQUENCE_DATASETS
+from tcwae.methods import (
+    METHODS,
+    all_hyperparameters,
+    hyperparameter_names,
+    method_class,
+    methods_for,
+)
+from tcwae.metrics import PROFILES, TIE_BREAKS
+from tcwae.sequence_eval import SEQUENCE_SCORES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SEARCH_SPACE_DIR = REPO_ROOT / "search_spaces"
 
-# The hyper-parameters each objective reads; only these can be searched for that method.
-METHOD_HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
-    "tcwae_mws": ("beta", "gamma"),
-    "tcwae_gan": ("beta", "gamma"),
-    "wae_mmd": ("lam",),
-    "beta_tcvae": ("beta", "gamma"),
-    "factor_vae": ("gamma",),
-    "rwae_mmd": ("beta", "gamma"),
-    "rwae_gan": ("beta", "gamma"),
-    "dsvae": ("beta", "gamma"),
-}
-# Scores a trial reports that a file may rank on: reconstruction and the tcwae.metrics keys.
+# Scores a trial reports that a file may rank on: reconstruction, the tcwae.metrics keys and
+# the judged scores of sequence models (tcwae.sequence_eval).
 SCORES = (
     "rec",
     "mig",
@@ -55,10 +55,7 @@ SCORES = (
     "infom",
     "infoc",
     "infoe",
-    "kept_dynamics_acc",
-    "kept_static_acc",
-    "kept_dynamics_is",
-    "kept_static_is",
+    *SEQUENCE_SCORES,
 )
 MODES = ("min", "max")
 # TrainConfig keys that the search itself sets, and the key of the file that sets each.
@@ -68,12 +65,15 @@ SEARCH_SET_KEYS = {
     "seed": "the profile's `seeds`",
     "cost": "each method's `cost`",
 }
-HYPERPARAMETERS = ("beta", "gamma", "lam")
+# Every method's hyper-parameters (tcwae.methods); a method searches only those it reads.
+HYPERPARAMETERS = tuple(all_hyperparameters())
 GRID_PARAMETER = "config_id"
 RESOURCE_KEYS = ("workers", "cpus_per_worker", "gpus_per_worker")
+SCHEDULER_KEYS = ("type", "grace", "eta", "rank_by", "selection", "tie_break", "rung_profile")
+DEFAULT_SCHEDULER = SchedulerSpec()
 PROFILE_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 
-_TRAIN_FIELDS = {f.name: f for f in fields(TrainConfig)}
+_TRAIN_FIELDS = CONFIG_KEYS
 
 
 class SearchSpaceError(ValueError):
@@ -89,6 +89,7 @@ class ParamSpace:
     low: float
     high: float
     log: bool
+    integer: bool = False  # the hyper-parameter is declared integer: Optuna samples integers
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -148,6 +149,7 @@ class Profile:
     num_samples: int
     resources: Resources
     budget: str = ""
+    scheduler: SchedulerSpec | None = None
 
     def select(self, methods: Sequence[str] | None) -> Profile:
         """This profile restricted to `methods` (None keeps all), in the profile's order."""
@@ -182,6 +184,7 @@ class Profile:
             "num_samples": self.num_samples,
             "resources": dict(self.resources.__dict__),
             "budget": self.budget,
+            "scheduler": self.scheduler.to_dict() if self.scheduler else None,
         }
 
 
@@ -304,9 +307,12 @@ class OptunaDefineByRun:
         method = trial.suggest_categorical("method", list(specs))
         point: dict[str, Any] = {"method": method}
         for param in specs[method].params.values():
-            point[param.name] = trial.suggest_float(
-                f"{method}.{param.name}", param.low, param.high, log=param.log
-            )
+            name = f"{method}.{param.name}"
+            if param.integer:
+                value = trial.suggest_int(name, int(param.low), int(param.high), log=param.log)
+            else:
+                value = trial.suggest_float(name, param.low, param.high, log=param.log)
+            point[param.name] = value
         point["seed"] = trial.suggest_categorical("seed", list(self.seeds))
         return point
 
@@ -455,15 +461,13 @@ class _SpaceParser:
         }
         return SearchSpace(self.source, dataset, description, rank_by, train, methods, profiles)
 
-    def parse_rank_by(self, raw: Any) -> tuple[tuple[str, str], ...]:
-        scores = self.mapping(raw, "rank_by", optional=SCORES)
+    def parse_rank_by(self, raw: Any, path: str = "rank_by") -> tuple[tuple[str, str], ...]:
+        scores = self.mapping(raw, path, optional=SCORES)
         if not scores:
-            raise self.fail("rank_by", "empty; name at least one score, e.g. rec: min")
+            raise self.fail(path, "empty; name at least one score, e.g. rec: min")
         for score, mode in scores.items():
             if mode not in MODES:
-                raise self.fail(
-                    _join("rank_by", score), f"must be min or max, got {_describe(mode)}"
-                )
+                raise self.fail(_join(path, score), f"must be min or max, got {_describe(mode)}")
         return tuple(scores.items())
 
     def parse_train(self, raw: Any, path: str) -> dict[str, Any]:
@@ -490,7 +494,7 @@ class _SpaceParser:
         if not entries:
             raise self.fail("methods", f"empty; give at least one of {', '.join(METHODS)}")
         methods = {}
-        allowed = SEQUENCE_METHODS if dataset in SEQUENCE_DATASETS else METHODS
+        allowed = methods_for(sequences=dataset in SEQUENCE_DATASETS)
         for name, value in entries.items():
             path = _join("methods", name)
             if name not in allowed:
@@ -520,17 +524,20 @@ class _SpaceParser:
         params = {}
         for param_name, value in params_raw.items():
             param_path = _join(params_path, param_name)
-            if param_name not in METHOD_HYPERPARAMETERS[name]:
+            if param_name not in hyperparameter_names(name):
                 raise self.fail(
                     param_path,
                     f"{name} cannot search {param_name!r}; it reads "
-                    f"{', '.join(METHOD_HYPERPARAMETERS[name])}",
+                    f"{', '.join(hyperparameter_names(name))}",
                 )
             if param_name in fixed:
                 raise self.fail(
                     param_path, f"both searched and fixed ({_join(fixed_path, param_name)})"
                 )
-            params[param_name] = self.parse_param(param_name, value, param_path)
+            integer = any(
+                p.integer and p.name == param_name for p in method_class(name).hyperparameters
+            )
+            params[param_name] = self.parse_param(param_name, value, param_path, integer)
         spec = MethodSpace(name, cost, dict(fixed), params)
         base = _method_values(dataset, train, spec)
         self.config(base, path)
@@ -542,7 +549,7 @@ class _SpaceParser:
                 self.config({**base, param.name: getattr(param, end)}, f"{param_path}.range.{end}")
         return spec
 
-    def parse_param(self, name: str, raw: Any, path: str) -> ParamSpace:
+    def parse_param(self, name: str, raw: Any, path: str, integer: bool) -> ParamSpace:
         entry = self.mapping(raw, path, required=("grid", "range"))
         range_path = _join(path, "range")
         bounds = self.mapping(
@@ -560,7 +567,7 @@ class _SpaceParser:
         if log and low <= 0:
             raise self.fail(range_path, f"log: true needs low > 0, got {_format_number(low)}")
         grid = self.grid(entry["grid"], _join(path, "grid"), low, high)
-        return ParamSpace(name, grid, low, high, log)
+        return ParamSpace(name, grid, low, high, log, integer)
 
     def grid(self, raw: Any, path: str, low: float, high: float) -> tuple[float, ...]:
         if not isinstance(raw, list):
@@ -595,7 +602,7 @@ class _SpaceParser:
             raw,
             path,
             required=("seeds", "num_samples", "resources"),
-            optional=("budget", "train", "methods"),
+            optional=("budget", "train", "methods", "scheduler"),
         )
         budget = self.string(entry.get("budget", ""), _join(path, "budget"))
         profile_train = self.parse_train(entry.get("train", {}), _join(path, "train"))
@@ -607,6 +614,12 @@ class _SpaceParser:
         selected = self.profile_methods(entry.get("methods"), _join(path, "methods"), methods)
         for spec in selected.values():
             self.config(_method_values(dataset, merged, spec), _join(path, f"methods.{spec.name}"))
+        scheduler = None
+        if "scheduler" in entry:
+            effective = TrainConfig.from_dict({"dataset": dataset, **merged})
+            scheduler = self.scheduler(
+                entry["scheduler"], _join(path, "scheduler"), rank_by, effective
+            )
         return Profile(
             self.source,
             name,
@@ -618,7 +631,87 @@ class _SpaceParser:
             num_samples,
             resources,
             budget,
+            scheduler,
         )
+
+    def scheduler(
+        self,
+        raw: Any,
+        path: str,
+        rank_by: tuple[tuple[str, str], ...],
+        config: TrainConfig,
+    ) -> SchedulerSpec:
+        """A profile's `scheduler:` block: `type: fifo` alone, or `type: mo-asha` with `grace`
+        (the first rung, in steps: a multiple of the profile's report_every below its steps) and
+        optionally `eta`, `rank_by` (the rung scores; default the file's), `selection`,
+        `tie_break` (pareto only) and `rung_profile` (metric sizes of the rung scores)."""
+        entry = self.mapping(raw, path, required=("type",), optional=SCHEDULER_KEYS[1:])
+        kind = entry["type"]
+        if kind not in SCHEDULERS:
+            raise self.fail(
+                _join(path, "type"),
+                f"must be one of {', '.join(SCHEDULERS)}, got {_describe(kind)}",
+            )
+        if kind == "fifo":
+            extra = [key for key in entry if key != "type"]
+            if extra:
+                raise self.fail(_join(path, extra[0]), "only for type mo-asha; fifo has no rungs")
+            return SchedulerSpec("fifo")
+        if "grace" not in entry:
+            raise self.fail(_join(path, "grace"), "missing (the first rung, in training steps)")
+        grace = self.integer(entry["grace"], _join(path, "grace"), 1)
+        if grace % config.report_every:
+            raise self.fail(
+                _join(path, "grace"),
+                f"{grace} is not a multiple of report_every ({config.report_every}): rung scores "
+                "are computed at report steps",
+            )
+        if grace >= config.steps:
+            raise self.fail(
+                _join(path, "grace"),
+                f"{grace} leaves no rung below the profile's {config.steps} steps",
+            )
+        eta = self.integer(entry.get("eta", DEFAULT_SCHEDULER.eta), _join(path, "eta"), 2)
+        scores = self.scheduler_rank_by(entry.get("rank_by"), _join(path, "rank_by"), rank_by)
+        selection = entry.get("selection", DEFAULT_SCHEDULER.selection)
+        if selection not in SELECTIONS:
+            raise self.fail(
+                _join(path, "selection"),
+                f"must be one of {', '.join(SELECTIONS)}, got {_describe(selection)}",
+            )
+        tie_break = entry.get("tie_break", DEFAULT_SCHEDULER.tie_break)
+        if tie_break not in TIE_BREAKS:
+            raise self.fail(
+                _join(path, "tie_break"),
+                f"must be one of {', '.join(TIE_BREAKS)}, got {_describe(tie_break)}",
+            )
+        if "tie_break" in entry and selection != "pareto":
+            raise self.fail(_join(path, "tie_break"), "only for selection: pareto")
+        profile = entry.get("rung_profile", "rung")
+        if profile not in PROFILES:
+            raise self.fail(
+                _join(path, "rung_profile"),
+                f"must be one of {', '.join(PROFILES)}, got {_describe(profile)}",
+            )
+        return SchedulerSpec("mo-asha", grace, eta, scores, selection, tie_break, profile)
+
+    def scheduler_rank_by(
+        self, raw: Any, path: str, default: tuple[tuple[str, str], ...]
+    ) -> tuple[tuple[str, str], ...]:
+        """The rung scores: the block's own `rank_by`, else the file's; either way only scores
+        that a rung evaluation computes."""
+        scores = default if raw is None else self.parse_rank_by(raw, path)
+        slow = [score for score, _ in scores if score not in RUNG_SCORES]
+        if not slow:
+            return scores
+        rung_scores = ", ".join(RUNG_SCORES)
+        if raw is None:
+            raise self.fail(
+                path.rpartition(".")[0],
+                f"the file's rank_by has {slow[0]!r}, which rungs do not score ({rung_scores}); "
+                "give the scheduler block its own rank_by",
+            )
+        raise self.fail(_join(path, slow[0]), f"not scored at rungs; rung scores are {rung_scores}")
 
     def seeds(self, raw: Any, path: str) -> tuple[int, ...]:
         if not isinstance(raw, list) or not raw:
@@ -673,7 +766,7 @@ class _SpaceParser:
             for param_name, grid_raw in grids.items():
                 param = spec.params[param_name]
                 grid = self.grid(grid_raw, _join(method_path, param_name), param.low, param.high)
-                params[param_name] = ParamSpace(param_name, grid, param.low, param.high, param.log)
+                params[param_name] = dataclasses.replace(param, grid=grid)
             selected[name] = MethodSpace(name, spec.cost, spec.fixed, params)
         return selected
 

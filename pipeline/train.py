@@ -34,6 +34,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from pipeline.rungs import RungCheck, rung_metric
 from pipeline.tracking import (
     TAG_KIND,
     TAG_NON_FINITE,
@@ -50,11 +51,11 @@ from tcwae.config import (
     COSTS,
     DATA_SOURCES,
     EVAL_PROFILES,
-    METHODS,
     ConfigError,
     TrainConfig,
     load_yaml_mapping,
 )
+from tcwae.methods import METHODS, all_hyperparameters
 
 log = logging.getLogger("pipeline.train")
 
@@ -68,8 +69,9 @@ MIG_CURVE_METRIC = f"{TRAIN_PREFIX}mig"  # every `mig_every` steps, on the eval 
 RESUMED_METRIC = "resumed_from_step"
 SCORE_KEYS = ("rec", "mig", "factor_vae", "sap")
 EVAL_SEED_STREAM = 7
+RUNG_SEED_STREAM = 13  # seeds each rung's draws from (seed, step), apart from training's streams
 # Images whose reconstruction cost is averaged into the `rec` score, per evaluation profile.
-REC_IMAGES = {"smoke": 512, "quick": 5000, "paper": 10000}
+REC_IMAGES = {"smoke": 512, "rung": 512, "quick": 5000, "paper": 10000}
 PICTURE_IMAGES = 256
 RECONSTRUCTION_IMAGES = 16
 
@@ -119,6 +121,7 @@ class RunSpec:
     name: str
     data_root: str | None = None
     max_failures: int = DEFAULT_MAX_FAILURES
+    rung_check: RungCheck | None = None
 
 
 def default_run_name(config: TrainConfig) -> str:
@@ -139,6 +142,7 @@ def make_spec(
     name: str | None = None,
     data_root: str | None = None,
     max_failures: int = DEFAULT_MAX_FAILURES,
+    rung_check: RungCheck | None = None,
 ) -> RunSpec:
     """A RunSpec with defaults resolved: tracking URI (see `tracking.resolve_tracking_uri`),
     experiment = data set name, storage = ./runs (absolute), name = `default_run_name`."""
@@ -164,6 +168,7 @@ def make_spec(
         name=name or default_run_name(config),
         data_root=str(Path(data_root).expanduser().resolve()) if data_root else None,
         max_failures=max_failures,
+        rung_check=rung_check,
     )
 
 
@@ -177,15 +182,25 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see --help)")
 
 
+def _hyperparameter_flags() -> dict[str, tuple[str, str]]:
+    """One flag per hyper-parameter the methods declare; its help says what each method that
+    reads it means by it. A method given one it does not read is refused (exit 2)."""
+    return {
+        name: (
+            f"--{name.replace('_', '-')}",
+            "; ".join(f"{m}: {p.meaning} (default {p.default:g})" for m, p in declarations),
+        )
+        for name, declarations in all_hyperparameters().items()
+    }
+
+
 _CONFIG_FLAGS = {
     "method": ("--method", f"one of {', '.join(METHODS)}"),
-    "beta": ("--beta", "weight of the total correlation (>= 0)"),
-    "gamma": ("--gamma", "weight of the dimensionwise KL (>= 0)"),
-    "lam": ("--lam", "weight of the MMD term of wae_mmd (>= 0)"),
+    **_hyperparameter_flags(),
     "cost": ("--cost", f"reconstruction cost, one of {', '.join(COSTS)}"),
     "steps": ("--steps", "training iterations"),
     "batch_size": ("--batch-size", "global batch size (split over workers)"),
-    "dz": ("--dz", "latent dimensions"),
+    "dz": ("--dz", "latent dimensions (default: the method's; 2 per factor for (factor_)qvae)"),
     "seed": ("--seed", "random seed"),
     "eval_profile": ("--eval-profile", f"metric sizes, one of {', '.join(EVAL_PROFILES)}"),
     "mig_every": ("--mig-every", "log MIG every this many steps (0 = only at the end)"),
@@ -431,7 +446,8 @@ class _Rank0Recorder:
 
 class _Reporter:
     """The trainer's callbacks: one `report` per step for all ranks (losses and, at checkpoint
-    steps, the checkpoint together), rank 0 mirroring the losses into MLflow."""
+    steps, the checkpoint together), rank 0 mirroring the losses into MLflow and adding the rung
+    scores at rung steps (which Tune's scheduler judges)."""
 
     def __init__(
         self,
@@ -439,11 +455,13 @@ class _Reporter:
         session: _Session,
         recorder: _Rank0Recorder | None,
         fault: dict[str, Any] | None,
+        rung_check: RungCheck | None = None,
     ) -> None:
         self.trainer = trainer
         self.session = session
         self.recorder = recorder
         self.fault = fault
+        self.rung_check = rung_check
         self.cfg = trainer.cfg
         self.pending: dict[str, float] | None = None
         self.last_time = time.perf_counter()
@@ -466,6 +484,8 @@ class _Reporter:
         if self.recorder is not None:
             if self.cfg.mig_every and step % self.cfg.mig_every == 0 and self.trainer.has_factors:
                 metrics[MIG_CURVE_METRIC] = self.trainer.mig_now(self._mig_points)
+            if self.rung_check is not None and step in self.rung_check.steps:
+                metrics.update(rung_scores(self.trainer, self.rung_check))
             self.recorder.log_step(step, metrics)
         if self._is_checkpoint_step(step):
             self.pending = metrics  # sent with the checkpoint, which the trainer asks for next
@@ -485,6 +505,40 @@ class _Reporter:
         if not marker.exists():
             marker.touch()
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+def model_scores(
+    trainer: Any, rng: np.random.Generator, profile: str, scores: Sequence[str] | None = None
+) -> dict[str, float]:
+    """`rec` on REC_IMAGES[profile] images and, for data sets with factors, the scores of
+    `tcwae.metrics.evaluate` with `profile`'s sizes (with its `eval_*` sizes); all of them, or
+    those in `scores`. Both the final scores and the rung scores come from here."""
+    from tcwae import metrics
+
+    result = {}
+    if scores is None or "rec" in scores:
+        result["rec"] = trainer.reconstruction_error(REC_IMAGES[profile], rng)
+    factor_scores = None if scores is None else [score for score in scores if score != "rec"]
+    if trainer.has_factors and (factor_scores is None or factor_scores):
+        result.update(
+            metrics.evaluate(
+                trainer.dataset,
+                trainer.represent,
+                rng,
+                profile,
+                factor_scores,
+                codebook=trainer.codebook(),
+            )
+        )
+    return {key: float(value) for key, value in result.items()}
+
+
+def rung_scores(trainer: Any, check: RungCheck) -> dict[str, float]:
+    """`rung/<score>` of the model now, with the check's profile; draws come from (seed, step),
+    never from the training streams."""
+    rng = np.random.default_rng([trainer.cfg.seed, RUNG_SEED_STREAM, trainer.step])
+    scores = model_scores(trainer, rng, check.profile, check.scores)
+    return {rung_metric(score): scores[score] for score in check.scores if score in scores}
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
@@ -539,7 +593,14 @@ def _train_and_record(loop_config: dict[str, Any], session: _Session) -> dict[st
         if resumed:
             tracking.log_metrics(run_id, {RESUMED_METRIC: trainer.step}, trainer.step)
 
-    reporter = _Reporter(trainer, session, recorder, loop_config.get(FAULT_INJECTION_KEY))
+    check = loop_config.get("rung_check")
+    reporter = _Reporter(
+        trainer,
+        session,
+        recorder,
+        loop_config.get(FAULT_INJECTION_KEY),
+        RungCheck(**check) if check else None,
+    )
     losses = trainer.train(on_report=reporter.on_report, on_checkpoint=reporter.on_checkpoint)
     final = {"step": float(trainer.step)}
     final.update({f"{TRAIN_PREFIX}{key}": value for key, value in losses.items()})
@@ -559,14 +620,11 @@ def _describe_device(device: torch.device, world_size: int) -> str:
 def _evaluate_and_log(trainer: Any, dataset: Any, tracking: Tracking, run_id: str) -> dict:
     """Scores (`rec` and, for data sets with factors, the disentanglement metrics), pictures,
     the final checkpoint and the encoder model, all logged to the run. Returns the scores."""
-    from tcwae import metrics, viz
+    from tcwae import viz
 
     cfg = trainer.cfg
     rng = np.random.default_rng([cfg.seed, EVAL_SEED_STREAM])
-    scores = {"rec": trainer.reconstruction_error(REC_IMAGES[cfg.eval_profile], rng)}
-    if dataset.factor_sizes:
-        scores.update(metrics.evaluate(dataset, trainer.represent, rng, cfg.eval_profile))
-    scores = {key: float(value) for key, value in scores.items()}
+    scores = model_scores(trainer, rng, cfg.eval_profile)
     tracking.log_metrics(run_id, scores, trainer.step)
 
     autoencoder = trainer.autoencoder  # viz and log_encoder handle its device and mode
@@ -634,6 +692,7 @@ def _loop_config(spec: RunSpec, run_id: str) -> dict[str, Any]:
         "run_id": run_id,
         "data_root": spec.data_root,
         "use_gpu": spec.use_gpu,
+        "rung_check": dataclasses.asdict(spec.rung_check) if spec.rung_check else None,
     }
 
 

@@ -5,34 +5,40 @@ settings come from a preset (`tcwae.optim`: the authors' code by default, or the
 values) that explicit keys such as `lr` override. YAML files and CLI flags are turned
 into a plain dict and passed to `TrainConfig.from_dict`, which rejects unknown keys, wrong types and
 out-of-range values with one `ConfigError` line that names the key and the fix.
+
+A method's hyper-parameters are the ones its class declares (`tcwae.methods`): in the flat dict
+they are plain keys (`beta: 4`), in the config they sit in `hyperparameters`, filled with the
+method's defaults; a hyper-parameter the method does not read is refused. `CONFIG_KEYS` is the
+flat vocabulary (the fields and every declared hyper-parameter) that `to_dict` writes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
 
+from tcwae.data import FACTOR_NAMES
+from tcwae.data.common import SOURCES as DATA_SOURCES
+from tcwae.methods import METHODS, REGISTRY, all_hyperparameters
 from tcwae.optim import OPTIMIZER_PRESETS, PRESETS, AdamSettings
 
-METHODS = ("tcwae_mws", "tcwae_gan", "wae_mmd", "beta_tcvae", "factor_vae")
-SEQUENCE_METHODS = ("rwae_mmd", "rwae_gan", "dsvae")  # for sequence data sets (sprite_videos)
 COSTS = ("xent", "l1", "l2sq")
 ESTIMATORS = ("mws", "mss")
 MWS_SCOPES = ("global", "local")
-EVAL_PROFILES = ("smoke", "quick", "paper")
-DATA_SOURCES = ("auto", "official", "procedural")
+EVAL_PROFILES = ("smoke", "rung", "quick", "paper")  # the keys of tcwae.metrics.PROFILES
 PRECISIONS = ("auto", "float32", "bf16")
 INITS = ("torch", "authors")
 VARIANCES = ("exp", "softplus")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
 _CHOICES = {
-    "method": METHODS + SEQUENCE_METHODS,
+    "method": METHODS,
     "cost": COSTS,
     "estimator": ESTIMATORS,
     "mws_scope": MWS_SCOPES,
@@ -60,16 +66,11 @@ class TrainConfig:
     dataset: str = "dsprites"
     data_source: str = "auto"
     method: str = "tcwae_mws"
-    beta: float = 1.0
-    gamma: float = 1.0
-    lam: float = 1.0
+    hyperparameters: dict[str, float] = field(default_factory=dict, hash=False)
     cost: str = "xent"
     estimator: str = "mws"
     mws_scope: str = "global"
-    dz: int = 10
-    ds: int = 16
-    rnn_hidden: int = 128
-    num_actions: int = 0
+    dz: int | None = None  # None: the method's default for the data set (Method.default_dz)
     steps: int = 300_000
     batch_size: int = 256
     seed: int = 0
@@ -93,17 +94,31 @@ class TrainConfig:
     compile: bool = False
     compile_mode: str = "default"  # reduce-overhead = CUDA graphs on a GPU
 
+    def __post_init__(self) -> None:
+        """Fill what the method decides: its hyper-parameters' defaults and, unless set, `dz`."""
+        method = REGISTRY.get(self.method)
+        if method is None:
+            return
+        values = {p.name: p.default for p in method.hyperparameters}
+        values.update(self.hyperparameters)
+        object.__setattr__(self, "hyperparameters", values)
+        if self.dz is None:
+            factors = len(FACTOR_NAMES.get(self.dataset, ()))
+            object.__setattr__(self, "dz", method.default_dz(factors))
+
     @classmethod
     def from_dict(cls, values: dict[str, Any], where: str = "config") -> TrainConfig:
-        """Build and validate a config; `where` names the source (a file) in error messages."""
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(values) - set(known))
+        """Build and validate a config from flat keys (`CONFIG_KEYS`); `where` names the source
+        (a file) in error messages."""
+        unknown = sorted(set(values) - set(CONFIG_KEYS))
         if unknown:
             raise ConfigError(
-                f"{where}: unknown key {unknown[0]!r}; valid keys are {', '.join(sorted(known))}"
+                f"{where}: unknown key {unknown[0]!r}; valid keys are "
+                f"{', '.join(sorted(CONFIG_KEYS))}"
             )
-        coerced = {name: _coerce(name, known[name].type, v, where) for name, v in values.items()}
-        config = cls(**coerced)
+        coerced = {name: _coerce(name, CONFIG_KEYS[name], v, where) for name, v in values.items()}
+        hyperparameters = {name: coerced.pop(name) for name in values if name in _HYPERPARAMETERS}
+        config = cls(**coerced, hyperparameters=hyperparameters)
         config.validate(where)
         return config
 
@@ -120,9 +135,10 @@ class TrainConfig:
                 raise ConfigError(
                     f"{where}: {name}={getattr(self, name)!r} is not one of {', '.join(choices)}"
                 )
-        for name in ("beta", "gamma", "lam"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{where}: {name} must be >= 0, got {getattr(self, name)}")
+        self._validate_hyperparameters(where)
+        problem = REGISTRY[self.method].config_problem(self)
+        if problem is not None:
+            raise ConfigError(f"{where}: {problem}")
         for name in ("lr", "adam_eps", "disc_lr", "disc_eps"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ConfigError(f"{where}: {name} must be > 0, got {getattr(self, name)}")
@@ -133,22 +149,6 @@ class TrainConfig:
         for name in ("dz", "steps", "report_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{where}: {name} must be >= 1, got {getattr(self, name)}")
-        if self.ds < 1 or self.rnn_hidden < 2 or self.rnn_hidden % 2:
-            raise ConfigError(
-                f"{where}: ds must be >= 1 and rnn_hidden an even number >= 2, "
-                f"got ds={self.ds}, rnn_hidden={self.rnn_hidden}"
-            )
-        if self.num_actions < 0:
-            raise ConfigError(
-                f"{where}: num_actions must be >= 0 (0 = no action code), got {self.num_actions}"
-            )
-        if self.method in SEQUENCE_METHODS and (
-            self.channels_last or self.init != "torch" or self.variance != "exp"
-        ):
-            raise ConfigError(
-                f"{where}: channels_last, init and variance are image-model options; "
-                f"{self.method} takes channels_last false, init torch, variance exp"
-            )
         if self.mig_every < 0:
             raise ConfigError(f"{where}: mig_every must be >= 0 (0 = never), got {self.mig_every}")
         if self.batch_size < 2:
@@ -157,9 +157,25 @@ class TrainConfig:
                 f"got {self.batch_size}"
             )
 
+    def _validate_hyperparameters(self, where: str) -> None:
+        declared = {p.name: p for p in REGISTRY[self.method].hyperparameters}
+        for name, value in self.hyperparameters.items():
+            if name not in declared:
+                reads = ", ".join(declared) or "nothing"
+                raise ConfigError(
+                    f"{where}: {self.method} does not read {name!r}; it reads {reads}"
+                )
+            parameter = declared[name]
+            if parameter.integer and not float(value).is_integer():
+                raise ConfigError(f"{where}: {name} must be an integer, got {value!r}")
+            if value < parameter.minimum:
+                raise ConfigError(f"{where}: {name} must be >= {parameter.minimum:g}, got {value}")
+
     def adam(self) -> tuple[AdamSettings, AdamSettings]:
-        """(model, discriminator) Adam settings: the `optimizer` preset, then explicit keys."""
-        model, disc = PRESETS[self.optimizer](self.method, self.dataset)
+        """(model, discriminator) Adam settings: the `optimizer` preset for the method's family,
+        then explicit keys."""
+        family = REGISTRY[self.method].optimizer_family
+        model, disc = PRESETS[self.optimizer](family, self.dataset)
         return _override(model, self, ADAM_KEYS), _override(disc, self, DISC_ADAM_KEYS)
 
     def replace(self, **changes: Any) -> TrainConfig:
@@ -168,7 +184,30 @@ class TrainConfig:
         return config
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Flat keys (`CONFIG_KEYS`): the method's hyper-parameters follow `method`."""
+        values: dict[str, Any] = {}
+        for item in fields(self):
+            if item.name == "hyperparameters":
+                values.update(self.hyperparameters)
+            else:
+                values[item.name] = getattr(self, item.name)
+        return values
+
+
+_HYPERPARAMETERS = {
+    name: declarations[0][1].type_name for name, declarations in all_hyperparameters().items()
+}
+# The flat key vocabulary of `from_dict` / `to_dict`, name -> type: every field, with every
+# declared hyper-parameter in the place of `hyperparameters`.
+CONFIG_KEYS = MappingProxyType(
+    {
+        key: kind
+        for item in fields(TrainConfig)
+        for key, kind in (
+            _HYPERPARAMETERS.items() if item.name == "hyperparameters" else [(item.name, item.type)]
+        )
+    }
+)
 
 
 def _override(preset: AdamSettings, cfg: TrainConfig, keys: tuple[str, ...]) -> AdamSettings:

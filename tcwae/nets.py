@@ -60,6 +60,25 @@ def authors_discriminator_init(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
+def table3_encoder(nchan: int, outputs: int) -> nn.Sequential:
+    """Table 3's encoder: four 4x4 stride-2 convolutions (32, 32, 64, 64; ReLU), FC 256 (ReLU),
+    then a linear layer with `outputs` units."""
+    return nn.Sequential(
+        _down(nchan, 32),
+        nn.ReLU(),
+        _down(32, 32),
+        nn.ReLU(),
+        _down(32, 64),
+        nn.ReLU(),
+        _down(64, _FEATURE_CHANNELS),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(_FEATURE_CHANNELS * _FEATURE_SIDE**2, 256),
+        nn.ReLU(),
+        nn.Linear(256, outputs),
+    )
+
+
 class Encoder(nn.Module):
     """Gaussian encoder q(z|x) with diagonal covariance: image -> (mean, log-variance)."""
 
@@ -67,20 +86,7 @@ class Encoder(nn.Module):
         super().__init__()
         self.dz = dz
         self.log_variance = VARIANCE_HEADS[variance]
-        self.features = nn.Sequential(
-            _down(nchan, 32),
-            nn.ReLU(),
-            _down(32, 32),
-            nn.ReLU(),
-            _down(32, 64),
-            nn.ReLU(),
-            _down(64, _FEATURE_CHANNELS),
-            nn.ReLU(),
-            nn.Flatten(),
-            nn.Linear(_FEATURE_CHANNELS * _FEATURE_SIDE**2, 256),
-            nn.ReLU(),
-            nn.Linear(256, 2 * dz),
-        )
+        self.features = table3_encoder(nchan, 2 * dz)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, raw = self.features(x).chunk(2, dim=1)
@@ -154,8 +160,16 @@ class Autoencoder(nn.Module):
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.encoder(x)
 
+    def represent(self, x: torch.Tensor) -> torch.Tensor:
+        """The representation that is scored: the encoder means."""
+        return self.encoder(x)[0]
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
+
+    def sample_prior(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """`n` codes from the prior N(0, I), on the generator's device."""
+        return torch.randn(n, self.dz, generator=generator, device=generator.device)
 
     def forward(
         self, x: torch.Tensor, noise: torch.Tensor | None = None

@@ -28,13 +28,17 @@ from tcwae.viz import _save_tile_grid
 
 # Real sequences drawn per evaluation (each generates one sequence per direction) and judge
 # training steps, by evaluation profile (the names of tcwae.metrics.PROFILES).
-SEQUENCE_EVAL_SIZES = {"smoke": 32, "quick": 512, "paper": 2048}
-JUDGE_STEPS = {"smoke": 30, "quick": 1500, "paper": 1500}
+SEQUENCE_EVAL_SIZES = {"smoke": 32, "rung": 128, "quick": 512, "paper": 2048}
+JUDGE_STEPS = {"smoke": 30, "rung": 1500, "quick": 1500, "paper": 1500}
 GENERATE_BATCH = 64
 PICTURE_PAIRS = 3  # swap picture: pairs of real sequences
 PICTURE_SEQUENCES = 4  # generated-sequence picture: real sequences (and as many prior samples)
 SWAP_PICTURE, SEQUENCES_PICTURE = "swap.png", "sequences.png"
 KEPT = ("static", "dynamics")
+# Judged scores of each direction a search may rank on (`kept_<direction>_<score>`); a run also
+# logs the accuracy of each kept factor (`kept_<direction>_acc_<factor>`).
+KEPT_SCORES = ("acc", "is", "h_y_given_x", "h_y")
+SEQUENCE_SCORES = tuple(f"kept_{keep}_{score}" for keep in KEPT for score in KEPT_SCORES)
 
 
 def _device(autoencoder: SequenceAutoencoder) -> torch.device:

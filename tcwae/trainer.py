@@ -32,10 +32,9 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from tcwae.config import SEQUENCE_METHODS, ConfigError, TrainConfig
+from tcwae.config import ConfigError, TrainConfig
 from tcwae.costs import PER_IMAGE_COSTS
-from tcwae.nets import Autoencoder
-from tcwae.objectives import Objective, StepRandomness, build_objective
+from tcwae.methods import Method, StepRandomness, build_method, method_class, methods_for
 
 if TYPE_CHECKING:
     from tcwae.data import FactorDataset
@@ -102,8 +101,19 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
+def check_data_kind(method: str, dataset: FactorDataset) -> None:
+    """ConfigError unless `method` trains on what `dataset` holds (sequences or images)."""
+    sequences = getattr(dataset, "num_frames", None) is not None
+    if method_class(method).sequences != sequences:
+        kind = "sequences" if sequences else "images"
+        raise ConfigError(
+            f"{dataset.name} holds {kind} but method {method} does not train on them; "
+            f"choose one of {', '.join(methods_for(sequences))}"
+        )
+
+
 class Trainer:
-    """Trains `build_objective(cfg, ...)` on `dataset` for `cfg.steps` iterations."""
+    """Trains `build_method(cfg, ...)` on `dataset` for `cfg.steps` iterations."""
 
     def __init__(
         self, cfg: TrainConfig, dataset: FactorDataset, device: torch.device | str | None = None
@@ -129,19 +139,12 @@ class Trainer:
                 "or use mws_scope=global"
             )
 
-        sequences = getattr(dataset, "num_frames", None) is not None
-        if sequences != (cfg.method in SEQUENCE_METHODS):
-            kind = "sequences" if sequences else "images"
-            raise ConfigError(
-                f"{dataset.name} holds {kind} but method {cfg.method} trains on "
-                f"{'images' if sequences else 'sequences'}; sequence data sets take "
-                f"{', '.join(SEQUENCE_METHODS)} and image data sets the others"
-            )
+        check_data_kind(cfg.method, dataset)
         self.precision = resolve_precision(cfg.precision, self.device)
         self.images = dataset.images.to(self.device)
-        self.objective: Objective = build_objective(cfg, dataset.num_channels, len(dataset))
+        self.objective: Method = build_method(cfg, dataset.num_channels, len(dataset))
         self.objective.to(self.device)
-        self.autoencoder: Autoencoder = self.objective.autoencoder
+        self.autoencoder: nn.Module = self.objective.autoencoder
         if cfg.channels_last:
             self.autoencoder.to(memory_format=torch.channels_last)
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
@@ -236,16 +239,17 @@ class Trainer:
         diagnostics = self._diagnostics(step) if self._is_report_step(step) else None
         x = self._batch()
         with self._autocast():
-            terms = self.objective(
+            output = self.objective(
                 x,
                 gather=self._gather,
                 autoencoder=self._autoencoder_runner,
                 diagnostics=diagnostics,
+                step=self.step,
             )
-            z = terms.pop("z")
+            terms = output.terms
             disc_loss = (
                 self.objective.discriminator_loss(
-                    z, gather=self._gather, discriminators=self._discriminator_runners
+                    output.codes, gather=self._gather, discriminators=self._discriminator_runners
                 )
                 if self.objective.adversarial
                 else None
@@ -386,14 +390,14 @@ class Trainer:
 
     @torch.no_grad()
     def represent(self, observations: np.ndarray) -> np.ndarray:
-        """Encoder means [n, dz] (float32) of observations [n, C, 64, 64] in [0, 1]."""
+        """The scored codes [n, dz] (float32) of observations [n, C, 64, 64] in [0, 1]: encoder
+        means, or the nearest codes of a quantised method."""
         images = torch.from_numpy(np.ascontiguousarray(observations, dtype=np.float32))
         was_training = self.autoencoder.training
         self.autoencoder.eval()
         try:
-            codes = [
-                self.autoencoder.encode(x)[0].float().cpu() for x in self._eval_batches(images)
-            ]
+            batches = self._eval_batches(images)
+            codes = [self.autoencoder.represent(x).float().cpu() for x in batches]
         finally:
             self.autoencoder.train(was_training)
         if not codes:
@@ -414,11 +418,18 @@ class Trainer:
         try:
             for x in self._eval_batches(self.images[indices.to(self.images.device)]):
                 x = x.float().div_(255.0)
-                logits = self.autoencoder.decode(self.autoencoder.encode(x)[0])
+                logits = self.autoencoder.decode(self.autoencoder.represent(x))
                 total += cost(logits.float(), x).sum().item()
         finally:
             self.autoencoder.train(was_training)
         return total / n
+
+    def codebook(self) -> np.ndarray | None:
+        """The code values of a method with discrete latents, in its index order (scoring reads
+        code indices from it); None for continuous latents."""
+        if not self.objective.discrete_latents:
+            return None
+        return self.autoencoder.codebook.detach().float().cpu().numpy()
 
     @property
     def has_factors(self) -> bool:

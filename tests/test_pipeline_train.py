@@ -18,6 +18,7 @@ import pytest
 import torch
 import yaml
 
+from pipeline.rungs import RungCheck
 from pipeline.tracking import (
     TAG_ERROR,
     TAG_PARENT,
@@ -37,6 +38,7 @@ from pipeline.train import (
     main,
     make_spec,
     parse_args,
+    run_in_process,
     run_training,
 )
 from tcwae.config import ConfigError, TrainConfig
@@ -122,12 +124,8 @@ def test_flags_override_the_yaml_and_defaults_are_absolute(tmp_path, monkeypatch
     config_file = tmp_path / "run.yaml"
     config_file.write_text(yaml.safe_dump({"beta": 3, "gamma": 4, "steps": 50, "dz": 6}))
     spec = parse_args(["dsprites", "--config", str(config_file), "--beta", "7.5", "--workers", "0"])
-    assert (spec.config.beta, spec.config.gamma, spec.config.steps, spec.config.dz) == (
-        7.5,
-        4.0,
-        50,
-        6,
-    )
+    assert spec.config.hyperparameters == {"beta": 7.5, "gamma": 4.0}
+    assert (spec.config.steps, spec.config.dz) == (50, 6)
     assert spec.workers == 0
     assert spec.experiment == "dsprites"
     assert spec.storage == str(tmp_path.resolve() / "runs")
@@ -325,6 +323,39 @@ def test_workers_0_trains_in_process_and_records_a_complete_run(tiny_data_root, 
     assert main([*argv, "--beta", "3"]) == 2
     assert "was trained with beta=1.0 but this command has beta=3.0" in capsys.readouterr().err
     assert _runs_in_store(tmp_path / "mlflow.db") == [(run_id, "FINISHED")]
+
+
+def test_rung_scores_are_logged_at_rung_steps_and_leave_training_unchanged(
+    tiny_data_root, tmp_path
+):
+    """A run with rung checks at steps 4 and 8 logs `rung/<score>` there (rank 0 adds them to
+    its reports, which Tune's scheduler judges) and trains exactly as the same run without."""
+    check = RungCheck((4, 8), "smoke", ("rec", "mig", "factor_vae", "sap"))
+    uri = _uri(tmp_path)
+    tracking = Tracking.at(uri)
+    losses = {}
+    for name, rung_check in (("with", check), ("without", None)):
+        spec = make_spec(
+            _tiny_config(steps=12, report_every=2, checkpoint_every=6),
+            workers=0,
+            tracking_uri=uri,
+            storage=str(tmp_path / "runs"),
+            name=name,
+            data_root=str(tiny_data_root),
+            rung_check=rung_check,
+        )
+        run_in_process(spec)
+        run_id = tracking.find_run(tracking.experiment_id("dsprites"), spec.storage, name)
+        run_id = run_id.info.run_id
+        losses[name] = tracking.metric_history(run_id, "train/loss")
+        for score in check.scores:
+            history = tracking.metric_history(run_id, f"rung/{score}")
+            if rung_check is None:
+                assert history == []
+            else:
+                assert [step for step, _ in history] == [4, 8]
+                assert all(math.isfinite(value) for _, value in history)
+    assert losses["with"] == losses["without"]
 
 
 # Ray Train (three fits) --------------------------------------------------------------------------

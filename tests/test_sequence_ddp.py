@@ -60,7 +60,10 @@ def run_rank(rank: int, port: int, out_dir: str) -> None:
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD_SIZE
     )
     try:
-        results = {name: first_step(TrainConfig(**BASE, **case)) for name, case in CASES.items()}
+        results = {
+            name: first_step(TrainConfig.from_dict({**BASE, **case}))
+            for name, case in CASES.items()
+        }
         torch.save(results, f"{out_dir}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -82,7 +85,7 @@ def ddp_results(tmp_path_factory):
 @pytest.mark.parametrize("case", [name for name in CASES if name != "rwae_mmd_local"])
 def test_first_step_equals_single_process_on_the_global_batch(ddp_results, case):
     with one_thread():
-        single = first_step(TrainConfig(**BASE, **CASES[case]))
+        single = first_step(TrainConfig.from_dict({**BASE, **CASES[case]}))
     for rank_results in ddp_results:
         distributed = rank_results[case]
         assert distributed["losses"].keys() == single["losses"].keys()
@@ -99,7 +102,7 @@ def test_without_the_gather_each_rank_sees_only_its_own_codes(ddp_results):
     """With mws_scope 'local' the MMD of each rank's two codes differs from the global batch's:
     the equality above is not an accident of the tiny batch."""
     with one_thread():
-        single = first_step(TrainConfig(**BASE, **CASES["rwae_mmd"]))
+        single = first_step(TrainConfig.from_dict({**BASE, **CASES["rwae_mmd"]}))
     local = ddp_results[0]["rwae_mmd_local"]["losses"]
     assert local["rec"] == pytest.approx(single["losses"]["rec"], rel=1e-5)
     assert local["static"] != pytest.approx(single["losses"]["static"], abs=1e-3)

@@ -11,26 +11,28 @@ from science_helpers import one_thread
 
 from tcwae.config import ConfigError, TrainConfig
 from tcwae.data import small_dsprites, small_sprite_videos
-from tcwae.methods.dsvae import DSVAE
-from tcwae.methods.rwae import RWAEGAN, RWAEMMD
+from tcwae.methods import (
+    SEQUENCE_METHODS,
+    build_method,
+    discriminator_cross_entropy,
+    hyperparameter_names,
+    method_class,
+    methods_for,
+)
 from tcwae.methods.sequential import (
-    SequenceHyperParameters,
     aggregate_categorical_kl,
     density_ratio_divergence,
     diagonal_gaussian_kl,
-    discriminator_cross_entropy,
     dynamic_mmd,
     mean_categorical_kl,
     sequence_reconstruction,
     time_tagged,
     weighted_sequence_loss,
 )
-from tcwae.objectives import StepRandomness
 from tcwae.sequence_nets import SequenceAutoencoder, gumbel_softmax_sample
 from tcwae.trainer import Trainer
 
-HYPER = dict(ds=4, dz=3, hidden=16, beta=3.0, gamma=7.0)
-METHODS = {"rwae_mmd": RWAEMMD, "rwae_gan": RWAEGAN, "dsvae": DSVAE}
+HYPER = dict(ds=4, dz=3, rnn_hidden=16, beta=3.0, gamma=7.0)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -158,10 +160,8 @@ def test_weighted_loss_puts_beta_on_the_sequence_codes_and_gamma_on_the_frames()
 
 
 def build(method: str, seed: int = 0, **changes) -> torch.nn.Module:
-    hyper = SequenceHyperParameters(**{**HYPER, **changes})
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return METHODS[method](hyper, 3, StepRandomness(torch.Generator().manual_seed(seed)))
+    values = {"dataset": "sprite_videos", "method": method, "seed": seed, **HYPER, **changes}
+    return build_method(TrainConfig.from_dict(values), 3, len(videos()))
 
 
 def replay(model, x: torch.Tensor, seed: int, prior_samples: bool) -> tuple[dict, torch.Generator]:
@@ -184,7 +184,8 @@ def replay(model, x: torch.Tensor, seed: int, prior_samples: bool) -> tuple[dict
 @pytest.mark.parametrize("num_actions", [0, 3])
 def test_rwae_mmd_terms_by_hand(num_actions: int) -> None:
     model, x = build("rwae_mmd", num_actions=num_actions, cost="l2sq"), tiny_batch()
-    terms = model(x)
+    output = model(x)
+    terms = output.terms
     out, generator = replay(model, x, 0, prior_samples=True)
     prior_s = torch.randn(3, 4, generator=generator)
     expected_rec = ((torch.sigmoid(out["logits"]) - x) ** 2).sum(dim=(1, 2, 3, 4)).mean()
@@ -198,16 +199,17 @@ def test_rwae_mmd_terms_by_hand(num_actions: int) -> None:
         assert terms["action"].item() == pytest.approx(expected, rel=1e-4, abs=1e-7)
     else:
         assert terms["action"].item() == 0.0
-    t = {name: value.item() for name, value in terms.items() if name != "z"}
+    t = {name: value.item() for name, value in terms.items()}
     expected_loss = t["rec"] + 3 * (t["static"] + t["action"]) + 7 * t["dynamic"]
     assert t["loss"] == pytest.approx(expected_loss, rel=1e-6)
-    assert terms["loss"].requires_grad and not terms["z"].requires_grad
-    assert terms["z"].shape == (3, 4 + 2 * 8 * 3)
+    assert terms["loss"].requires_grad and not output.codes.requires_grad
+    assert output.codes.shape == (3, 4 + 2 * 8 * 3)
 
 
 def test_rwae_gan_terms_and_discriminator_step_by_hand() -> None:
     model, x = build("rwae_gan"), tiny_batch()
-    terms = model(x)
+    output = model(x)
+    terms = output.terms
     out, generator = replay(model, x, 0, prior_samples=True)
     prior_s = torch.randn(3, 4, generator=generator)
     static_disc, dynamic_disc = model.discriminators
@@ -229,11 +231,11 @@ def test_rwae_gan_terms_and_discriminator_step_by_hand() -> None:
     assert model.autoencoder.prior_head.weight.grad.abs().sum() > 0
     # The discriminator step sees detached codes: its gradient reaches only the discriminators.
     model.zero_grad(set_to_none=True)
-    disc_loss = model.discriminator_loss(terms["z"])
+    disc_loss = model.discriminator_loss(output.codes)
     disc_loss.backward()
     assert all(p.grad is None for p in model.autoencoder.parameters())
     assert all(p.grad is not None for p in model.discriminators.parameters())
-    s, z, prior_z = model.unpack_codes(terms["z"])
+    s, z, prior_z = model.unpack_codes(output.codes)
     torch.testing.assert_close(z, out["z"])
     torch.testing.assert_close(prior_z, out["prior_z"])
     # Its prior samples for s are the next draw of the same stream.
@@ -249,7 +251,8 @@ def test_rwae_gan_terms_and_discriminator_step_by_hand() -> None:
 @pytest.mark.parametrize("num_actions", [0, 2])
 def test_dsvae_terms_are_the_closed_form_kls(num_actions: int) -> None:
     model, x = build("dsvae", num_actions=num_actions, cost="l1"), tiny_batch()
-    terms = model(x)
+    output = model(x)
+    terms = output.terms
     out, _ = replay(model, x, 0, prior_samples=False)
     normal = torch.distributions.Normal
     static = torch.distributions.kl_divergence(
@@ -270,7 +273,7 @@ def test_dsvae_terms_are_the_closed_form_kls(num_actions: int) -> None:
             (q * (q * 2).log()).sum(1).mean().item(), rel=1e-5, abs=1e-7
         )
     with pytest.raises(TypeError, match="no discriminator"):
-        model.discriminator_loss(terms["z"])
+        model.discriminator_loss(output.codes)
 
 
 # The networks.
@@ -319,7 +322,7 @@ def sequence_config(method: str, **changes) -> TrainConfig:
     return TrainConfig.from_dict({**values, **changes})
 
 
-@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("method", SEQUENCE_METHODS)
 def test_twenty_steps_lower_the_loss(method: str) -> None:
     reports = []
     trainer = Trainer(sequence_config(method), videos())
@@ -331,13 +334,28 @@ def test_twenty_steps_lower_the_loss(method: str) -> None:
 
 
 def test_sequence_methods_and_data_sets_must_match() -> None:
-    with pytest.raises(ConfigError, match="holds images but method rwae_mmd"):
+    with pytest.raises(ConfigError, match="holds images but method rwae_mmd .*tcwae_mws"):
         Trainer(sequence_config("rwae_mmd", dataset="dsprites"), small_dsprites((1, 1, 2, 2, 2)))
-    with pytest.raises(ConfigError, match="holds sequences but method wae_mmd"):
-        Trainer(sequence_config("wae_mmd"), videos())
+    with pytest.raises(ConfigError, match="holds sequences but method wae_mmd .*rwae_mmd"):
+        Trainer(TrainConfig(method="wae_mmd", dataset="sprite_videos", batch_size=4), videos())
     with pytest.raises(ConfigError, match="image-model options"):
         sequence_config("dsvae", channels_last=True)
-    with pytest.raises(ConfigError, match="rnn_hidden an even number"):
-        sequence_config("dsvae", rnn_hidden=33)
+    with pytest.raises(ConfigError, match="rnn_hidden must be even"):
+        sequence_config("dsvae", rnn_hidden=34 - 1)
     with pytest.raises(ConfigError, match="num_actions must be >= 0"):
         sequence_config("dsvae", num_actions=-1)
+    with pytest.raises(ConfigError, match="wae_mmd does not read 'ds'"):
+        sequence_config("wae_mmd")
+
+
+def test_sequence_methods_are_registered_with_their_declarations() -> None:
+    assert SEQUENCE_METHODS == ("rwae_mmd", "rwae_gan", "dsvae")
+    for name in SEQUENCE_METHODS:
+        method = method_class(name)
+        assert method.sequences and name not in methods_for(sequences=False)
+        assert hyperparameter_names(name) == ("beta", "gamma", "ds", "rnn_hidden", "num_actions")
+    families = {name: method_class(name).optimizer_family for name in SEQUENCE_METHODS}
+    assert families == {"rwae_mmd": "wae", "rwae_gan": "wae", "dsvae": "vae"}
+    assert [method_class(name).num_discriminators for name in SEQUENCE_METHODS] == [0, 2, 0]
+    config = sequence_config("rwae_gan")
+    assert config.hyperparameters["num_actions"] == 0 and config.adam()[0].lr == 2e-3

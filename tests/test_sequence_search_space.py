@@ -10,7 +10,7 @@ from pipeline.search_space import (
     load_search_space,
     trial_train_config,
 )
-from tcwae.config import SEQUENCE_METHODS
+from tcwae.methods import SEQUENCE_METHODS
 
 
 def test_sprite_videos_space_loads_with_the_three_profiles():

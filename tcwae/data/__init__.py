@@ -7,6 +7,7 @@ converting the source files once into an HDF5 cache under `data_root()/cache/`.
 from __future__ import annotations
 
 from pathlib import Path
+from types import MappingProxyType
 
 from tcwae.data import celeba, chairs, dsprites, shapes3d, smallnorb, sprite_videos
 from tcwae.data.common import (
@@ -32,6 +33,18 @@ _LOADERS = {
     "sprite_videos": sprite_videos.load,
 }
 
+# The observed factors of each data set, known without loading it (e.g. for default latent sizes).
+FACTOR_NAMES = MappingProxyType(
+    {
+        "dsprites": dsprites.FACTOR_NAMES,
+        "smallnorb": smallnorb.FACTOR_NAMES,
+        "shapes3d": shapes3d.FACTOR_NAMES,
+        "chairs": (),
+        "celeba": (),
+        "sprite_videos": sprite_videos.FACTOR_NAMES,
+    }
+)
+
 
 def load_dataset(name: str, root: str | Path | None = None, source: str = "auto") -> FactorDataset:
     """Load data set `name` from `root` (default `data_root()`).
@@ -55,6 +68,7 @@ def load_dataset(name: str, root: str | Path | None = None, source: str = "auto"
 
 __all__ = [
     "DATASETS",
+    "FACTOR_NAMES",
     "SEQUENCE_DATASETS",
     "DatasetError",
     "FactorDataset",

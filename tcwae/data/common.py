@@ -22,13 +22,11 @@ import h5py
 import numpy as np
 import torch
 
-from tcwae.config import DATA_SOURCES
-
 log = logging.getLogger(__name__)
 
 DATASETS = ("dsprites", "smallnorb", "shapes3d", "chairs", "celeba", "sprite_videos")
 SEQUENCE_DATASETS = ("sprite_videos",)  # items are sequences [T, C, 64, 64], not images
-SOURCES = DATA_SOURCES
+SOURCES = ("auto", "official", "procedural")  # the data-source vocabulary, defined once
 PROCEDURAL_DATASETS = ("dsprites", "shapes3d", "sprite_videos")
 IMAGE_SIZE = 64
 CACHE_FORMAT_VERSION = 1

@@ -29,6 +29,11 @@ from tcwae.methods.sequential import (
 class DSVAE(SequenceMethod):
     """DSVAE: negative ELBO with beta on the static (and action) KL, gamma on the dynamic KLs."""
 
+    name = "dsvae"
+    label = "DSVAE"
+    paper = "Li and Mandt 2018 (Eq. 3)"
+    optimizer_family = "vae"
+
     uses_prior_samples = False
 
     def reconstruction(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -44,3 +49,6 @@ class DSVAE(SequenceMethod):
             "dynamic": dynamic.sum(dim=1).mean(),
             "action": mean_categorical_kl(probs) if probs.shape[1] else probs.new_zeros(()),
         }
+
+
+METHODS = (DSVAE,)

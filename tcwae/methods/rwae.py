@@ -22,21 +22,24 @@ import torch
 from torch import nn
 
 from tcwae.estimators import imq_mmd
+from tcwae.methods.base import Gather, Terms, discriminator_cross_entropy, frozen_logits
 from tcwae.methods.sequential import (
-    Gather,
     SequenceMethod,
-    Terms,
     density_ratio_divergence,
-    discriminator_cross_entropy,
     dynamic_mmd,
-    frozen_logits,
     time_tagged,
 )
 from tcwae.nets import Discriminator
 
+PAPER = "Han, Min, Han, Li and Zhang 2021, seed 002 (our reading, README 'Sequence models')"
+
 
 class RWAEMMD(SequenceMethod):
     """R-WAE(MMD): both divergences by the IMQ MMD of `tcwae.estimators` (WAE-MMD's kernel)."""
+
+    name = "rwae_mmd"
+    label = "R-WAE(MMD)"
+    paper = PAPER
 
     def latent_terms(self, out: Terms, gathered: bool) -> Terms:
         s = out["s"]
@@ -52,10 +55,15 @@ class RWAEGAN(SequenceMethod):
     """R-WAE(GAN): both divergences by density-ratio discriminators, trained in their own step
     on detached codes."""
 
-    adversarial = True
+    name = "rwae_gan"
+    label = "R-WAE(GAN)"
+    paper = PAPER
+    num_discriminators = 2
 
-    def build_discriminators(self) -> Sequence[nn.Module]:
-        return (Discriminator(self.hyper.ds), Discriminator(self.hyper.dz + 1))
+    def build_discriminators(self) -> list[nn.Module]:
+        """Table 3's discriminator on s, and one on (z_t, t) shared by every frame."""
+        hyper = self.hyper
+        return [Discriminator(hyper.ds), Discriminator(hyper.dz + 1)]
 
     def latent_terms(self, out: Terms, gathered: bool) -> Terms:
         static_disc, dynamic_disc = self.discriminators
@@ -96,3 +104,6 @@ class RWAEGAN(SequenceMethod):
         both = dynamic_disc(torch.cat([rows, time_tagged(prior_z)])).float()
         dynamic_loss = discriminator_cross_entropy(*both.split(rows.shape[0]))
         return static_loss + dynamic_loss
+
+
+METHODS = (RWAEMMD, RWAEGAN)

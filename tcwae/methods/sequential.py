@@ -1,12 +1,11 @@
-"""What the sequence methods share: their hyper-parameters, the equations both families use, and
+"""What the sequence methods share: their declarations, the equations both families use, and
 the training step on a batch of sequences [B, T, C, 64, 64].
 
-A `SequenceMethod` is used like an image objective: `forward(x, gather, autoencoder)` returns
-named loss terms (`loss` is trained, `z` carries the detached codes a discriminator step needs),
-`discriminator_loss(z, gather, discriminators)` is the adversarial variant's second step. It
-depends only on the networks, the estimators and torch; the caller hands it the step's random
-numbers (`Draws`, e.g. tcwae's StepRandomness), whose draws are made for the global batch, so a
-run on W ranks uses the numbers of one process.
+A `SequenceMethod` is a registered `tcwae.methods.Method` (`sequences = True`): `forward(x,
+gather, autoencoder)` returns a `MethodOutput` whose `codes` rows are what a discriminator step
+needs, and `discriminator_loss(codes, gather, discriminators)` is the adversarial variant's second
+step. Every random number comes from the method's `StepRandomness`, drawn for the global batch, so
+a run on W ranks uses the numbers of one process.
 
 Loss (seed 002, the objective as described in its abstract and DESIGN.md):
     rec + beta (D(q(s) || p(s)) + D(q(a) || p(a))) + gamma sum_t D(q(z_t) || p(z_t | z_<t)),
@@ -17,32 +16,44 @@ WAE methods compare aggregate posteriors on the (all-gathered) batch, DSVAE uses
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from tcwae.costs import PER_IMAGE_COSTS
 from tcwae.estimators import imq_mmd
+from tcwae.methods.base import (
+    FACTORISED,
+    JOINT,
+    Gather,
+    HyperParameter,
+    Method,
+    MethodOutput,
+    StepRandomness,
+    Terms,
+)
 from tcwae.sequence_nets import SequenceAutoencoder
 
-Gather = Callable[[torch.Tensor], torch.Tensor]
-Terms = dict[str, torch.Tensor]
-QUERY, PRIOR = 0, 1  # discriminator classes: posterior (numerator), prior (denominator)
+if TYPE_CHECKING:
+    from tcwae.config import TrainConfig
 
+# Density-ratio classes: posterior samples are the numerator, prior samples the denominator.
+QUERY, PRIOR = JOINT, FACTORISED
 
-class Draws(Protocol):
-    """The random numbers of one step (tcwae's StepRandomness satisfies it)."""
-
-    def normal(self, rows: int, cols: int, device: torch.device, sharded: bool) -> torch.Tensor:
-        """Standard normals; `sharded` gives this rank's rows of a draw for all ranks."""
-
-    def uniform(self, rows: int, cols: int, device: torch.device, sharded: bool) -> torch.Tensor:
-        """Uniforms on [0, 1), sharded as `normal`."""
+BETA = HyperParameter("beta", "weight of the static (and action) divergence", 1.0)
+GAMMA = HyperParameter("gamma", "weight of the dynamic divergences, summed over frames", 1.0)
+STATIC_SIZE = HyperParameter("ds", "size of the static code s", 16, 1, integer=True)
+RNN_HIDDEN = HyperParameter(
+    "rnn_hidden", "width of the LSTMs and frame features (even)", 128, 2, integer=True
+)
+NUM_ACTIONS = HyperParameter(
+    "num_actions", "categories of the action code (0 = none; weakly supervised)", 0, 0, True
+)
+SEQUENCE_HYPERPARAMETERS = (BETA, GAMMA, STATIC_SIZE, RNN_HIDDEN, NUM_ACTIONS)
+# Image-model options a sequence method cannot take, and the value it needs.
+IMAGE_ONLY_OPTIONS = {"channels_last": False, "init": "torch", "variance": "exp"}
 
 
 @dataclass(frozen=True)
@@ -58,16 +69,16 @@ class SequenceHyperParameters:
     cost: str = "xent"
 
     @classmethod
-    def from_config(cls, cfg: Any) -> SequenceHyperParameters:
-        """From a TrainConfig (its `ds`, `dz`, `rnn_hidden`, `num_actions`, `beta`, `gamma`,
-        `cost`)."""
+    def from_config(cls, cfg: TrainConfig) -> SequenceHyperParameters:
+        """From a TrainConfig: `dz`, `cost` and the declared hyper-parameters."""
+        values = cfg.hyperparameters
         return cls(
-            ds=cfg.ds,
+            ds=int(values["ds"]),
             dz=cfg.dz,
-            hidden=cfg.rnn_hidden,
-            num_actions=cfg.num_actions,
-            beta=cfg.beta,
-            gamma=cfg.gamma,
+            hidden=int(values["rnn_hidden"]),
+            num_actions=int(values["num_actions"]),
+            beta=float(values["beta"]),
+            gamma=float(values["gamma"]),
             cost=cfg.cost,
         )
 
@@ -129,23 +140,6 @@ def density_ratio_divergence(
     return on_query + on_prior
 
 
-def discriminator_cross_entropy(
-    logits_query: torch.Tensor, logits_prior: torch.Tensor
-) -> torch.Tensor:
-    """Density-ratio discriminator loss: classify posterior samples (class 0) against prior
-    samples (class 1), each class weighted one half (Kim and Mnih 2018)."""
-    query = torch.full((logits_query.shape[0],), QUERY, device=logits_query.device)
-    prior = torch.full((logits_prior.shape[0],), PRIOR, device=logits_prior.device)
-    return 0.5 * (F.cross_entropy(logits_query, query) + F.cross_entropy(logits_prior, prior))
-
-
-def frozen_logits(discriminator: nn.Module, rows: torch.Tensor) -> torch.Tensor:
-    """Logits that pass gradients to `rows` but not to the discriminator's weights (the model
-    step must not train the discriminator, which learns on detached codes in its own step)."""
-    weights = {name: p.detach() for name, p in discriminator.named_parameters()}
-    return torch.func.functional_call(discriminator, weights, (rows,))
-
-
 def weighted_sequence_loss(
     rec: torch.Tensor,
     static: torch.Tensor,
@@ -159,42 +153,57 @@ def weighted_sequence_loss(
     return rec + beta * (static + action) + gamma * dynamic
 
 
-class SequenceMethod(nn.Module, ABC):
-    """One batch of sequences -> named loss terms; subclasses define the three divergences."""
+class SequenceMethod(Method):
+    """One batch of sequences -> named loss terms; subclasses define the three divergences
+    (`latent_terms`). Declared like the image methods; `dataset_size` is not used."""
 
-    adversarial = False
+    hyperparameters = SEQUENCE_HYPERPARAMETERS
+    sequences = True
     uses_prior_samples = True
 
-    def __init__(self, hyper: SequenceHyperParameters, nchan: int, randomness: Draws) -> None:
-        super().__init__()
-        self.hyper = hyper
-        self.autoencoder = SequenceAutoencoder(
-            nchan, hyper.ds, hyper.dz, hyper.hidden, hyper.num_actions
-        )
-        self.discriminators = nn.ModuleList(self.build_discriminators())
-        self.randomness = randomness
+    @classmethod
+    def config_problem(cls, cfg: TrainConfig) -> str | None:
+        if int(cfg.hyperparameters["rnn_hidden"]) % 2:
+            return (
+                f"rnn_hidden must be even (half of it a direction of the frame LSTM), "
+                f"got {cfg.hyperparameters['rnn_hidden']:g}"
+            )
+        wrong = [key for key, value in IMAGE_ONLY_OPTIONS.items() if getattr(cfg, key) != value]
+        if wrong:
+            needed = ", ".join(
+                f"{key} {value}".lower() for key, value in IMAGE_ONLY_OPTIONS.items()
+            )
+            return f"{', '.join(wrong)}: image-model options; {cfg.method} takes {needed}"
+        return None
 
-    def build_discriminators(self) -> Sequence[nn.Module]:
-        return ()
+    @property
+    def hyper(self) -> SequenceHyperParameters:
+        return SequenceHyperParameters.from_config(self.cfg)
+
+    def build_autoencoder(self, nchan: int) -> nn.Module:
+        """The recurrent autoencoder of `tcwae.sequence_nets`, shared by every sequence method."""
+        hyper = self.hyper
+        return SequenceAutoencoder(nchan, hyper.ds, hyper.dz, hyper.hidden, hyper.num_actions)
 
     def reconstruction(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return sequence_reconstruction(logits, x, self.hyper.cost)
+        return sequence_reconstruction(logits, x, self.cfg.cost)
 
-    @abstractmethod
     def latent_terms(self, out: Terms, gathered: bool) -> Terms:
         """`static`, `dynamic` and `action` divergences on `out` (global batch when gathered)."""
+        raise NotImplementedError
 
     def forward(
         self,
         x: torch.Tensor,
         gather: Gather | None = None,
         autoencoder: nn.Module | None = None,
-        diagnostics: Draws | None = None,
-    ) -> Terms:
+        diagnostics: StepRandomness | None = None,
+        step: int = 0,
+    ) -> MethodOutput:
         """Loss terms of sequences x [B, T, C, 64, 64] in [0, 1]; `autoencoder` may be the
         DDP-wrapped module; `gather` all-gathers with gradients so that the batch statistics see
-        the global batch. `diagnostics` (the trainer's stream for logged-only terms) is accepted
-        for the trainer's sake: every term of these methods is trained on."""
+        the global batch. `diagnostics` and `step` are accepted for the trainer's sake: every term
+        of these methods is trained on, and none has a schedule."""
         runner = self.autoencoder if autoencoder is None else autoencoder
         batch, frames = x.shape[:2]
         hyper, draw = self.hyper, self.randomness
@@ -225,8 +234,7 @@ class SequenceMethod(nn.Module, ABC):
                 hyper.beta,
                 hyper.gamma,
             )
-        terms["z"] = self.pack_codes(out).detach()
-        return terms
+        return MethodOutput(terms, self.pack_codes(out).detach())
 
     def pack_codes(self, out: Terms) -> torch.Tensor:
         """What the discriminator step needs, one row a sequence: (s, z_1:T, z^_1:T)."""
@@ -239,14 +247,6 @@ class SequenceMethod(nn.Module, ABC):
         if probs.shape[1] == 0:
             return probs.new_zeros(())
         return aggregate_categorical_kl(probs)
-
-    def discriminator_loss(
-        self,
-        codes: torch.Tensor,
-        gather: Gather | None = None,
-        discriminators: Sequence[nn.Module] | None = None,
-    ) -> torch.Tensor:
-        raise TypeError(f"{type(self).__name__} has no discriminator")
 
     def unpack_codes(self, codes: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(s, z, prior_z) from the rows of `pack_codes`."""

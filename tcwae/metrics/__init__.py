@@ -16,15 +16,25 @@ from tcwae.metrics.information import (
     histogram_discretize,
 )
 from tcwae.metrics.mutual_info_gap import mig, mutual_info_matrix
-from tcwae.metrics.ranking import PAPER_SCORES, rank_configurations
+from tcwae.metrics.ranking import (
+    PAPER_SCORES,
+    TIE_BREAKS,
+    crowding_distances,
+    mean_rank_order,
+    non_dominated_fronts,
+    pareto_order,
+    rank_configurations,
+)
 from tcwae.metrics.sap_score import sap, sap_score_matrix
 
 __all__ = [
     "PAPER_SCORES",
     "PROFILES",
+    "TIE_BREAKS",
     "CachedEncoder",
     "cached_encoder",
     "continuous_discrete_mutual_info",
+    "crowding_distances",
     "dci",
     "dci_completeness",
     "dci_disentanglement",
@@ -35,11 +45,14 @@ __all__ = [
     "factor_vae_score",
     "histogram_discretize",
     "importance_matrix",
+    "mean_rank_order",
     "infomec",
     "mig",
     "modularity",
     "mutual_info_matrix",
+    "non_dominated_fronts",
     "normalised_mutual_info",
+    "pareto_order",
     "rank_configurations",
     "sap",
     "sap_score_matrix",
