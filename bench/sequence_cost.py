@@ -14,8 +14,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from tcwae.config import SEQUENCE_METHODS, TrainConfig
+from tcwae.config import TrainConfig
 from tcwae.data import load_dataset
+from tcwae.methods import SEQUENCE_METHODS
 from tcwae.metrics.sequence_judge import BATCH_SIZE, LEARNING_RATE, Judge
 from tcwae.trainer import Trainer
 

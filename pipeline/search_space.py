@@ -657,6 +657,12 @@ class _SpaceParser:
             if extra:
                 raise self.fail(_join(path, extra[0]), "only for type mo-asha; fifo has no rungs")
             return SchedulerSpec("fifo")
+        if config.dataset in SEQUENCE_DATASETS:
+            raise self.fail(
+                _join(path, "type"),
+                "mo-asha on a sequence data set is not done (its rung scores would need the "
+                "judge of tcwae.sequence_eval); use type: fifo",
+            )
         if "grace" not in entry:
             raise self.fail(_join(path, "grace"), "missing (the first rung, in training steps)")
         grace = self.integer(entry["grace"], _join(path, "grace"), 1)

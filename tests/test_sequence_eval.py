@@ -176,3 +176,10 @@ def test_score_and_draw_gives_everything_a_run_records(tmp_path, monkeypatch) ->
     } <= set(scores)
     assert [path.name for path in pictures] == ["swap.png", "sequences.png"]
     assert all(path.exists() for path in pictures)
+
+
+def test_every_evaluation_profile_has_sequence_sizes() -> None:
+    from tcwae.config import EVAL_PROFILES
+    from tcwae.sequence_eval import JUDGE_STEPS, SEQUENCE_EVAL_SIZES
+
+    assert set(SEQUENCE_EVAL_SIZES) == set(JUDGE_STEPS) == set(EVAL_PROFILES)

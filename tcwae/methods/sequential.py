@@ -168,6 +168,8 @@ class SequenceMethod(Method):
                 f"rnn_hidden must be even (half of it a direction of the frame LSTM), "
                 f"got {cfg.hyperparameters['rnn_hidden']:g}"
             )
+        if cfg.mig_every:
+            return "mig_every must be 0 for a sequence model (the MIG curve scores image codes)"
         wrong = [key for key, value in IMAGE_ONLY_OPTIONS.items() if getattr(cfg, key) != value]
         if wrong:
             needed = ", ".join(
