@@ -344,6 +344,8 @@ def test_sequence_methods_and_data_sets_must_match() -> None:
         sequence_config("dsvae", rnn_hidden=34 - 1)
     with pytest.raises(ConfigError, match="num_actions must be >= 0"):
         sequence_config("dsvae", num_actions=-1)
+    with pytest.raises(ConfigError, match="mig_every must be 0 for a sequence model"):
+        sequence_config("rwae_mmd", mig_every=10)
     with pytest.raises(ConfigError, match="wae_mmd does not read 'ds'"):
         sequence_config("wae_mmd")
 

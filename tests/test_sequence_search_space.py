@@ -47,3 +47,12 @@ def test_methods_must_fit_the_data_set(tmp_path, dataset, method, allowed):
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(SearchSpaceError, match=f"methods.{method}: unknown method; .*{allowed}"):
         load_search_space(path)
+
+
+def test_successive_halving_is_refused_for_sequence_models(tmp_path):
+    raw = yaml.safe_load((SEARCH_SPACE_DIR / "sprite_videos.yaml").read_text())
+    raw["profiles"]["smoke"]["scheduler"] = {"type": "mo-asha", "grace": 2}
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(SearchSpaceError, match="smoke.scheduler.type: mo-asha on a sequence data"):
+        load_search_space(path)
