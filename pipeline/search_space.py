@@ -42,9 +42,9 @@ from tcwae.sequence_eval import SEQUENCE_SCORES
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SEARCH_SPACE_DIR = REPO_ROOT / "search_spaces"
 
-# Scores a trial reports that a file may rank on: reconstruction, the tcwae.metrics keys and
-# the judged scores of sequence models (tcwae.sequence_eval).
-SCORES = (
+# Scores a trial reports that a file may rank on: an image model's reconstruction and
+# tcwae.metrics keys, and a sequence model's reconstruction and judged scores (tcwae.sequence_eval).
+IMAGE_SCORES = (
     "rec",
     "mig",
     "factor_vae",
@@ -55,8 +55,8 @@ SCORES = (
     "infom",
     "infoc",
     "infoe",
-    *SEQUENCE_SCORES,
 )
+SCORES = IMAGE_SCORES + SEQUENCE_SCORES
 MODES = ("min", "max")
 # TrainConfig keys that the search itself sets, and the key of the file that sets each.
 SEARCH_SET_KEYS = {

@@ -29,7 +29,7 @@ import pytest
 import yaml
 from fake_cluster import FAST_NODE_DEATH_SYSTEM_CONFIG, FakeCluster, fake_cluster
 
-from pipeline.search_space import SCORES
+from pipeline.search_space import IMAGE_SCORES
 from pipeline.sweep import SweepError, concurrent_trials, main, plan_sweep
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -457,7 +457,7 @@ def test_grid_sweep_submitted_as_a_job_scales_the_cluster_and_records_every_tria
     }
     experiment_id = parent.info.experiment_id
     for run in finished:
-        for score in SCORES:
+        for score in IMAGE_SCORES:
             assert math.isfinite(run.data.metrics[score]), (run.info.run_name, score)
         assert CHILD_ARTIFACTS <= artifact_paths(client, run.info.run_id)
         [model] = client.search_logged_models(
