@@ -439,7 +439,12 @@ def test_interrupted_run_resumes_when_the_same_command_runs_again_and_records_ev
     assert "rank 1" in tracking.tags(run_id)[TAG_PREVIOUS_ERROR]
 
     params = tracking.params(run_id)
-    assert params == {key: str(value) for key, value in expected.to_dict().items()}
+    configured = {key: str(value) for key, value in expected.to_dict().items()}
+    assert {key: params[key] for key in configured} == configured
+    # The preset's resolved Adam values are recorded beside the config that left them unset.
+    adam, _ = expected.adam()
+    assert params["adam.lr"] == f"{adam.lr:g}"
+    assert params["adam.eps"] == f"{adam.eps:g}"
     tags = tracking.tags(run_id)
     assert tags["dataset_source"] == "procedural"
     assert tags["device"] == "2 x cpu"
