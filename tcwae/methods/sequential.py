@@ -49,7 +49,7 @@ RNN_HIDDEN = HyperParameter(
     "rnn_hidden", "width of the LSTMs and frame features (even)", 128, 2, integer=True
 )
 NUM_ACTIONS = HyperParameter(
-    "num_actions", "categories of the action code (0 = none; weakly supervised)", 0, 0, True
+    "num_actions", "categories of the action code (0 = none; weakly supervised)", 0, integer=True
 )
 SEQUENCE_HYPERPARAMETERS = (BETA, GAMMA, STATIC_SIZE, RNN_HIDDEN, NUM_ACTIONS)
 # Image-model options a sequence method cannot take, and the value it needs.
@@ -58,15 +58,16 @@ IMAGE_ONLY_OPTIONS = {"channels_last": False, "init": "torch", "variance": "exp"
 
 @dataclass(frozen=True)
 class SequenceHyperParameters:
-    """What the sequence methods read: code sizes, recurrent width, loss weights, cost."""
+    """What the sequence methods read, typed: code sizes, recurrent width, loss weights, cost (the
+    defaults are the declarations' and TrainConfig's)."""
 
-    ds: int = 16
-    dz: int = 10
-    hidden: int = 128
-    num_actions: int = 0
-    beta: float = 1.0
-    gamma: float = 1.0
-    cost: str = "xent"
+    ds: int
+    dz: int
+    hidden: int
+    num_actions: int
+    beta: float
+    gamma: float
+    cost: str
 
     @classmethod
     def from_config(cls, cfg: TrainConfig) -> SequenceHyperParameters:
