@@ -37,7 +37,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from tcwae.config import TrainConfig
 from tcwae.data.dsprites import small_dsprites
-from tcwae.methods import METHODS, StepRandomness, build_method
+from tcwae.methods import StepRandomness, build_method, methods_for
 from tcwae.trainer import Trainer, bf16_supported
 
 SECTION = "## Training throughput"
@@ -246,7 +246,7 @@ def format_rows(rows: list[dict], ceilings: dict[str, float], threads: int) -> l
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--methods", default=",".join(methods_for(sequences=False)))
     parser.add_argument("--timed-images", type=int, default=768, help="per variant and config")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")

@@ -32,7 +32,7 @@ import numpy as np
 import yaml
 
 from pipeline.rungs import rung_metric
-from pipeline.search_space import SCORES
+from pipeline.search_space import IMAGE_SCORES, SCORES
 from pipeline.tracking import TAG_STOPPED_AT
 from pipeline.train import MIG_CURVE_METRIC
 from tcwae.config import CONFIG_KEYS
@@ -75,7 +75,7 @@ SCORE_LABELS = {
     "infoe": "InfoE",
 }
 PAPER_SCORES = ("rec", "mig", "factor_vae", "sap")
-EXTRA_SCORES = tuple(score for score in SCORES if score not in PAPER_SCORES)
+EXTRA_SCORES = tuple(score for score in IMAGE_SCORES if score not in PAPER_SCORES)
 
 # Paper (seed 001) Table 1a, dSprites, 5 seeds, 300k iterations: (mean, std) per score.
 PAPER_TABLE_1A: dict[str, dict[str, Any]] = {

@@ -28,15 +28,23 @@ import yaml
 
 from pipeline.rungs import RUNG_SCORES, SCHEDULERS, SELECTIONS, SchedulerSpec
 from tcwae.config import CONFIG_KEYS, ConfigError, TrainConfig
-from tcwae.data import DATASETS
-from tcwae.methods import METHODS, all_hyperparameters, hyperparameter_names, method_class
+from tcwae.data import DATASETS, SEQUENCE_DATASETS
+from tcwae.methods import (
+    METHODS,
+    all_hyperparameters,
+    hyperparameter_names,
+    method_class,
+    methods_for,
+)
 from tcwae.metrics import PROFILES, TIE_BREAKS
+from tcwae.sequence_eval import SEQUENCE_SCORES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SEARCH_SPACE_DIR = REPO_ROOT / "search_spaces"
 
-# Scores a trial reports that a file may rank on: reconstruction and the tcwae.metrics keys.
-SCORES = (
+# Scores a trial reports that a file may rank on: an image model's reconstruction and
+# tcwae.metrics keys, and a sequence model's reconstruction and judged scores (tcwae.sequence_eval).
+IMAGE_SCORES = (
     "rec",
     "mig",
     "factor_vae",
@@ -48,6 +56,7 @@ SCORES = (
     "infoc",
     "infoe",
 )
+SCORES = IMAGE_SCORES + SEQUENCE_SCORES
 MODES = ("min", "max")
 # TrainConfig keys that the search itself sets, and the key of the file that sets each.
 SEARCH_SET_KEYS = {
@@ -485,10 +494,11 @@ class _SpaceParser:
         if not entries:
             raise self.fail("methods", f"empty; give at least one of {', '.join(METHODS)}")
         methods = {}
+        allowed = methods_for(sequences=dataset in SEQUENCE_DATASETS)
         for name, value in entries.items():
             path = _join("methods", name)
-            if name not in METHODS:
-                raise self.fail(path, f"unknown method; expected one of {', '.join(METHODS)}")
+            if name not in allowed:
+                raise self.fail(path, f"unknown method; expected one of {', '.join(allowed)}")
             methods[name] = self.parse_method(name, value, path, dataset, train)
         return methods
 
@@ -647,6 +657,12 @@ class _SpaceParser:
             if extra:
                 raise self.fail(_join(path, extra[0]), "only for type mo-asha; fifo has no rungs")
             return SchedulerSpec("fifo")
+        if config.dataset in SEQUENCE_DATASETS:
+            raise self.fail(
+                _join(path, "type"),
+                "mo-asha on a sequence data set is not done (its rung scores would need the "
+                "judge of tcwae.sequence_eval); use type: fifo",
+            )
         if "grace" not in entry:
             raise self.fail(_join(path, "grace"), "missing (the first rung, in training steps)")
         grace = self.integer(entry["grace"], _join(path, "grace"), 1)

@@ -150,11 +150,18 @@ def make_spec(
         raise UsageError(f"--workers must be >= 0 (0 trains in this process), got {workers}")
     if max_failures < -1:
         raise UsageError(f"--max-failures must be >= -1 (-1: retry forever), got {max_failures}")
-    from tcwae.data import DATASETS
+    from tcwae.data import DATASETS, SEQUENCE_DATASETS
+    from tcwae.methods import method_class, methods_for
 
     if config.dataset not in DATASETS:
         raise UsageError(
             f"unknown data set {config.dataset!r}; choose one of {', '.join(DATASETS)}"
+        )
+    sequences = config.dataset in SEQUENCE_DATASETS
+    if method_class(config.method).sequences != sequences:
+        raise UsageError(
+            f"--method {config.method} does not train on {config.dataset}; choose one of "
+            f"{', '.join(methods_for(sequences))}"
         )
     if name is not None and (not name or "/" in name or name in (".", "..")):
         raise UsageError(f"--name must be a non-empty folder name without '/', got {name!r}")
@@ -563,7 +570,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 def _train_and_record(loop_config: dict[str, Any], session: _Session) -> dict[str, float]:
     """Build data and trainer, resume, train with reports and checkpoints, then on rank 0 score,
     draw and log everything; every rank ends with a final `report` (rank 0's holds the scores)."""
-    from tcwae.data import load_dataset
+    from tcwae.data import data_root, load_dataset
     from tcwae.trainer import Trainer
 
     cfg = TrainConfig.from_dict(loop_config["config"], where="loop_config")
@@ -604,7 +611,14 @@ def _train_and_record(loop_config: dict[str, Any], session: _Session) -> dict[st
     losses = trainer.train(on_report=reporter.on_report, on_checkpoint=reporter.on_checkpoint)
     final = {"step": float(trainer.step)}
     final.update({f"{TRAIN_PREFIX}{key}": value for key, value in losses.items()})
-    if session.rank == 0:
+    if session.rank == 0 and trainer.objective.sequences:
+        judge_root = Path(loop_config["data_root"] or data_root())
+        final.update(
+            _evaluate_and_log_sequences(
+                trainer, dataset, recorder.tracking, recorder.run_id, judge_root
+            )
+        )
+    elif session.rank == 0:
         final.update(_evaluate_and_log(trainer, dataset, recorder.tracking, recorder.run_id))
     # With a checkpoint, so that Ray's Result.metrics (those of the latest checkpoint) are these.
     session.report(final, checkpoint_of=trainer)
@@ -643,6 +657,30 @@ def _evaluate_and_log(trainer: Any, dataset: Any, tracking: Tracking, run_id: st
         tracking.log_artifact(run_id, folder / CHECKPOINT_FILE, "checkpoint")
     example = images[:2].float().div(255.0).numpy()
     tracking.log_encoder(run_id, autoencoder, example, trainer.step)
+    return scores
+
+
+def _evaluate_and_log_sequences(
+    trainer: Any, dataset: Any, tracking: Tracking, run_id: str, judge_root: Path
+) -> dict:
+    """A sequence model's record: the judge's accuracy and the judged scores of
+    `tcwae.sequence_eval.score_and_draw` (the judge trained once and cached under `judge_root`),
+    its swap and generated-sequence pictures and the final checkpoint. Returns the scores."""
+    from tcwae.sequence_eval import score_and_draw
+
+    cfg = trainer.cfg
+    rng = np.random.default_rng([cfg.seed, EVAL_SEED_STREAM])
+    with tempfile.TemporaryDirectory(prefix="tcwae-artifacts-") as folder:
+        folder = Path(folder)
+        scores, pictures = score_and_draw(
+            trainer.autoencoder, dataset, judge_root, cfg.eval_profile, rng, folder, cfg.cost
+        )
+        scores = {key: float(value) for key, value in scores.items()}
+        tracking.log_metrics(run_id, scores, trainer.step)
+        for picture in pictures:
+            tracking.log_artifact(run_id, picture)
+        trainer.save(folder / CHECKPOINT_FILE)
+        tracking.log_artifact(run_id, folder / CHECKPOINT_FILE, "checkpoint")
     return scores
 
 

@@ -136,6 +136,9 @@ class TrainConfig:
                     f"{where}: {name}={getattr(self, name)!r} is not one of {', '.join(choices)}"
                 )
         self._validate_hyperparameters(where)
+        problem = REGISTRY[self.method].config_problem(self)
+        if problem is not None:
+            raise ConfigError(f"{where}: {problem}")
         for name in ("lr", "adam_eps", "disc_lr", "disc_eps"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ConfigError(f"{where}: {name} must be > 0, got {getattr(self, name)}")

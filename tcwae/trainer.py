@@ -34,7 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from tcwae.config import ConfigError, TrainConfig
 from tcwae.costs import PER_IMAGE_COSTS
-from tcwae.methods import Method, StepRandomness, build_method
+from tcwae.methods import Method, StepRandomness, build_method, method_class, methods_for
 
 if TYPE_CHECKING:
     from tcwae.data import FactorDataset
@@ -101,6 +101,17 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
+def check_data_kind(method: str, dataset: FactorDataset) -> None:
+    """ConfigError unless `method` trains on what `dataset` holds (sequences or images)."""
+    sequences = getattr(dataset, "num_frames", None) is not None
+    if method_class(method).sequences != sequences:
+        kind = "sequences" if sequences else "images"
+        raise ConfigError(
+            f"{dataset.name} holds {kind} but method {method} does not train on them; "
+            f"choose one of {', '.join(methods_for(sequences))}"
+        )
+
+
 class Trainer:
     """Trains `build_method(cfg, ...)` on `dataset` for `cfg.steps` iterations."""
 
@@ -128,6 +139,7 @@ class Trainer:
                 "or use mws_scope=global"
             )
 
+        check_data_kind(cfg.method, dataset)
         self.precision = resolve_precision(cfg.precision, self.device)
         self.images = dataset.images.to(self.device)
         self.objective: Method = build_method(cfg, dataset.num_channels, len(dataset))

@@ -86,6 +86,9 @@ def test_registry_has_every_module_and_every_method_declares_itself():
         "dip_vae_ii",
         "factor_qvae",
         "qvae",
+        "rwae_mmd",
+        "rwae_gan",
+        "dsvae",
     }
     for name, method in REGISTRY.items():
         assert method.name == name and method.label and method.paper

@@ -30,7 +30,7 @@ import yaml
 from fake_cluster import FAST_NODE_DEATH_SYSTEM_CONFIG, FakeCluster, fake_cluster
 
 from pipeline.rungs import RUNG_SCORES
-from pipeline.search_space import SCORES
+from pipeline.search_space import IMAGE_SCORES
 from pipeline.sweep import SweepError, concurrent_trials, main, plan_sweep
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -472,7 +472,7 @@ def test_grid_sweep_submitted_as_a_job_scales_the_cluster_and_records_every_tria
     }
     experiment_id = parent.info.experiment_id
     for run in finished:
-        for score in SCORES:
+        for score in IMAGE_SCORES:
             assert math.isfinite(run.data.metrics[score]), (run.info.run_name, score)
         assert CHILD_ARTIFACTS <= artifact_paths(client, run.info.run_id)
         [model] = client.search_logged_models(
@@ -648,9 +648,9 @@ def test_successive_halving_stops_trials_at_the_rung_and_ranks_only_the_finished
         assert run.data.tags["tcwae.stopped_at_step"] == "2"
         assert "stopped at rung 1 of 1 (step 2)" in run.data.tags["tcwae.stop_reason"]
         assert {f"rung/{score}" for score in RUNG_SCORES} <= set(run.data.metrics)
-        assert not set(SCORES) & set(run.data.metrics)
+        assert not set(IMAGE_SCORES) & set(run.data.metrics)
     for run in finished:
-        assert all(math.isfinite(run.data.metrics[score]) for score in SCORES)
+        assert all(math.isfinite(run.data.metrics[score]) for score in IMAGE_SCORES)
 
     assert f"Stopped at a rung by successive halving ({len(stopped)}; not ranked):" in output
     header = re.search(r"^#\s+configuration\s+n\s+Rec \(min\)", output, re.M)

@@ -9,16 +9,18 @@ from __future__ import annotations
 from pathlib import Path
 from types import MappingProxyType
 
-from tcwae.data import celeba, chairs, dsprites, shapes3d, smallnorb
+from tcwae.data import celeba, chairs, dsprites, shapes3d, smallnorb, sprite_videos
 from tcwae.data.common import (
     DATASETS,
     PROCEDURAL_DATASETS,
+    SEQUENCE_DATASETS,
     SOURCES,
     DatasetError,
     FactorDataset,
     data_root,
 )
 from tcwae.data.dsprites import render_dsprites, small_dsprites
+from tcwae.data.sprite_videos import render_sprite_videos, small_sprite_videos
 
 procedural_dsprites = render_dsprites
 
@@ -28,6 +30,7 @@ _LOADERS = {
     "shapes3d": shapes3d.load,
     "chairs": chairs.load,
     "celeba": celeba.load,
+    "sprite_videos": sprite_videos.load,
 }
 
 # The observed factors of each data set, known without loading it (e.g. for default latent sizes).
@@ -38,6 +41,7 @@ FACTOR_NAMES = MappingProxyType(
         "shapes3d": shapes3d.FACTOR_NAMES,
         "chairs": (),
         "celeba": (),
+        "sprite_videos": sprite_videos.FACTOR_NAMES,
     }
 )
 
@@ -47,7 +51,8 @@ def load_dataset(name: str, root: str | Path | None = None, source: str = "auto"
 
     `source`: 'official' reads (for dSprites, downloads) the published files; 'procedural'
     renders dSprites or Shapes3D ourselves; 'auto' is official where available, else procedural
-    for those two with a loud warning. Any problem is a `DatasetError` that says what to do.
+    for those two with a loud warning; sprite_videos is procedural only ('official' is an
+    error). Any problem is a `DatasetError` that says what to do.
     """
     if name not in _LOADERS:
         raise DatasetError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
@@ -64,11 +69,14 @@ def load_dataset(name: str, root: str | Path | None = None, source: str = "auto"
 __all__ = [
     "DATASETS",
     "FACTOR_NAMES",
+    "SEQUENCE_DATASETS",
     "DatasetError",
     "FactorDataset",
     "data_root",
     "load_dataset",
     "procedural_dsprites",
     "render_dsprites",
+    "render_sprite_videos",
     "small_dsprites",
+    "small_sprite_videos",
 ]

@@ -1,7 +1,8 @@
 """What every data set shares: the `FactorDataset` interface, the data root and the HDF5 cache.
 
 Every loader turns its own file format into one `FactorDataset` (uint8 images `[N, C, 64, 64]`
-holding 0..255, plus integer factor classes) and hands it to `load_cached`, which writes it once to
+holding 0..255, or sequences `[N, T, C, 64, 64]` for video data sets, plus integer factor
+classes) and hands it to `load_cached`, which writes it once to
 `$TCWAE_DATA/cache/<name>-<source>.h5` so that later loads read one compact file and nothing else.
 """
 
@@ -23,9 +24,10 @@ import torch
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("dsprites", "smallnorb", "shapes3d", "chairs", "celeba")
+DATASETS = ("dsprites", "smallnorb", "shapes3d", "chairs", "celeba", "sprite_videos")
+SEQUENCE_DATASETS = ("sprite_videos",)  # items are sequences [T, C, 64, 64], not images
 SOURCES = ("auto", "official", "procedural")  # the data-source vocabulary, defined once
-PROCEDURAL_DATASETS = ("dsprites", "shapes3d")
+PROCEDURAL_DATASETS = ("dsprites", "shapes3d", "sprite_videos")
 IMAGE_SIZE = 64
 CACHE_FORMAT_VERSION = 1
 PACK_CHUNK = 65536
@@ -100,6 +102,9 @@ def _shared_dataset(
 class FactorDataset:
     """Images in memory with the ground-truth factor classes of each image.
 
+    A video data set stores one sequence of T frames per item (`images` `[N, T, C, 64, 64]`);
+    everything below then works per sequence (`observations` returns `[n, T, C, 64, 64]`).
+
     `images` may be in any order. When they are exactly the full factor grid in mixed-radix order
     (dSprites, Shapes3D) `index_of` is pure arithmetic. Otherwise (smallNORB, whose unobserved
     instance factor gives ten images per observed combination, or a partial file) a lookup maps
@@ -120,9 +125,11 @@ class FactorDataset:
             raise ValueError(
                 f"{name}: images must be a torch.uint8 tensor, got {_describe(images)}"
             )
-        if images.dim() != 4 or images.shape[1] not in (1, 3) or images.shape[2:] != (64, 64):
+        frame_shape = tuple(images.shape[-3:])
+        if images.dim() not in (4, 5) or frame_shape not in ((1, 64, 64), (3, 64, 64)):
             raise ValueError(
-                f"{name}: images must have shape [N, 1 or 3, 64, 64], got {list(images.shape)}"
+                f"{name}: images must have shape [N, 1 or 3, 64, 64] (or [N, T, 1 or 3, 64, 64] "
+                f"for sequences), got {list(images.shape)}"
             )
         factor_sizes = tuple(int(size) for size in factor_sizes)
         factor_names = tuple(str(factor) for factor in factor_names)
@@ -168,7 +175,12 @@ class FactorDataset:
 
     @property
     def num_channels(self) -> int:
-        return int(self.images.shape[1])
+        return int(self.images.shape[-3])
+
+    @property
+    def num_frames(self) -> int | None:
+        """Frames per sequence for a video data set, None for images."""
+        return int(self.images.shape[1]) if self.images.dim() == 5 else None
 
     @property
     def num_factors(self) -> int:
@@ -239,7 +251,7 @@ class FactorDataset:
         return indices
 
     def float_batch(self, indices: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """Images at `indices` as float32 `[n, C, 64, 64]` in [0, 1], on the images' device.
+        """Images (or sequences) at `indices` as float32 in [0, 1], on the images' device.
 
         `index_select` copies whole rows; advanced indexing (`images[indices]`) computes an offset
         per pixel and is about 3x slower on CPU for batches of 64x64 images.
@@ -248,7 +260,7 @@ class FactorDataset:
         return self.images.index_select(0, indices).float().div_(255.0)
 
     def observations(self, factors: np.ndarray) -> np.ndarray:
-        """The images showing `factors`, float32 `[n, C, 64, 64]` in [0, 1]."""
+        """The images (sequences) showing `factors`, float32 `[n, (T,) C, 64, 64]` in [0, 1]."""
         return self.float_batch(self.index_of(factors)).cpu().numpy()
 
 

@@ -38,6 +38,8 @@ MODULES = (
     "annealed_vae",
     "dip_vae",
     "factor_qvae",
+    "rwae",
+    "dsvae",
 )
 
 
@@ -57,6 +59,14 @@ def _load_registry() -> Mapping[str, type[Method]]:
 
 REGISTRY = _load_registry()
 METHODS = tuple(REGISTRY)
+
+
+def methods_for(sequences: bool) -> tuple[str, ...]:
+    """The registered methods that train on sequences (True) or on images (False)."""
+    return tuple(name for name, method in REGISTRY.items() if method.sequences == sequences)
+
+
+SEQUENCE_METHODS = methods_for(sequences=True)
 
 
 def method_class(name: str) -> type[Method]:
@@ -97,6 +107,7 @@ __all__ = [
     "METHODS",
     "MODULES",
     "REGISTRY",
+    "SEQUENCE_METHODS",
     "Codes",
     "HyperParameter",
     "Method",
@@ -107,4 +118,5 @@ __all__ = [
     "discriminator_cross_entropy",
     "hyperparameter_names",
     "method_class",
+    "methods_for",
 ]

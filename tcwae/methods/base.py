@@ -152,6 +152,7 @@ class Method(nn.Module):
     hyperparameters: ClassVar[tuple[HyperParameter, ...]] = ()
     optimizer_family: ClassVar[str] = "wae"
     discrete_latents: ClassVar[bool] = False
+    sequences: ClassVar[bool] = False  # trains on sequences [B, T, C, 64, 64], not images
     num_discriminators: ClassVar[int] = 0
 
     def __init__(self, cfg: TrainConfig, nchan: int, dataset_size: int) -> None:
@@ -160,9 +161,7 @@ class Method(nn.Module):
         self.hparams = dict(cfg.hyperparameters)
         self.dataset_size = dataset_size
         self.autoencoder = self.build_autoencoder(nchan)
-        self.discriminators = nn.ModuleList(
-            self.build_discriminator() for _ in range(self.num_discriminators)
-        )
+        self.discriminators = nn.ModuleList(self.build_discriminators())
         if cfg.init == "authors":
             self.autoencoder.apply(authors_init)
             self.discriminators.apply(authors_discriminator_init)
@@ -172,6 +171,12 @@ class Method(nn.Module):
     def default_dz(cls, num_factors: int) -> int:
         """Latent dimensions when the config leaves `dz` unset: Table 3's 10."""
         return TABLE3_LATENTS
+
+    @classmethod
+    def config_problem(cls, cfg: TrainConfig) -> str | None:
+        """What in `cfg` (besides its declared hyper-parameters) this method cannot train with,
+        as one line naming the key and the fix; None when it can. TrainConfig.validate asks."""
+        return None
 
     @property
     def adversarial(self) -> bool:
@@ -184,6 +189,10 @@ class Method(nn.Module):
     def build_discriminator(self) -> nn.Module:
         """Table 3's density-ratio discriminator on the codes."""
         return Discriminator(self.cfg.dz)
+
+    def build_discriminators(self) -> list[nn.Module]:
+        """The `num_discriminators` discriminators, in the order `density_ratio_pairs` uses."""
+        return [self.build_discriminator() for _ in range(self.num_discriminators)]
 
     def forward(
         self,
