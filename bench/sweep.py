@@ -1,8 +1,8 @@
 """Search efficiency of the sweep: trials until the grid's best configuration has been run.
 
-On a fixed small grid whose every configuration was trained and scored once (the `cpu` profile of
-search_spaces/dsprites.yaml, cached in bench/sweep_grid_scores.json from a finished grid sweep's
-MLflow record), count how many trials each way of searching needs before it has run the
+On a fixed small grid whose every configuration was trained and scored once (the `cpu_grid`
+profile of search_spaces/dsprites.yaml, cached in bench/sweep_grid_scores.json from a finished grid
+sweep's MLflow record), count how many trials each way of searching needs before it has run the
 configuration that `rank_configurations` puts first over the whole grid (the paper's mean rank on
 Rec, MIG, FactorVAE score and SAP):
 
@@ -62,7 +62,7 @@ SECTION = "## Sweep search"
 REPLAY_SECTION = "## Successive halving (replay)"
 CACHE = Path(__file__).resolve().parent / "sweep_grid_scores.json"
 RUNG_CACHE = Path(__file__).resolve().parent / "sweep_rung_scores.json"
-DEFAULT_SPACE, DEFAULT_PROFILE = "dsprites", "cpu"
+DEFAULT_SPACE, DEFAULT_PROFILE = "dsprites", "cpu_grid"
 MAX_TRIALS = 60  # a strategy that has not found the best by then counts as MAX_TRIALS
 TPE_STARTUP_TRIALS = (
     inspect.signature(optuna.samplers.TPESampler).parameters["n_startup_trials"].default
@@ -478,7 +478,8 @@ def replay_section(recording: Recording, rows: Sequence[Mapping[str, Any]]) -> s
             "This recording is a small check of the recorder and the replay, not a measurement "
             "of the scheduler: too few configurations, steps and rungs to say what successive "
             "halving saves on a real grid. Record the profile's grid with `python "
-            "bench/record_rungs.py --profile cpu --grace 100 --eta 3` (see its docstring), then "
+            "bench/record_rungs.py --profile cpu_grid --grace 100 --eta 3` (see its docstring), "
+            "then "
             "run `python bench/sweep.py` again.",
         ]
     return "\n".join(lines)

@@ -121,11 +121,13 @@ def test_grid_points_are_every_configuration_once_per_seed_seed_major():
 def test_profile_grid_subsets_keep_the_files_ranges():
     space = load_search_space("dsprites")
     cpu = space.profile("cpu")
-    assert list(cpu.methods) == ["tcwae_mws", "tcwae_gan", "wae_mmd", "beta_tcvae"]
+    assert list(cpu.methods) == ["tcwae_mws", "tcwae_gan", "wae_mmd", "beta_tcvae", "factor_vae"]
     beta = cpu.methods["tcwae_mws"].params["beta"]
-    assert beta.grid == (1, 10, 50)
+    assert beta.grid == (10, 50)
     assert (beta.low, beta.high, beta.log) == (1, 150, True)
-    assert len(grid_points(cpu)) == 12
+    assert len(grid_points(cpu)) == 8
+    assert cpu.scheduler.type == "mo-asha"
+    assert cpu.scheduler.rungs(trial_train_config(cpu, grid_points(cpu)[0]).steps) == (400, 1200)
     assert len(grid_points(space.profile("smoke"))) >= 4
 
 
@@ -146,7 +148,7 @@ def test_table1a_runs_the_papers_chosen_values_with_cross_entropy():
 
 
 def test_trial_train_config_layers_profile_method_and_point():
-    profile = load_search_space("dsprites").profile("cpu")
+    profile = load_search_space("dsprites").profile("cpu_grid")
     config = trial_train_config(
         profile, {"method": "beta_tcvae", "beta": 6.0, "seed": 3, "beta_tcvae.beta": 6.0}
     )
@@ -168,14 +170,14 @@ def test_trial_train_config_layers_profile_method_and_point():
     ],
 )
 def test_trial_train_config_rejects_params_outside_the_profile(params, message):
-    profile = load_search_space("dsprites").profile("cpu")
+    profile = load_search_space("dsprites").profile("cpu_grid")
     with pytest.raises(SearchSpaceError, match=message) as raised:
         trial_train_config(profile, params)
-    assert str(raised.value).startswith("search_spaces/dsprites.yaml: profiles.cpu: trial ")
+    assert str(raised.value).startswith("search_spaces/dsprites.yaml: profiles.cpu_grid: trial ")
 
 
 def test_select_restricts_methods_and_names_the_missing_one():
-    profile = load_search_space("dsprites").profile("cpu")
+    profile = load_search_space("dsprites").profile("cpu_grid")
     assert list(profile.select(["wae_mmd", "tcwae_mws"]).methods) == ["tcwae_mws", "wae_mmd"]
     assert profile.select(None) is profile
     with pytest.raises(SearchSpaceError, match="method 'factor_vae' is not in this profile"):
@@ -187,8 +189,8 @@ def test_bad_profile_name_lists_the_available_ones():
     with pytest.raises(SearchSpaceError) as raised:
         space.profile("laptop")
     assert str(raised.value) == (
-        "search_spaces/dsprites.yaml: profiles: no profile 'laptop'; available: smoke, cpu, paper, "
-        "study, factorqvae"
+        "search_spaces/dsprites.yaml: profiles: no profile 'laptop'; available: smoke, cpu, "
+        "cpu_grid, paper, study, factorqvae"
     )
 
 
@@ -217,7 +219,7 @@ def _setter(key_path, value):
 
 def _drop_factor_vae_but_keep_it_in_a_profile(raw):
     del raw["methods"]["factor_vae"]
-    raw["profiles"]["cpu"]["methods"]["factor_vae"] = {"gamma": [10]}
+    raw["profiles"]["cpu_grid"]["methods"]["factor_vae"] = {"gamma": [10]}
 
 
 BAD_CASES = [
@@ -227,7 +229,11 @@ BAD_CASES = [
         _setter("methods.tcwae_mws.parms", {}),
         "methods.tcwae_mws.parms: unknown key; expected one of cost, params, fixed",
     ),
-    ("unknown profile key", _setter("profiles.cpu.gpus", 1), "profiles.cpu.gpus: unknown key"),
+    (
+        "unknown profile key",
+        _setter("profiles.cpu_grid.gpus", 1),
+        "profiles.cpu_grid.gpus: unknown key",
+    ),
     (
         "unknown range key",
         _setter("methods.tcwae_mws.params.beta.range.step", 2),
@@ -235,8 +241,8 @@ BAD_CASES = [
     ),
     (
         "unknown resource key",
-        _setter("profiles.cpu.resources.tpus", 1),
-        "profiles.cpu.resources.tpus: unknown key",
+        _setter("profiles.cpu_grid.resources.tpus", 1),
+        "profiles.cpu_grid.resources.tpus: unknown key",
     ),
     ("missing methods", _setter("methods", None), "methods: missing"),
     ("empty methods", _setter("methods", {}), "methods: empty"),
@@ -279,18 +285,18 @@ BAD_CASES = [
     ),
     (
         "profile train TrainConfig rejects",
-        _setter("profiles.cpu.train.steps", 0),
-        "profiles.cpu.train: steps must be >= 1, got 0",
+        _setter("profiles.cpu_grid.train.steps", 0),
+        "profiles.cpu_grid.train: steps must be >= 1, got 0",
     ),
     (
         "profile train unknown TrainConfig key",
-        _setter("profiles.cpu.train.learning_rate", 0.1),
-        "profiles.cpu.train.learning_rate: unknown key; TrainConfig keys are",
+        _setter("profiles.cpu_grid.train.learning_rate", 0.1),
+        "profiles.cpu_grid.train.learning_rate: unknown key; TrainConfig keys are",
     ),
     (
         "seed set by a profile's train",
-        _setter("profiles.cpu.train.seed", 1),
-        "profiles.cpu.train.seed: set by the profile's `seeds`, not here",
+        _setter("profiles.cpu_grid.train.seed", 1),
+        "profiles.cpu_grid.train.seed: set by the profile's `seeds`, not here",
     ),
     (
         "parameter the method does not read",
@@ -309,8 +315,8 @@ BAD_CASES = [
     ),
     (
         "profile grid value outside range",
-        _setter("profiles.cpu.methods.tcwae_mws.beta", [1, 1000]),
-        "profiles.cpu.methods.tcwae_mws.beta[1]: 1000 is outside the range [1, 150]",
+        _setter("profiles.cpu_grid.methods.tcwae_mws.beta", [1, 1000]),
+        "profiles.cpu_grid.methods.tcwae_mws.beta[1]: 1000 is outside the range [1, 150]",
     ),
     (
         "empty seeds",
@@ -326,58 +332,59 @@ BAD_CASES = [
         "profiles.smoke.num_samples: missing",
     ),
     *[
-        (f"scheduler: {name}", _setter("profiles.cpu.scheduler", block), message)
+        (f"scheduler: {name}", _setter("profiles.cpu_grid.scheduler", block), message)
         for name, block, message in [
             (
                 "unknown key",
                 {"type": "mo-asha", "grace": 100, "rungs": 3},
-                "profiles.cpu.scheduler.rungs: unknown key; expected one of type, grace, eta",
+                "profiles.cpu_grid.scheduler.rungs: unknown key; expected one of type, grace, eta",
             ),
             (
                 "unknown type",
                 {"type": "hyperband"},
-                "profiles.cpu.scheduler.type: must be one of fifo, mo-asha, got 'hyperband'",
+                "profiles.cpu_grid.scheduler.type: must be one of fifo, mo-asha, got 'hyperband'",
             ),
-            ("missing type", {"grace": 100}, "profiles.cpu.scheduler.type: missing"),
+            ("missing type", {"grace": 100}, "profiles.cpu_grid.scheduler.type: missing"),
             (
                 "missing grace",
                 {"type": "mo-asha"},
-                "profiles.cpu.scheduler.grace: missing (the first rung, in training steps)",
+                "profiles.cpu_grid.scheduler.grace: missing (the first rung, in training steps)",
             ),
             (
                 "fifo with rungs",
                 {"type": "fifo", "grace": 100},
-                "profiles.cpu.scheduler.grace: only for type mo-asha",
+                "profiles.cpu_grid.scheduler.grace: only for type mo-asha",
             ),
             (
                 "eta 1",
                 {"type": "mo-asha", "grace": 100, "eta": 1},
-                "profiles.cpu.scheduler.eta: must be an integer >= 2, got 1",
+                "profiles.cpu_grid.scheduler.eta: must be an integer >= 2, got 1",
             ),
             (
                 "grace between reports",
                 {"type": "mo-asha", "grace": 120},
-                "profiles.cpu.scheduler.grace: 120 is not a multiple of report_every (50)",
+                "profiles.cpu_grid.scheduler.grace: 120 is not a multiple of report_every (50)",
             ),
             (
                 "grace at the budget",
                 {"type": "mo-asha", "grace": 1000},
-                "profiles.cpu.scheduler.grace: 1000 leaves no rung below the profile's 1000 steps",
+                "profiles.cpu_grid.scheduler.grace: 1000 leaves no rung below the profile's "
+                "1000 steps",
             ),
             (
                 "slow rung score",
                 {"type": "mo-asha", "grace": 100, "rank_by": {"dci_disentanglement": "max"}},
-                "profiles.cpu.scheduler.rank_by.dci_disentanglement: not scored at rungs",
+                "profiles.cpu_grid.scheduler.rank_by.dci_disentanglement: not scored at rungs",
             ),
             (
                 "bad rung mode",
                 {"type": "mo-asha", "grace": 100, "rank_by": {"mig": "up"}},
-                "profiles.cpu.scheduler.rank_by.mig: must be min or max, got 'up'",
+                "profiles.cpu_grid.scheduler.rank_by.mig: must be min or max, got 'up'",
             ),
             (
                 "unknown selection",
                 {"type": "mo-asha", "grace": 100, "selection": "random"},
-                "profiles.cpu.scheduler.selection: must be one of pareto, mean_rank",
+                "profiles.cpu_grid.scheduler.selection: must be one of pareto, mean_rank",
             ),
             (
                 "tie break without fronts",
@@ -387,12 +394,13 @@ BAD_CASES = [
                     "selection": "mean_rank",
                     "tie_break": "crowding",
                 },
-                "profiles.cpu.scheduler.tie_break: only for selection: pareto",
+                "profiles.cpu_grid.scheduler.tie_break: only for selection: pareto",
             ),
             (
                 "unknown rung profile",
                 {"type": "mo-asha", "grace": 100, "rung_profile": "tiny"},
-                "profiles.cpu.scheduler.rung_profile: must be one of paper, quick, rung, smoke",
+                "profiles.cpu_grid.scheduler.rung_profile: must be one of paper, quick, rung, "
+                "smoke",
             ),
         ]
     ],
@@ -491,7 +499,7 @@ def test_optuna_define_by_run_samples_a_conditional_space_in_a_real_study():
 
 
 def test_optuna_define_by_run_restricted_to_methods():
-    profile = load_search_space("dsprites").profile("cpu")
+    profile = load_search_space("dsprites").profile("cpu_grid")
     define = OptunaDefineByRun.from_profile(profile, ["wae_mmd"])
     study = optuna.create_study()
     for _ in range(5):
@@ -501,7 +509,7 @@ def test_optuna_define_by_run_restricted_to_methods():
 
 
 def test_grid_sampler_enumerates_every_point_exactly_once():
-    profile = load_search_space("dsprites").profile("cpu")
+    profile = load_search_space("dsprites").profile("cpu_grid")
     points = grid_points(profile)
     space = grid_sampler_space(points)
     assert list(space) == [GRID_PARAMETER]
@@ -550,7 +558,7 @@ def test_ray_optuna_search_runs_grid_mode_and_survives_a_pickle_round_trip(tmp_p
 
 
 def test_define_by_run_spaces_pickle():
-    profile = load_search_space("dsprites").profile("cpu")
+    profile = load_search_space("dsprites").profile("cpu_grid")
     for space in (
         OptunaDefineByRun.from_profile(profile),
         GridDefineByRun(tuple(grid_points(profile))),
@@ -559,7 +567,7 @@ def test_define_by_run_spaces_pickle():
 
 
 def test_profile_to_dict_is_plain_data_for_mlflow():
-    profile = load_search_space("dsprites").profile("cpu")
+    profile = load_search_space("dsprites").profile("cpu_grid")
     data = profile.to_dict()
     assert yaml.safe_load(yaml.safe_dump(data)) == data
     assert data["methods"]["tcwae_mws"]["params"]["beta"]["grid"] == [1, 10, 50]
@@ -568,7 +576,7 @@ def test_profile_to_dict_is_plain_data_for_mlflow():
 
 def test_scheduler_block_with_defaults_and_rungs_below_the_budget(tmp_path):
     raw = yaml.safe_load(DSPRITES_YAML.read_text())
-    raw["profiles"]["cpu"]["scheduler"] = {"type": "mo-asha", "grace": 100}
+    raw["profiles"]["cpu_grid"]["scheduler"] = {"type": "mo-asha", "grace": 100}
     raw["profiles"]["smoke"]["scheduler"] = {"type": "fifo"}
     raw["profiles"]["paper"]["scheduler"] = {
         "type": "mo-asha",
@@ -582,9 +590,9 @@ def test_scheduler_block_with_defaults_and_rungs_below_the_budget(tmp_path):
     path = tmp_path / "space.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     space = load_search_space(path)
-    cpu = space.profile("cpu").scheduler
+    cpu = space.profile("cpu_grid").scheduler
     assert cpu == SchedulerSpec("mo-asha", 100, 3, space.rank_by, "pareto", "mean_rank", "rung")
-    assert cpu.rungs(space.profile("cpu").train["steps"]) == (100, 300, 900)
+    assert cpu.rungs(space.profile("cpu_grid").train["steps"]) == (100, 300, 900)
     assert space.profile("smoke").scheduler == SchedulerSpec("fifo")
     paper = space.profile("paper").scheduler
     assert (paper.eta, paper.rank_by, paper.tie_break) == (
@@ -596,7 +604,7 @@ def test_scheduler_block_with_defaults_and_rungs_below_the_budget(tmp_path):
     data = space.profile("paper").to_dict()
     assert yaml.safe_load(yaml.safe_dump(data)) == data
     assert data["scheduler"]["rank_by"] == {"rec": "min", "mig": "max"}
-    assert load_search_space("dsprites").profile("cpu").scheduler is None
+    assert load_search_space("dsprites").profile("cpu_grid").scheduler is None
 
 
 def test_method_hyperparameters_cover_every_method():
