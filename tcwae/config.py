@@ -15,11 +15,14 @@ from typing import Any
 
 import yaml
 
+from tcwae.errors import UserError
+from tcwae.eval_profiles import PROFILES
+
 METHODS = ("tcwae_mws", "tcwae_gan", "wae_mmd", "beta_tcvae", "factor_vae")
 COSTS = ("xent", "l1", "l2sq")
 ESTIMATORS = ("mws", "mss")
 MWS_SCOPES = ("global", "local")
-EVAL_PROFILES = ("smoke", "quick", "paper")
+EVAL_PROFILES = tuple(PROFILES)
 DATA_SOURCES = ("auto", "official", "procedural")
 
 _CHOICES = {
@@ -32,7 +35,7 @@ _CHOICES = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration value is missing, unknown, of the wrong type or out of range."""
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tcwae.config import DATA_SOURCES
 from tcwae.data import celeba, chairs, dsprites, shapes3d, smallnorb
-from tcwae.data.common import DATASETS, SOURCES, DatasetError, FactorDataset, data_root
+from tcwae.data.common import DATASETS, DatasetError, FactorDataset, data_root
 from tcwae.data.dsprites import render_dsprites, small_dsprites
 
 procedural_dsprites = render_dsprites
@@ -32,8 +33,8 @@ def load_dataset(name: str, root: str | Path | None = None, source: str = "auto"
     """
     if name not in _LOADERS:
         raise DatasetError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
-    if source not in SOURCES:
-        raise DatasetError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
+    if source not in DATA_SOURCES:
+        raise DatasetError(f"unknown source {source!r}; choose one of {', '.join(DATA_SOURCES)}")
     if source == "procedural" and name != "dsprites":
         raise DatasetError(
             f"{name} has no procedural renderer (only dsprites has); "

@@ -11,7 +11,6 @@ import json
 import logging
 import math
 import os
-import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,10 +19,12 @@ import h5py
 import numpy as np
 import torch
 
+from tcwae.atomic import atomic_path
+from tcwae.errors import UserError
+
 log = logging.getLogger(__name__)
 
 DATASETS = ("dsprites", "smallnorb", "shapes3d", "chairs", "celeba")
-SOURCES = ("auto", "official", "procedural")
 IMAGE_SIZE = 64
 CACHE_FORMAT_VERSION = 1
 PACK_CHUNK = 65536
@@ -31,7 +32,7 @@ UNPACK_CHUNK = 4096
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
-class DatasetError(Exception):
+class DatasetError(UserError):
     """A data set cannot be provided; the message names the file or name and says what to do."""
 
 
@@ -224,43 +225,36 @@ def write_cache(dataset: FactorDataset, path: Path, binary: bool = False, origin
     LZF-compressed in chunks, which keeps flat-coloured renders such as Shapes3D small and reads
     back at memory speed.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     images = dataset.images.numpy()
-    try:
-        with h5py.File(temporary, "w") as cache:
-            if binary:
-                flat = images.reshape(len(images), -1)
-                if flat.size and not np.isin(flat[:: max(1, len(flat) // 64)], (0, 255)).all():
-                    raise ValueError(f"{dataset.name}: binary cache asked for non 0/255 images")
-                packed = cache.create_dataset(
-                    "images_packed", shape=(len(flat), flat.shape[1] // 8), dtype=np.uint8
-                )
-                for start in range(0, len(flat), PACK_CHUNK):
-                    packed[start : start + PACK_CHUNK] = np.packbits(
-                        flat[start : start + PACK_CHUNK], axis=1
-                    )
-            else:
-                chunk = (max(1, min(len(images), 256)), *images.shape[1:])
-                cache.create_dataset("images", data=images, chunks=chunk, compression="lzf")
-            cache.create_dataset("factor_classes", data=dataset.factor_classes)
-            cache.attrs.update(
-                {
-                    "format_version": CACHE_FORMAT_VERSION,
-                    "name": dataset.name,
-                    "source": dataset.source,
-                    "origin": origin,
-                    "binary": binary,
-                    "image_shape": list(images.shape),
-                    "factor_sizes": json.dumps(list(dataset.factor_sizes)),
-                    "factor_names": json.dumps(list(dataset.factor_names)),
-                }
+    with atomic_path(path) as temporary, h5py.File(temporary, "w") as cache:
+        if binary:
+            flat = images.reshape(len(images), -1)
+            if flat.size and not np.isin(flat[:: max(1, len(flat) // 64)], (0, 255)).all():
+                raise ValueError(f"{dataset.name}: binary cache asked for non 0/255 images")
+            packed = cache.create_dataset(
+                "images_packed", shape=(len(flat), flat.shape[1] // 8), dtype=np.uint8
             )
-            cache.attrs["complete"] = True
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+            for start in range(0, len(flat), PACK_CHUNK):
+                packed[start : start + PACK_CHUNK] = np.packbits(
+                    flat[start : start + PACK_CHUNK], axis=1
+                )
+        else:
+            chunk = (max(1, min(len(images), 256)), *images.shape[1:])
+            cache.create_dataset("images", data=images, chunks=chunk, compression="lzf")
+        cache.create_dataset("factor_classes", data=dataset.factor_classes)
+        cache.attrs.update(
+            {
+                "format_version": CACHE_FORMAT_VERSION,
+                "name": dataset.name,
+                "source": dataset.source,
+                "origin": origin,
+                "binary": binary,
+                "image_shape": list(images.shape),
+                "factor_sizes": json.dumps(list(dataset.factor_sizes)),
+                "factor_names": json.dumps(list(dataset.factor_names)),
+            }
+        )
+        cache.attrs["complete"] = True
 
 
 def read_cache(path: Path) -> FactorDataset:

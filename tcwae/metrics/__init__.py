@@ -16,12 +16,14 @@ from tcwae.metrics.information import (
     histogram_discretize,
 )
 from tcwae.metrics.mutual_info_gap import mig, mutual_info_matrix
-from tcwae.metrics.ranking import PAPER_SCORES, rank_configurations
+from tcwae.metrics.ranking import PAPER_RANKING, PAPER_SCORES, SCORES, rank_configurations
 from tcwae.metrics.sap_score import sap, sap_score_matrix
 
 __all__ = [
+    "PAPER_RANKING",
     "PAPER_SCORES",
     "PROFILES",
+    "SCORES",
     "CachedEncoder",
     "cached_encoder",
     "continuous_discrete_mutual_info",

@@ -1,4 +1,4 @@
-"""Every score of one model in one call, with sample sizes named by profile.
+"""Every score of one model in one call, with sample sizes named by profile (`tcwae.eval_profiles`).
 
 All array metrics share one train draw and one test draw (each metric's value has the distribution
 it would have with its own draw), and every code comes through one `CachedEncoder`, so each
@@ -7,10 +7,9 @@ distinct observation is encoded once per evaluation.
 
 from __future__ import annotations
 
-from types import MappingProxyType
-
 import numpy as np
 
+from tcwae.eval_profiles import PROFILES
 from tcwae.metrics._checks import varying_factors
 from tcwae.metrics.dci_scores import dci
 from tcwae.metrics.factor_vae import GroundTruthData, Represent, cached_encoder, factor_vae_score
@@ -18,42 +17,6 @@ from tcwae.metrics.info_metrics import infomec, modularity
 from tcwae.metrics.information import discrete_entropy
 from tcwae.metrics.mutual_info_gap import mig_from_mutual_info, mutual_info_matrix
 from tcwae.metrics.sap_score import sap
-
-# `paper`: the reference library's sizes (disentanglement_lib unsupervised study configs).
-PROFILES = MappingProxyType(
-    {
-        "paper": MappingProxyType(
-            {
-                "num_train": 10_000,
-                "num_test": 5_000,
-                "factor_vae_train": 10_000,
-                "factor_vae_eval": 5_000,
-                "factor_vae_variance": 10_000,
-                "factor_vae_batch": 64,
-            }
-        ),
-        "quick": MappingProxyType(
-            {
-                "num_train": 5_000,
-                "num_test": 2_500,
-                "factor_vae_train": 2_000,
-                "factor_vae_eval": 1_000,
-                "factor_vae_variance": 5_000,
-                "factor_vae_batch": 64,
-            }
-        ),
-        "smoke": MappingProxyType(
-            {
-                "num_train": 400,
-                "num_test": 200,
-                "factor_vae_train": 100,
-                "factor_vae_eval": 50,
-                "factor_vae_variance": 400,
-                "factor_vae_batch": 16,
-            }
-        ),
-    }
-)
 
 
 def evaluate(
@@ -68,7 +31,7 @@ def evaluate(
         raise ValueError(f"profile must be one of {tuple(PROFILES)}, got {profile!r}")
     if len(dataset.factor_sizes) == 0:
         raise ValueError("the dataset has no ground-truth factors to score against")
-    sizes = PROFILES[profile]
+    sizes = PROFILES[profile].metric_sizes
     encoder = cached_encoder(dataset, represent)
     train_factors = dataset.sample_factors(sizes["num_train"], rng)
     test_factors = dataset.sample_factors(sizes["num_test"], rng)
