@@ -12,6 +12,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+METRIC_SIZE_NAMES = (
+    "num_train",
+    "num_test",
+    "factor_vae_train",
+    "factor_vae_eval",
+    "factor_vae_variance",
+    "factor_vae_batch",
+)
+# profile: images for `rec`, then the metric sizes in the order of METRIC_SIZE_NAMES
+_TABLE = {
+    "smoke": (512, 400, 200, 100, 50, 400, 16),
+    "quick": (5_000, 5_000, 2_500, 2_000, 1_000, 5_000, 64),
+    "paper": (10_000, 10_000, 5_000, 10_000, 5_000, 10_000, 64),
+}
+
 
 @dataclass(frozen=True)
 class EvalProfile:
@@ -23,44 +38,7 @@ class EvalProfile:
 
 PROFILES: Mapping[str, EvalProfile] = MappingProxyType(
     {
-        "smoke": EvalProfile(
-            rec_images=512,
-            metric_sizes=MappingProxyType(
-                {
-                    "num_train": 400,
-                    "num_test": 200,
-                    "factor_vae_train": 100,
-                    "factor_vae_eval": 50,
-                    "factor_vae_variance": 400,
-                    "factor_vae_batch": 16,
-                }
-            ),
-        ),
-        "quick": EvalProfile(
-            rec_images=5_000,
-            metric_sizes=MappingProxyType(
-                {
-                    "num_train": 5_000,
-                    "num_test": 2_500,
-                    "factor_vae_train": 2_000,
-                    "factor_vae_eval": 1_000,
-                    "factor_vae_variance": 5_000,
-                    "factor_vae_batch": 64,
-                }
-            ),
-        ),
-        "paper": EvalProfile(
-            rec_images=10_000,
-            metric_sizes=MappingProxyType(
-                {
-                    "num_train": 10_000,
-                    "num_test": 5_000,
-                    "factor_vae_train": 10_000,
-                    "factor_vae_eval": 5_000,
-                    "factor_vae_variance": 10_000,
-                    "factor_vae_batch": 64,
-                }
-            ),
-        ),
+        name: EvalProfile(rec, MappingProxyType(dict(zip(METRIC_SIZE_NAMES, sizes, strict=True))))
+        for name, (rec, *sizes) in _TABLE.items()
     }
 )

@@ -10,7 +10,14 @@ from pathlib import Path
 
 from tcwae.config import DATA_SOURCES
 from tcwae.data import celeba, chairs, dsprites, shapes3d, smallnorb
-from tcwae.data.common import DATASETS, DatasetError, FactorDataset, data_root
+from tcwae.data.common import (
+    DATASETS,
+    DatasetError,
+    FactorDataset,
+    cache_path,
+    check_cache,
+    data_root,
+)
 from tcwae.data.dsprites import render_dsprites, small_dsprites
 
 procedural_dsprites = render_dsprites
@@ -31,6 +38,24 @@ def load_dataset(name: str, root: str | Path | None = None, source: str = "auto"
     renders dSprites ourselves; 'auto' is official where available, else procedural for dSprites
     with a loud warning. Any problem is a `DatasetError` that says what to do.
     """
+    _require_known(name, source)
+    return _LOADERS[name](_root(root), source)
+
+
+def check_dataset(name: str, root: str | Path | None = None, source: str = "auto") -> None:
+    """Raise `DatasetError` unless `load_dataset(name, root, source)` will succeed, keeping no
+    image: a data set already cached is judged by its cache's header alone; any other is loaded
+    once, which checks its files and writes the cache that the training workers then read."""
+    _require_known(name, source)
+    folder = _root(root)
+    cached = dsprites.cached_source(folder, source) if name == "dsprites" else "official"
+    if cached is not None and cache_path(folder, name, cached).exists():
+        check_cache(cache_path(folder, name, cached), name, cached)
+        return
+    load_dataset(name, folder, source)
+
+
+def _require_known(name: str, source: str) -> None:
     if name not in _LOADERS:
         raise DatasetError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
     if source not in DATA_SOURCES:
@@ -40,13 +65,17 @@ def load_dataset(name: str, root: str | Path | None = None, source: str = "auto"
             f"{name} has no procedural renderer (only dsprites has); "
             "use source='official' or 'auto'"
         )
-    return _LOADERS[name](Path(root).expanduser() if root is not None else data_root(), source)
+
+
+def _root(root: str | Path | None) -> Path:
+    return Path(root).expanduser() if root is not None else data_root()
 
 
 __all__ = [
     "DATASETS",
     "DatasetError",
     "FactorDataset",
+    "check_dataset",
     "data_root",
     "load_dataset",
     "procedural_dsprites",

@@ -11,8 +11,9 @@ import json
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
@@ -259,6 +260,39 @@ def write_cache(dataset: FactorDataset, path: Path, binary: bool = False, origin
 
 def read_cache(path: Path) -> FactorDataset:
     """Load a cache written by `write_cache`; anything unreadable is a `DatasetError`."""
+    with _open_cache(path) as (cache, attrs):
+        shape = tuple(int(size) for size in attrs["image_shape"])
+        images = empty_uint8(shape)
+        if attrs["binary"]:
+            _unpack_into(cache["images_packed"], images.reshape(len(images), -1))
+        else:
+            cache["images"].read_direct(images)
+        factor_classes = cache["factor_classes"][...]
+        factor_sizes = json.loads(attrs["factor_sizes"])
+        factor_names = json.loads(attrs["factor_names"])
+        return FactorDataset(
+            str(attrs["name"]),
+            torch.from_numpy(images),
+            factor_classes.reshape(len(images), len(factor_sizes)),
+            factor_sizes,
+            factor_names,
+            str(attrs["source"]),
+        )
+
+
+def check_cache(path: Path, name: str, source: str) -> None:
+    """Check that `path` is a complete cache of (name, source) from its header alone, without
+    reading any image: what a launch checks before it starts training on the data set."""
+    with _open_cache(path) as (cache, attrs):
+        images = "images_packed" if attrs["binary"] else "images"
+        if len(cache[images]) != int(attrs["image_shape"][0]):
+            raise ValueError(f"{images} holds {len(cache[images])} rows, the header says more")
+        _require_holds(path, str(attrs["name"]), str(attrs["source"]), name, source)
+
+
+@contextmanager
+def _open_cache(path: Path) -> Iterator[tuple[h5py.File, dict]]:
+    """The open cache and its checked header; every defect becomes a `DatasetError`."""
     path = Path(path)
     fix = f"delete {path} and load again to rebuild it from the source files"
     try:
@@ -271,27 +305,19 @@ def read_cache(path: Path) -> FactorDataset:
                     f"cache {path} has format version {attrs.get('format_version')}, "
                     f"this code reads version {CACHE_FORMAT_VERSION}; {fix}"
                 )
-            shape = tuple(int(size) for size in attrs["image_shape"])
-            images = empty_uint8(shape)
-            if attrs["binary"]:
-                _unpack_into(cache["images_packed"], images.reshape(len(images), -1))
-            else:
-                cache["images"].read_direct(images)
-            factor_classes = cache["factor_classes"][...]
-            factor_sizes = json.loads(attrs["factor_sizes"])
-            factor_names = json.loads(attrs["factor_names"])
-        return FactorDataset(
-            str(attrs["name"]),
-            torch.from_numpy(images),
-            factor_classes.reshape(len(images), len(factor_sizes)),
-            factor_sizes,
-            factor_names,
-            str(attrs["source"]),
-        )
+            yield cache, attrs
     except DatasetError:
         raise
     except (OSError, KeyError, ValueError, TypeError) as error:
         raise DatasetError(f"cache {path} is unreadable or corrupt ({error}); {fix}") from error
+
+
+def _require_holds(path: Path, held_name: str, held_source: str, name: str, source: str) -> None:
+    if (held_name, held_source) != (name, source):
+        raise DatasetError(
+            f"cache {path} holds {held_name} ({held_source}), not {name} ({source}); "
+            "delete it and load again"
+        )
 
 
 def _unpack_into(packed: h5py.Dataset, pixels: np.ndarray) -> None:
@@ -315,11 +341,7 @@ def load_cached(
     path = cache_path(root, name, source)
     if path.exists():
         dataset = read_cache(path)
-        if (dataset.name, dataset.source) != (name, source):
-            raise DatasetError(
-                f"cache {path} holds {dataset.name} ({dataset.source}), not {name} ({source}); "
-                "delete it and load again"
-            )
+        _require_holds(path, dataset.name, dataset.source, name, source)
         return dataset
     dataset = build()
     write_cache(dataset, path, binary=binary, origin=origin)

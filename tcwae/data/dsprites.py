@@ -327,6 +327,19 @@ def _load_official(root: Path, source: str) -> FactorDataset | None:
     )
 
 
+def cached_source(root: Path, source: str) -> str | None:
+    """The source whose cache `load(root, source)` reads, when that cache exists: 'official' when
+    it is cached; 'procedural' for source procedural, and for auto when the official file is not
+    here either (offline, auto falls back to it; online, it downloads the official file). None
+    when `load` would first have to read, download or render something."""
+    if source in ("official", "auto") and cache_path(root, "dsprites", "official").exists():
+        return "official"
+    if not cache_path(root, "dsprites", "procedural").exists():
+        return None
+    offline_fallback = source == "auto" and not (root / "dsprites" / FILE_NAME).exists()
+    return "procedural" if source == "procedural" or offline_fallback else None
+
+
 def load(root: Path, source: str) -> FactorDataset:
     """dSprites by source: 'official' (file or download, never a fallback), 'procedural', or
     'auto' (official when present or downloadable, else procedural with a loud warning)."""
