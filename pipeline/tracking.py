@@ -215,11 +215,10 @@ class Tracking:
         from mlflow import MlflowClient
 
         self.tracking_uri = tracking_uri
-        self.client = MlflowClient(tracking_uri)
         database = sqlite_path(tracking_uri)
-        if database is not None:
-            with _store_lock(database):
-                self.client.search_experiments(max_results=1)  # creates and migrates the schema
+        lock = _store_lock(database) if database is not None else contextlib.nullcontext()
+        with lock:
+            self.client = MlflowClient(tracking_uri)  # a new store's schema is made here
 
     @classmethod
     @functools.cache

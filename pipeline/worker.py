@@ -163,9 +163,11 @@ def progress_line(
     losses: dict[str, float],
     mig: float | None = None,
 ) -> str:
-    """'step 400/1000 (40%), 5.2 steps/s, ETA 1m55s, loss 130.2 rec 120.1 tc 2.31, MIG 0.081'."""
+    """'step 400/1000 (40%), 5.2 steps/s, ETA 1m55s, loss 130.2 rec 120.1 tc 2.31, MIG 0.081':
+    the objective (`loss`) first, then its terms."""
     remaining = (steps - step) / steps_per_second if steps_per_second > 0 else math.inf
-    terms = " ".join(f"{name} {value:.4g}" for name, value in losses.items())
+    ordered = sorted(losses.items(), key=lambda item: item[0] != "loss")
+    terms = " ".join(f"{name} {value:.4g}" for name, value in ordered)
     line = (
         f"step {step}/{steps} ({100 * step / steps:.0f}%), {steps_per_second:.2f} steps/s, "
         f"ETA {format_duration(remaining)}, {terms}"
