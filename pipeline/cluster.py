@@ -5,8 +5,9 @@ Without `RAY_ADDRESS`, `ray.init()` joins the local cluster recorded in Ray's te
 (`ray_current_cluster`, written by the last Ray head started on this machine) even when that head
 died without cleaning up (kill -9, out of memory, a crash), and then retries for about 14 minutes
 before failing with a traceback. `connect` asks the recorded address first: one that does not
-answer within CONNECT_TIMEOUT_S is reported in one line and a fresh local instance is started
-instead. An address given explicitly (`RAY_ADDRESS`) that does not answer is a UserError.
+answer within CONNECT_TIMEOUT_S is reported in one line, its record removed (as `ray stop` would)
+and a fresh local instance started instead. An address given explicitly (`RAY_ADDRESS`) that does
+not answer is a UserError.
 """
 
 from __future__ import annotations
@@ -52,12 +53,15 @@ def connect(verbose: bool = False) -> None:
         return
     recorded = recorded_address()
     if recorded is not None and not answers(recorded):
+        record = recorded_address_file()
         print(
-            f"ray: the local Ray cluster recorded at {recorded} ({recorded_address_file()}) "
-            "does not answer; starting a fresh local instance (`ray stop` clears the record)",
+            f"ray: the local Ray cluster recorded at {recorded} ({record}) does not answer; "
+            "removed that record and starting a fresh local instance",
             file=sys.stderr,
             flush=True,
         )
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(record)
         ray.init(address="local", **options)
         return
     ray.init(**options)
