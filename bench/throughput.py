@@ -1,18 +1,24 @@
-"""Training throughput: `tcwae.trainer.Trainer` against a plain reference loop, every method.
+"""Training throughput against the machine's ceiling: every lever of the step, every method.
 
-The reference is the step most public implementations write: the same networks, objective and
-optimisers, fed by a `torch.utils.data.DataLoader` over a per-item `Dataset` of float images
-(shuffled, `drop_last`, default collate, no worker processes: on two cores a worker only takes
-time from the step), every term logged with `.item()`. The trainer draws random indices into the
-uint8 images held on the training device and converts only the batch. On the CPU the trainer runs
-twice: with the default config (float32, NCHW) and with `channels_last: true`.
+For each method and batch size the variants below run interleaved in rounds (a few steps each
+in turn, rotating who goes first), so load from other processes falls on all of them alike:
 
-Variants of one configuration run interleaved in rounds (a few steps each in turn), so load from
-other processes falls on all of them alike; warm-up steps are not timed. On a CUDA machine the
-trainer also runs with the data on the GPU, bf16 autocast, channels_last and torch.compile.
+- *reference*: a plain PyTorch loop: the same networks, objective and optimisers fed by a
+  `DataLoader` over a per-item float `Dataset`, every term read with `.item()` each step;
+- *trainer*: `tcwae.trainer.Trainer.train_step` with the default config (`precision: auto`,
+  which is bf16 only where the device runs it natively);
+- *float32*, *channels_last*, *compile* (torch.compile, default mode), *bf16*: one lever each
+  on top of float32; where bf16 is native also *bf16_compile*, and on a GPU *cuda_graphs*
+  (bf16, torch.compile mode reduce-overhead).
+
+The ceiling is measured in the same run: a large GEMM (the step's dominant work) in float32 and
+in bfloat16 at the same thread count gives GFLOP/s, and the step's FLOP per image (torch's FLOP
+counter over one float32 step) turns each variant's images/s into a fraction of the ceiling of
+its own precision. `--threads` sets torch's intra-op threads (a trial's CPU share); `threads` in
+the table is per run, and images/s per core is images/s / threads.
 
 Prints a markdown table and writes (or replaces) the "## Training throughput" section of
-BENCHMARKS.md. Run: `.venv/bin/python bench/throughput.py` (about 5-10 minutes on 2 idle cores).
+BENCHMARKS.md. Run: `.venv/bin/python bench/throughput.py` (about 15 minutes on 2 idle cores).
 """
 
 from __future__ import annotations
@@ -22,20 +28,30 @@ import os
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from benchmarks_md import BENCHMARKS, cpu_model, replace_section
 from torch.utils.data import DataLoader, Dataset
+from torch.utils.flop_counter import FlopCounterMode
 
-from tcwae.config import METHODS, TrainConfig
+from tcwae.config import TrainConfig
 from tcwae.data.dsprites import small_dsprites
-from tcwae.objectives import StepRandomness, build_objective
-from tcwae.trainer import Trainer
+from tcwae.methods import METHODS, StepRandomness, build_method
+from tcwae.trainer import Trainer, bf16_supported
 
 SECTION = "## Training throughput"
 BATCH_SIZES = (64, 256)
 DSPRITES_GRID = (3, 6, 10, 8, 8)
+GEMM_SIDE = 1024
+LEVERS = {
+    "float32": {"precision": "float32"},
+    "channels_last": {"precision": "float32", "channels_last": True},
+    "compile": {"precision": "float32", "compile": True},
+    "bf16": {"precision": "bf16"},
+    "bf16_compile": {"precision": "bf16", "compile": True},
+    "cuda_graphs": {"precision": "bf16", "compile": True, "compile_mode": "reduce-overhead"},
+}
 
 
 class FloatImages(Dataset):
@@ -56,21 +72,22 @@ class ReferenceLoop:
 
     def __init__(self, cfg: TrainConfig, dataset, device: torch.device) -> None:
         self.device = device
-        self.objective = build_objective(cfg, dataset.num_channels, len(dataset)).to(device)
+        self.objective = build_method(cfg, dataset.num_channels, len(dataset)).to(device)
         generator = torch.Generator(device=device).manual_seed(cfg.seed)
         self.objective.randomness = StepRandomness(generator)
+        model_adam, disc_adam = cfg.adam()
         self.optimizer = torch.optim.Adam(
             self.objective.autoencoder.parameters(),
-            lr=cfg.lr,
-            betas=(cfg.adam_beta1, cfg.adam_beta2),
-            eps=cfg.adam_eps,
+            lr=model_adam.lr,
+            betas=model_adam.betas,
+            eps=model_adam.eps,
         )
         self.disc_optimizer = (
             torch.optim.Adam(
                 self.objective.discriminators.parameters(),
-                lr=cfg.disc_lr,
-                betas=(cfg.disc_beta1, cfg.disc_beta2),
-                eps=cfg.disc_eps,
+                lr=disc_adam.lr,
+                betas=disc_adam.betas,
+                eps=disc_adam.eps,
             )
             if self.objective.adversarial
             else None
@@ -83,6 +100,7 @@ class ReferenceLoop:
             pin_memory=device.type == "cuda",
         )
         self.batches = iter(self.loader)
+        self.diagnostics = StepRandomness(torch.Generator(device=device).manual_seed(1))
 
     def _next_batch(self) -> torch.Tensor:
         try:
@@ -93,13 +111,13 @@ class ReferenceLoop:
 
     def step(self) -> dict[str, float]:
         x = self._next_batch().to(self.device, non_blocking=True)
-        terms = self.objective(x)
-        z = terms.pop("z")
+        output = self.objective(x, diagnostics=self.diagnostics)
+        terms = output.terms
         self.optimizer.zero_grad()
         terms["loss"].backward()
         self.optimizer.step()
         if self.disc_optimizer is not None:
-            terms["disc_loss"] = self.objective.discriminator_loss(z)
+            terms["disc_loss"] = self.objective.discriminator_loss(output.codes)
             self.disc_optimizer.zero_grad()
             terms["disc_loss"].backward()
             self.disc_optimizer.step()
@@ -109,13 +127,13 @@ class ReferenceLoop:
 @dataclass
 class Variant:
     name: str
+    precision: str
     step: Callable[[], object]
-    images: int = 0
-    seconds: float = 0.0
+    rates: list[float] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
-        return self.images / self.seconds
+        return statistics.median(self.rates)
 
 
 def synchronise(device: torch.device) -> None:
@@ -123,214 +141,184 @@ def synchronise(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def gemm_gflops(dtype: torch.dtype, device: torch.device, seconds: float = 1.5) -> float:
+    """GFLOP/s of a square GEMM of side GEMM_SIDE: the ceiling the step's products can reach."""
+    a = torch.randn(GEMM_SIDE, GEMM_SIDE, device=device, dtype=dtype)
+    b = torch.randn(GEMM_SIDE, GEMM_SIDE, device=device, dtype=dtype)
+    a @ b
+    synchronise(device)
+    rates = []
+    for _ in range(3):
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds / 3:
+            a @ b
+            count += 1
+        synchronise(device)
+        rates.append(2 * GEMM_SIDE**3 * count / (time.perf_counter() - start) / 1e9)
+    return max(rates)
+
+
+def flop_per_image(method: str, batch_size: int, dataset, device: torch.device) -> float:
+    """FLOP of one float32 training step per image (forward, backward, discriminator step)."""
+    cfg = TrainConfig(method=method, batch_size=batch_size, steps=10**9, precision="float32")
+    trainer = Trainer(cfg, dataset, device=device)
+    trainer.train_step()
+    with FlopCounterMode(display=False) as counter:
+        trainer.train_step()
+    return counter.get_total_flops() / batch_size
+
+
 def measure(
-    variants: list[Variant],
-    batch_size: int,
-    device: torch.device,
-    warmup: int,
-    rounds: int,
-    steps_per_round: int,
-) -> None:
-    """Warm every variant up, then time them in interleaved rounds (rotating who goes first)."""
+    variants: list[Variant], batch_size: int, device: torch.device, rounds: int, steps: int
+):
+    """Warm every variant up (compiling where asked), then time them in interleaved rounds."""
     for variant in variants:
-        for _ in range(warmup):
+        for _ in range(3):
             variant.step()
     synchronise(device)
     for round_index in range(rounds):
         shift = round_index % len(variants)
         for variant in variants[shift:] + variants[:shift]:
             start = time.perf_counter()
-            for _ in range(steps_per_round):
+            for _ in range(steps):
                 variant.step()
             synchronise(device)
-            variant.seconds += time.perf_counter() - start
-            variant.images += steps_per_round * batch_size
+            variant.rates.append(steps * batch_size / (time.perf_counter() - start))
 
 
 def trainer_variant(name: str, cfg: TrainConfig, dataset, device: torch.device) -> Variant:
     trainer = Trainer(cfg, dataset, device=device)
-    trainer.autoencoder.train()
-    trainer.objective.discriminators.train()
-    return Variant(name, trainer.train_step)
+    return Variant(name, trainer.precision, trainer.train_step)
 
 
-def run_configuration(
-    method: str, batch_size: int, dataset, device: torch.device, timed_images: int, rounds: int
-) -> dict[str, float]:
-    cfg = TrainConfig(
-        method=method,
-        batch_size=batch_size,
-        steps=10**9,
-        report_every=10**9,
-        checkpoint_every=10**9,
-        seed=0,
+def levers_for(method: str, batch_size: int, device: torch.device, args) -> list[str]:
+    """Which levers to time: bf16 only where the device runs it natively (elsewhere once, to
+    show the emulated path), compile at batch 64 (its compile time is minutes on a CPU)."""
+    native_bf16 = bf16_supported(device)
+    chosen = ["float32", "channels_last"]
+    if batch_size == BATCH_SIZES[0] and not args.no_compile:
+        chosen.append("compile")
+    if native_bf16 or (method == args.emulated_bf16_method and batch_size == BATCH_SIZES[0]):
+        chosen.append("bf16")
+    if native_bf16 and not args.no_compile:
+        chosen.append("bf16_compile")
+    if device.type == "cuda" and not args.no_compile:
+        chosen.append("cuda_graphs")
+    return chosen
+
+
+def run_configuration(method: str, batch_size: int, dataset, device: torch.device, args):
+    base = TrainConfig(
+        method=method, batch_size=batch_size, steps=10**9, report_every=10**9, seed=0
     )
-    steps_per_round = max(1, round(timed_images / (rounds * batch_size)))
-    reference = ReferenceLoop(cfg, dataset, device)
-    variants = [Variant("reference", reference.step)]
-    if device.type == "cuda":
-        fast = cfg.replace(bf16=True, channels_last=True, compile=True)
-        variants.append(trainer_variant("trainer", fast, dataset, device))
-        warmup = 5
-    else:
-        variants.append(trainer_variant("trainer", cfg, dataset, device))
-        cl_cfg = cfg.replace(channels_last=True)
-        variants.append(trainer_variant("trainer_channels_last", cl_cfg, dataset, device))
-        warmup = 2
-    measure(variants, batch_size, device, warmup, rounds, steps_per_round)
-    return {variant.name: variant.rate for variant in variants}
+    steps = max(1, round(args.timed_images / (args.rounds * batch_size)))
+    variants = [
+        Variant(
+            "reference",
+            "float32",
+            ReferenceLoop(base.replace(precision="float32"), dataset, device).step,
+        ),
+        trainer_variant("trainer", base, dataset, device),
+    ]
+    for lever in levers_for(method, batch_size, device, args):
+        variants.append(trainer_variant(lever, base.replace(**LEVERS[lever]), dataset, device))
+    measure(variants, batch_size, device, args.rounds, steps)
+    return variants
 
 
-def feeding_milliseconds(dataset, batch_size: int, batches: int = 40) -> dict[str, float]:
-    """Milliseconds to produce one float CPU batch: the reference's DataLoader against the
-    trainer's index gather into uint8 images (what `Trainer._batch` does), interleaved."""
-    loader = DataLoader(FloatImages(dataset.images), batch_size, shuffle=True, drop_last=True)
-    generator = torch.Generator().manual_seed(0)
-    batches_left = iter(loader)
-
-    def reference() -> torch.Tensor:
-        nonlocal batches_left
-        try:
-            return next(batches_left)
-        except StopIteration:
-            batches_left = iter(loader)
-            return next(batches_left)
-
-    def gather() -> torch.Tensor:
-        indices = torch.randint(len(dataset), (batch_size,), generator=generator)
-        return dataset.images[indices].float().div_(255.0)
-
-    seconds = {"dataloader": 0.0, "index_gather": 0.0}
-    for _ in range(4):
-        for name, feed in (("dataloader", reference), ("index_gather", gather)):
-            start = time.perf_counter()
-            for _ in range(batches // 4):
-                feed()
-            seconds[name] += time.perf_counter() - start
-    return {name: 1000 * total / batches for name, total in seconds.items()}
-
-
-def format_table(rows: list[dict[str, object]], cuda: bool) -> str:
-    header = (
-        "| method | batch | device | reference img/s | trainer img/s | trainer / reference "
-        "| trainer channels_last img/s | channels_last / reference |"
-    )
-    lines = [header, "|" + " --- |" * 8]
+def format_rows(rows: list[dict], ceilings: dict[str, float], threads: int) -> list[str]:
+    lines = [
+        "| method | batch | variant | precision | img/s | img/s per core | % of ceiling "
+        "| / reference |",
+        "|" + " --- |" * 8,
+    ]
     for row in rows:
-        rates = row["rates"]
-        reference = rates["reference"]
-        cells = [row["method"], row["batch"], row["device"], f"{reference:.1f}"]
-        cells += [f"{rates['trainer']:.1f}", f"{rates['trainer'] / reference:.2f}x"]
-        if "trainer_channels_last" in rates:
-            channels_last = rates["trainer_channels_last"]
-            cells += [f"{channels_last:.1f}", f"{channels_last / reference:.2f}x"]
-        else:
-            cells += ["(in trainer column)", "-"]
-        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-    if not cuda:
-        lines.append("| all | 64, 256 | cuda | not measured (no CUDA device) | - | - | - | - |")
-    return "\n".join(lines)
-
-
-def summarise(rows: list[dict[str, object]], target: float = 1.3) -> list[str]:
-    """One line per trainer variant on the CPU: median and range of its speed-up, and whether
-    the median meets the target."""
-    lines = []
-    for variant in ("trainer", "trainer_channels_last"):
-        ratios = sorted(
-            row["rates"][variant] / row["rates"]["reference"]
-            for row in rows
-            if row["device"] == "cpu" and variant in row["rates"]
-        )
-        if not ratios:
-            continue
-        median = statistics.median(ratios)
-        verdict = "meets" if median >= target else "does not meet"
-        lines.append(
-            f"- CPU, {variant} / reference: median {median:.2f}x (range {ratios[0]:.2f}x to "
-            f"{ratios[-1]:.2f}x over {len(ratios)} configurations); {verdict} the "
-            f"{target:.1f}x target."
-        )
+        reference = next(v.rate for v in row["variants"] if v.name == "reference")
+        for variant in row["variants"]:
+            ceiling_images = ceilings[variant.precision] * 1e9 / row["flop"]
+            lines.append(
+                f"| {row['method']} | {row['batch']} | {variant.name} | {variant.precision} "
+                f"| {variant.rate:.0f} | {variant.rate / threads:.0f} "
+                f"| {100 * variant.rate / ceiling_images:.0f}% | {variant.rate / reference:.2f}x |"
+            )
     return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--timed-images", type=int, default=512, help="per variant and config")
+    parser.add_argument("--timed-images", type=int, default=768, help="per variant and config")
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    parser.add_argument(
+        "--emulated-bf16-method",
+        default="beta_tcvae",
+        help="where bf16 is not native, time it once, for this method at batch 64",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
-    methods = args.methods.split(",")
-
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+
     load_before = os.getloadavg()
     started = time.perf_counter()
     dataset = small_dsprites(DSPRITES_GRID)
-    devices = [torch.device("cpu")]
-    if torch.cuda.is_available():
-        devices.append(torch.device("cuda"))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    ceilings = {
+        "float32": gemm_gflops(torch.float32, device),
+        "bf16": gemm_gflops(torch.bfloat16, device),
+    }
     rows = []
-    for device in devices:
-        for method in methods:
-            for batch_size in BATCH_SIZES:
-                rates = run_configuration(
-                    method, batch_size, dataset, device, args.timed_images, args.rounds
-                )
-                rows.append(
-                    {"method": method, "batch": batch_size, "device": device.type, "rates": rates}
-                )
-                print(method, batch_size, device.type, {k: round(v, 1) for k, v in rates.items()})
-    feeding = {batch_size: feeding_milliseconds(dataset, batch_size) for batch_size in BATCH_SIZES}
+    for method in args.methods.split(","):
+        for batch_size in BATCH_SIZES:
+            flop = flop_per_image(method, batch_size, dataset, device)
+            variants = run_configuration(method, batch_size, dataset, device, args)
+            rows.append({"method": method, "batch": batch_size, "flop": flop, "variants": variants})
+            print(
+                method,
+                batch_size,
+                f"{flop / 1e9:.4f} GFLOP/img",
+                {v.name: round(v.rate) for v in variants},
+                flush=True,
+            )
     elapsed = time.perf_counter() - started
     load_after = os.getloadavg()
 
-    cuda = torch.cuda.is_available()
-    table = format_table(rows, cuda)
     busy = max(load_before[0], load_after[0]) > (os.cpu_count() or 1)
-    grid = "x".join(map(str, DSPRITES_GRID))
+    flops = "; ".join(f"{r['method']} b{r['batch']} {r['flop'] / 1e9:.4f}" for r in rows)
     body = "\n".join(
         [
-            f"Command: `.venv/bin/python bench/throughput.py` ({elapsed / 60:.1f} min).",
-            f"Machine: {cpu_model()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch "
-            f"threads, torch {torch.__version__}, "
-            f"GPU: {torch.cuda.get_device_name() if cuda else 'none'}.",
+            f"Command: `.venv/bin/python bench/throughput.py --threads {args.threads}` "
+            f"({elapsed / 60:.1f} min, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}).",
+            f"Machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+            f"{args.threads} torch thread(s), device {device.type}"
+            f"{' (' + torch.cuda.get_device_name() + ')' if device.type == 'cuda' else ''}; "
+            f"native bf16: {'yes' if bf16_supported(device) else 'no'}.",
             f"Load average (1 min): {load_before[0]:.1f} at the start, {load_after[0]:.1f} at "
             "the end"
             + (
-                "; other jobs shared the cores, so absolute figures are low and "
-                "noisy, ratios less so (variants are interleaved)."
+                "; other jobs shared the cores: absolute figures are low and noisy, ratios "
+                "within a row group less so (variants interleaved)."
                 if busy
                 else "."
             ),
             "",
-            f"Training images per second on procedural dSprites (grid {grid}, {len(dataset)} "
-            "images), paper networks (Table 3), d_z = 10. Each figure is "
-            f"{args.timed_images} images per variant, timed in {args.rounds} interleaved "
-            "rounds after warm-up steps.",
-            "*reference*: the same objective and optimisers fed by a DataLoader over a per-item "
-            "float Dataset, every term logged with `.item()`. *trainer*: "
-            "`tcwae.trainer.Trainer.train_step` with the default config (float32, NCHW); on GPU "
-            "with the data on the device, bf16, channels_last and torch.compile. *trainer "
-            "channels_last*: the same as *trainer* with `channels_last: true`.",
+            f"GEMM ceiling ({GEMM_SIDE}x{GEMM_SIDE}, same threads, same run): float32 "
+            f"{ceilings['float32']:.0f} GFLOP/s, bf16 {ceilings['bf16']:.0f} GFLOP/s.",
+            f"FLOP per image of one float32 step (GFLOP): {flops}.",
             "",
-            table,
+            "Images per second on procedural dSprites (grid "
+            f"{'x'.join(map(str, DSPRITES_GRID))}), Table-3 networks, d_z = 10, median of "
+            f"{args.rounds} interleaved rounds ({args.timed_images} images per variant). "
+            "*% of ceiling*: images/s x FLOP per image / the GEMM ceiling of the variant's "
+            "precision. *trainer* is the default config; the other rows add one lever to "
+            "float32; *reference* is a DataLoader-fed loop reading every term each step.",
             "",
-            *summarise(rows),
-            "",
-            "Producing one float batch on the CPU, the only work that differs between the two "
-            "loops (milliseconds per batch):",
-            "",
-            "| batch | DataLoader over per-item Dataset | index gather + convert (trainer) |",
-            "| --- | --- | --- |",
-            *(
-                f"| {b} | {ms['dataloader']:.2f} | {ms['index_gather']:.2f} |"
-                for b, ms in feeding.items()
-            ),
+            *format_rows(rows, ceilings, args.threads),
         ]
     )
-    print(table)
-    print("\n".join(summarise(rows)))
+    print(body)
     if not args.no_write:
         replace_section(BENCHMARKS, SECTION, body)
         print(f"wrote {BENCHMARKS}")

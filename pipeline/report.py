@@ -25,6 +25,7 @@ import yaml
 
 from pipeline.cli import ArgumentParser, add_location_flags, run_command
 from pipeline.report_ranking import (
+    METHOD_HYPERPARAMETERS,
     METHOD_LABELS,
     aggregate,
     best_per_method,
@@ -52,10 +53,10 @@ from pipeline.report_results import (
     describe_machine,
     write_results_md,
 )
-from pipeline.search_space import METHOD_HYPERPARAMETERS
 from pipeline.tracking import Tracking, check_tracking_uri, resolve_tracking_uri
 from pipeline.worker import MIG_CURVE_METRIC, TRAVERSALS
 from tcwae.errors import UserError
+from tcwae.methods import all_hyperparameters
 from tcwae.metrics import PAPER_RANKING, SCORES
 from tcwae.viz import save_curves, save_heatmaps, save_method_scores_vs_rec, save_scores_vs_rec
 
@@ -72,7 +73,7 @@ def write_ranking_csv(
     """One line per configuration, best first: position, configuration, seeds, each score's mean
     and std, each ranking score's rank, the mean rank and whether it is on the Pareto front."""
     on_front = {identity(row) for row in front}
-    hyperparameters = sorted({name for names in METHOD_HYPERPARAMETERS.values() for name in names})
+    hyperparameters = sorted(all_hyperparameters())
     scores = [s for s in SCORES if any(s in row for row in ranked)]
     columns = ["position", "label", "method", "cost", *hyperparameters, "n", "seeds"]
     columns += [c for s in scores for c in (s, f"{s}_std")]

@@ -11,31 +11,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import fields
 from typing import Any
 
 import numpy as np
 
-from pipeline.search_space import METHOD_HYPERPARAMETERS
 from pipeline.tracking import FINISHED
-from tcwae.config import METHODS, TrainConfig
+from tcwae.config import CONFIG_KEYS
+from tcwae.methods import METHODS, REGISTRY
 from tcwae.metrics import PAPER_RANKING, SCORES, rank_configurations
 from tcwae.values import is_finite_number
 
-CONFIG_FIELDS = tuple(f.name for f in fields(TrainConfig) if f.name != "seed")
-
-
-_FIELD_TYPES = {f.name: f.type for f in fields(TrainConfig)}
-
-
-METHOD_LABELS = {
-    "wae_mmd": "WAE-MMD",
-    "tcwae_mws": "TCWAE-MWS",
-    "tcwae_gan": "TCWAE-GAN",
-    "beta_tcvae": "beta-TCVAE",
-    "factor_vae": "FactorVAE",
+CONFIG_FIELDS = tuple(name for name in CONFIG_KEYS if name != "seed")
+_FIELD_TYPES = dict(CONFIG_KEYS)
+# Each registered method's hyper-parameters and display label, from its declaration.
+METHOD_HYPERPARAMETERS = {
+    name: tuple(p.name for p in method.hyperparameters) for name, method in REGISTRY.items()
 }
-
+METHOD_LABELS = {name: method.label for name, method in REGISTRY.items()}
 
 SCORE_LABELS = {
     "rec": "Rec",
@@ -223,6 +215,10 @@ def format_table(
 
 def _parse_param(type_name: Any, text: str) -> Any:
     type_name = type_name if isinstance(type_name, str) else type_name.__name__
+    if type_name.endswith(" | None"):
+        if text == "None":
+            return None
+        type_name = type_name.removesuffix(" | None")
     if type_name == "bool":
         return text == "True"
     if type_name == "int":

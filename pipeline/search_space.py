@@ -19,24 +19,18 @@ import dataclasses
 import itertools
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tcwae.config import ConfigError, TrainConfig
+from pipeline.rungs import SchedulerSpec
+from tcwae.config import CONFIG_KEYS, ConfigError, TrainConfig
 from tcwae.errors import UserError
+from tcwae.methods import all_hyperparameters
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SEARCH_SPACE_DIR = REPO_ROOT / "search_spaces"
 
-# The hyper-parameters each objective reads; only these can be searched for that method.
-METHOD_HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
-    "tcwae_mws": ("beta", "gamma"),
-    "tcwae_gan": ("beta", "gamma"),
-    "wae_mmd": ("lam",),
-    "beta_tcvae": ("beta", "gamma"),
-    "factor_vae": ("gamma",),
-}
 MODES = ("min", "max")
 # TrainConfig keys that the search itself sets, and the key of the file that sets each.
 SEARCH_SET_KEYS = {
@@ -45,12 +39,15 @@ SEARCH_SET_KEYS = {
     "seed": "the profile's `seeds`",
     "cost": "each method's `cost`",
 }
-HYPERPARAMETERS = ("beta", "gamma", "lam")
+# Every method's hyper-parameters (tcwae.methods); a method searches only those it reads.
+HYPERPARAMETERS = tuple(all_hyperparameters())
 GRID_PARAMETER = "config_id"
 RESOURCE_KEYS = ("workers", "cpus_per_worker", "gpus_per_worker")
+SCHEDULER_KEYS = ("type", "grace", "eta", "rank_by", "selection", "tie_break", "rung_profile")
+DEFAULT_SCHEDULER = SchedulerSpec()
 PROFILE_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 
-TRAIN_FIELDS = {f.name: f for f in fields(TrainConfig)}
+TRAIN_FIELDS = CONFIG_KEYS
 
 
 class SearchSpaceError(UserError):
@@ -66,6 +63,7 @@ class ParamSpace:
     low: float
     high: float
     log: bool
+    integer: bool = False  # the hyper-parameter is declared integer: Optuna samples integers
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -125,6 +123,7 @@ class Profile:
     num_samples: int
     resources: Resources
     budget: str = ""
+    scheduler: SchedulerSpec | None = None
 
     def select(self, methods: Sequence[str] | None) -> Profile:
         """This profile restricted to `methods` (None keeps all), in the profile's order."""
@@ -159,6 +158,7 @@ class Profile:
             "num_samples": self.num_samples,
             "resources": dict(self.resources.__dict__),
             "budget": self.budget,
+            "scheduler": self.scheduler.to_dict() if self.scheduler else None,
         }
 
 
@@ -279,9 +279,12 @@ class OptunaDefineByRun:
         method = trial.suggest_categorical("method", list(specs))
         point: dict[str, Any] = {"method": method}
         for param in specs[method].params.values():
-            point[param.name] = trial.suggest_float(
-                f"{method}.{param.name}", param.low, param.high, log=param.log
-            )
+            name = f"{method}.{param.name}"
+            if param.integer:
+                value = trial.suggest_int(name, int(param.low), int(param.high), log=param.log)
+            else:
+                value = trial.suggest_float(name, param.low, param.high, log=param.log)
+            point[param.name] = value
         point["seed"] = trial.suggest_categorical("seed", list(self.seeds))
         return point
 

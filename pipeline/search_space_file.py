@@ -3,17 +3,20 @@ value checked, every mistake one `SearchSpaceError` line naming the file and the
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
 import yaml
 
+from pipeline.rungs import RUNG_SCORES, SCHEDULERS, SELECTIONS, SchedulerSpec
 from pipeline.search_space import (
+    DEFAULT_SCHEDULER,
     HYPERPARAMETERS,
-    METHOD_HYPERPARAMETERS,
     MODES,
     PROFILE_NAME,
     RESOURCE_KEYS,
+    SCHEDULER_KEYS,
     SEARCH_SET_KEYS,
     TRAIN_FIELDS,
     MethodSpace,
@@ -25,9 +28,10 @@ from pipeline.search_space import (
     format_number,
     method_values,
 )
-from tcwae.config import METHODS, ConfigError, TrainConfig
+from tcwae.config import ConfigError, TrainConfig
 from tcwae.data import DATASETS
-from tcwae.metrics import SCORES
+from tcwae.methods import METHODS, hyperparameter_names, method_class
+from tcwae.metrics import PROFILES, SCORES, TIE_BREAKS
 from tcwae.values import is_finite_number
 
 
@@ -144,15 +148,13 @@ class _SpaceParser:
         }
         return SearchSpace(self.source, dataset, description, rank_by, train, methods, profiles)
 
-    def parse_rank_by(self, raw: Any) -> tuple[tuple[str, str], ...]:
-        scores = self.mapping(raw, "rank_by", optional=SCORES)
+    def parse_rank_by(self, raw: Any, path: str = "rank_by") -> tuple[tuple[str, str], ...]:
+        scores = self.mapping(raw, path, optional=SCORES)
         if not scores:
-            raise self.fail("rank_by", "empty; name at least one score, e.g. rec: min")
+            raise self.fail(path, "empty; name at least one score, e.g. rec: min")
         for score, mode in scores.items():
             if mode not in MODES:
-                raise self.fail(
-                    _join("rank_by", score), f"must be min or max, got {_describe(mode)}"
-                )
+                raise self.fail(_join(path, score), f"must be min or max, got {_describe(mode)}")
         return tuple(scores.items())
 
     def parse_train(self, raw: Any, path: str) -> dict[str, Any]:
@@ -208,17 +210,20 @@ class _SpaceParser:
         params = {}
         for param_name, value in params_raw.items():
             param_path = _join(params_path, param_name)
-            if param_name not in METHOD_HYPERPARAMETERS[name]:
+            if param_name not in hyperparameter_names(name):
                 raise self.fail(
                     param_path,
                     f"{name} cannot search {param_name!r}; it reads "
-                    f"{', '.join(METHOD_HYPERPARAMETERS[name])}",
+                    f"{', '.join(hyperparameter_names(name))}",
                 )
             if param_name in fixed:
                 raise self.fail(
                     param_path, f"both searched and fixed ({_join(fixed_path, param_name)})"
                 )
-            params[param_name] = self.parse_param(param_name, value, param_path)
+            integer = any(
+                p.integer and p.name == param_name for p in method_class(name).hyperparameters
+            )
+            params[param_name] = self.parse_param(param_name, value, param_path, integer)
         spec = MethodSpace(name, cost, dict(fixed), params)
         base = method_values(dataset, train, spec)
         self.config(base, path)
@@ -230,7 +235,7 @@ class _SpaceParser:
                 self.config({**base, param.name: getattr(param, end)}, f"{param_path}.range.{end}")
         return spec
 
-    def parse_param(self, name: str, raw: Any, path: str) -> ParamSpace:
+    def parse_param(self, name: str, raw: Any, path: str, integer: bool) -> ParamSpace:
         entry = self.mapping(raw, path, required=("grid", "range"))
         range_path = _join(path, "range")
         bounds = self.mapping(
@@ -248,7 +253,7 @@ class _SpaceParser:
         if log and low <= 0:
             raise self.fail(range_path, f"log: true needs low > 0, got {format_number(low)}")
         grid = self.grid(entry["grid"], _join(path, "grid"), low, high)
-        return ParamSpace(name, grid, low, high, log)
+        return ParamSpace(name, grid, low, high, log, integer)
 
     def grid(self, raw: Any, path: str, low: float, high: float) -> tuple[float, ...]:
         if not isinstance(raw, list):
@@ -283,7 +288,7 @@ class _SpaceParser:
             raw,
             path,
             required=("seeds", "num_samples", "resources"),
-            optional=("budget", "train", "methods"),
+            optional=("budget", "train", "methods", "scheduler"),
         )
         budget = self.string(entry.get("budget", ""), _join(path, "budget"))
         profile_train = self.parse_train(entry.get("train", {}), _join(path, "train"))
@@ -295,6 +300,12 @@ class _SpaceParser:
         selected = self.profile_methods(entry.get("methods"), _join(path, "methods"), methods)
         for spec in selected.values():
             self.config(method_values(dataset, merged, spec), _join(path, f"methods.{spec.name}"))
+        scheduler = None
+        if "scheduler" in entry:
+            effective = TrainConfig.from_dict({"dataset": dataset, **merged})
+            scheduler = self.scheduler(
+                entry["scheduler"], _join(path, "scheduler"), rank_by, effective
+            )
         return Profile(
             self.source,
             name,
@@ -306,7 +317,82 @@ class _SpaceParser:
             num_samples,
             resources,
             budget,
+            scheduler,
         )
+
+    def scheduler(
+        self,
+        raw: Any,
+        path: str,
+        rank_by: tuple[tuple[str, str], ...],
+        config: TrainConfig,
+    ) -> SchedulerSpec:
+        """A profile's `scheduler:` block: `type: fifo` alone, or `type: mo-asha` with `grace`
+        (the first rung, in steps: a multiple of the profile's report_every below its steps) and
+        optionally `eta`, `rank_by` (the rung scores; default the file's), `selection`,
+        `tie_break` (pareto only) and `rung_profile` (metric sizes of the rung scores)."""
+        entry = self.mapping(raw, path, required=("type",), optional=SCHEDULER_KEYS[1:])
+        kind = entry["type"]
+        if kind not in SCHEDULERS:
+            raise self.fail(
+                _join(path, "type"),
+                f"must be one of {', '.join(SCHEDULERS)}, got {_describe(kind)}",
+            )
+        if kind == "fifo":
+            extra = [key for key in entry if key != "type"]
+            if extra:
+                raise self.fail(_join(path, extra[0]), "only for type mo-asha; fifo has no rungs")
+            return SchedulerSpec("fifo")
+        if "grace" not in entry:
+            raise self.fail(_join(path, "grace"), "missing (the first rung, in training steps)")
+        grace = self.integer(entry["grace"], _join(path, "grace"), 1)
+        if grace % config.report_every:
+            raise self.fail(
+                _join(path, "grace"),
+                f"{grace} is not a multiple of report_every ({config.report_every}): rung scores "
+                "are computed at report steps",
+            )
+        if grace >= config.steps:
+            raise self.fail(
+                _join(path, "grace"),
+                f"{grace} leaves no rung below the profile's {config.steps} steps",
+            )
+        eta = self.integer(entry.get("eta", DEFAULT_SCHEDULER.eta), _join(path, "eta"), 2)
+        scores = self.scheduler_rank_by(entry.get("rank_by"), _join(path, "rank_by"), rank_by)
+        selection = self.choice(entry, "selection", DEFAULT_SCHEDULER.selection, SELECTIONS, path)
+        tie_break = self.choice(entry, "tie_break", DEFAULT_SCHEDULER.tie_break, TIE_BREAKS, path)
+        if "tie_break" in entry and selection != "pareto":
+            raise self.fail(_join(path, "tie_break"), "only for selection: pareto")
+        profile = self.choice(entry, "rung_profile", "rung", tuple(PROFILES), path)
+        return SchedulerSpec("mo-asha", grace, eta, scores, selection, tie_break, profile)
+
+    def choice(
+        self, entry: dict[str, Any], key: str, default: str, allowed: Sequence[str], path: str
+    ) -> str:
+        value = entry.get(key, default)
+        if value not in allowed:
+            raise self.fail(
+                _join(path, key), f"must be one of {', '.join(allowed)}, got {_describe(value)}"
+            )
+        return value
+
+    def scheduler_rank_by(
+        self, raw: Any, path: str, default: tuple[tuple[str, str], ...]
+    ) -> tuple[tuple[str, str], ...]:
+        """The rung scores: the block's own `rank_by`, else the file's; either way only scores
+        that a rung evaluation computes."""
+        scores = default if raw is None else self.parse_rank_by(raw, path)
+        slow = [score for score, _ in scores if score not in RUNG_SCORES]
+        if not slow:
+            return scores
+        rung_scores = ", ".join(RUNG_SCORES)
+        if raw is None:
+            raise self.fail(
+                path.rpartition(".")[0],
+                f"the file's rank_by has {slow[0]!r}, which rungs do not score ({rung_scores}); "
+                "give the scheduler block its own rank_by",
+            )
+        raise self.fail(_join(path, slow[0]), f"not scored at rungs; rung scores are {rung_scores}")
 
     def seeds(self, raw: Any, path: str) -> tuple[int, ...]:
         if not isinstance(raw, list) or not raw:
@@ -361,7 +447,7 @@ class _SpaceParser:
             for param_name, grid_raw in grids.items():
                 param = spec.params[param_name]
                 grid = self.grid(grid_raw, _join(method_path, param_name), param.low, param.high)
-                params[param_name] = ParamSpace(param_name, grid, param.low, param.high, param.log)
+                params[param_name] = dataclasses.replace(param, grid=grid)
             selected[name] = MethodSpace(name, spec.cost, spec.fixed, params)
         return selected
 

@@ -10,7 +10,7 @@ from ray import tune
 from ray.tune import CLIReporter
 
 from pipeline import cluster
-from pipeline.search_space import METHOD_HYPERPARAMETERS
+from pipeline.report_ranking import METHOD_HYPERPARAMETERS
 from pipeline.worker import PROGRESS_KEY
 from tcwae.metrics import PAPER_SCORES
 

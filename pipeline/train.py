@@ -41,6 +41,7 @@ from pipeline.cli import (
     resolve_storage,
     run_command,
 )
+from pipeline.rungs import RungCheck
 from pipeline.tracking import (
     TAG_KIND,
     TAG_NON_FINITE,
@@ -64,11 +65,11 @@ from tcwae.config import (
     COSTS,
     DATA_SOURCES,
     EVAL_PROFILES,
-    METHODS,
     TrainConfig,
     load_yaml_mapping,
 )
 from tcwae.errors import UserError
+from tcwae.methods import METHODS, all_hyperparameters
 from tcwae.metrics import PAPER_SCORES
 
 log = logging.getLogger("pipeline.train")
@@ -90,7 +91,8 @@ class RunSpec:
     record it, every location already resolved (absolute, or a URI).
 
     `storage` is the Ray Train storage and `name` the run's folder in it; together they identify
-    the run for resuming. `parent_run_id` makes the MLflow run a sweep's child run.
+    the run for resuming. `parent_run_id` makes the MLflow run a sweep's child run;
+    `rung_check` (a successive-halving sweep's) has rank 0 add rung scores at its rung steps.
     """
 
     config: TrainConfig
@@ -105,6 +107,7 @@ class RunSpec:
     max_failures: int = DEFAULT_MAX_FAILURES
     parent_run_id: str | None = None
     verbose: bool = False
+    rung_check: RungCheck | None = None
 
     @property
     def use_gpu(self) -> bool:
@@ -166,15 +169,26 @@ def make_spec(
 
 # Command line ---------------------------------------------------------------------------------
 
+
+def _hyperparameter_flags() -> dict[str, tuple[str, str]]:
+    """One flag per hyper-parameter the methods declare; its help says what each method that
+    reads it means by it. A method given one it does not read is refused (exit 2)."""
+    return {
+        name: (
+            f"--{name.replace('_', '-')}",
+            "; ".join(f"{m}: {p.meaning} (default {p.default:g})" for m, p in declarations),
+        )
+        for name, declarations in all_hyperparameters().items()
+    }
+
+
 _CONFIG_FLAGS = {
     "method": ("--method", f"one of {', '.join(METHODS)}"),
-    "beta": ("--beta", "weight of the total correlation (>= 0)"),
-    "gamma": ("--gamma", "weight of the dimensionwise KL (>= 0)"),
-    "lam": ("--lam", "weight of the MMD term of wae_mmd (>= 0)"),
+    **_hyperparameter_flags(),
     "cost": ("--cost", f"reconstruction cost, one of {', '.join(COSTS)}"),
     "steps": ("--steps", "training iterations"),
     "batch_size": ("--batch-size", "global batch size (split over workers)"),
-    "dz": ("--dz", "latent dimensions"),
+    "dz": ("--dz", "latent dimensions (default: the method's; 2 per factor for (factor_)qvae)"),
     "seed": ("--seed", "random seed"),
     "eval_profile": ("--eval-profile", f"metric sizes, one of {', '.join(EVAL_PROFILES)}"),
     "mig_every": ("--mig-every", "log MIG every this many steps (0 = only at the end)"),
@@ -358,6 +372,7 @@ def run_training(
         data_root=spec.data_root,
         use_gpu=spec.use_gpu,
         fault=fault,
+        rung_check=spec.rung_check,
     )
     started = time.perf_counter()
     try:

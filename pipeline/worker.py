@@ -4,8 +4,9 @@ Every rank loads the data set, builds the `tcwae.trainer.Trainer`, resumes from 
 checkpoint and trains. Every `report_every` steps all ranks report through their session (losses,
 speed and a progress line; at checkpoint steps the checkpoint too): `ray.train.report` under Ray
 Train, a checkpoint folder of this process with `--workers 0`. Rank 0 also writes the losses to
-the MLflow run, prints the progress line where a person watches, and at the end scores the model,
-draws its pictures and logs them with the final checkpoint and the encoder.
+the MLflow run, prints the progress line where a person watches, adds the rung scores at a
+successive-halving sweep's rung steps, and at the end scores the model, draws its pictures and
+logs them with the final checkpoint and the encoder.
 
 The driver (`pipeline/train.py`) hands every worker one frozen `WorkerTask`.
 """
@@ -19,12 +20,14 @@ import shutil
 import signal
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 
+from pipeline.rungs import RungCheck, rung_metric
 from pipeline.tracking import TAG_NON_FINITE, Tracking
 from tcwae.config import TrainConfig
 from tcwae.eval_profiles import PROFILES
@@ -38,6 +41,7 @@ SPEED_METRIC = f"{TRAIN_PREFIX}steps_per_second"
 RESUMED_METRIC = "resumed_from_step"
 PROGRESS_KEY = "progress"  # the report's one-line summary, for the console
 EVAL_SEED_STREAM = 7
+RUNG_SEED_STREAM = 13  # seeds each rung's draws from (seed, step), apart from training's streams
 PICTURE_IMAGES = 256
 RECONSTRUCTION_IMAGES = 16
 TRAVERSALS = "traversals.png"
@@ -60,7 +64,8 @@ class WorkerTask:
     """What the driver hands every worker: the run's configuration and where to record it.
 
     `progress` is a `ray.util.queue.Queue` that rank 0 puts its progress lines in for the
-    driver's console, or None (a sweep prints them from Tune's results instead).
+    driver's console, or None (a sweep prints them from Tune's results instead). `rung_check`
+    names the steps and scores of a successive-halving sweep's rungs.
     """
 
     config: TrainConfig
@@ -70,6 +75,7 @@ class WorkerTask:
     use_gpu: bool = False
     progress: Any = None
     fault: SigkillOnce | None = None
+    rung_check: RungCheck | None = None
 
 
 class _Session(Protocol):
@@ -208,8 +214,8 @@ class _Rank0Recorder:
 
 class _Reporter:
     """The trainer's callbacks: one `report` per report step for all ranks (losses and, at
-    checkpoint steps, the checkpoint together); rank 0 mirrors the losses into MLflow and shows
-    the progress line."""
+    checkpoint steps, the checkpoint together); rank 0 mirrors the losses into MLflow, shows
+    the progress line and adds the rung scores at rung steps (which Tune's scheduler judges)."""
 
     def __init__(
         self,
@@ -217,11 +223,13 @@ class _Reporter:
         session: _Session,
         recorder: _Rank0Recorder | None,
         fault: SigkillOnce | None,
+        rung_check: RungCheck | None = None,
     ) -> None:
         self.trainer = trainer
         self.session = session
         self.recorder = recorder
         self.fault = fault
+        self.rung_check = rung_check
         self.cfg = trainer.cfg
         self.pending: dict[str, Any] | None = None
         self.last_time = time.perf_counter()
@@ -244,6 +252,10 @@ class _Reporter:
             mig = self._mig_at(step)
             if mig is not None:
                 metrics[MIG_CURVE_METRIC] = self.latest_mig = mig
+            if self.rung_check is not None and step in self.rung_check.steps:
+                rung = rung_scores(self.trainer, self.rung_check)
+                metrics.update(rung)
+                report.update(rung)
             self.recorder.log_step(step, metrics)
             line = progress_line(step, self.cfg.steps, speed, losses, mig)
             self.session.show(line)
@@ -317,6 +329,11 @@ def train_and_record(task: WorkerTask, session: _Session) -> dict[str, Any]:
     if session.rank == 0:
         tracking = Tracking.at(task.tracking_uri)
         recorder = _Rank0Recorder(tracking, task.run_id)
+        resolved = trainer.resolved_settings()
+        tracking.log_params(task.run_id, {k: v for k, v in resolved.items() if "." in k})
+        tracking.set_tags(
+            task.run_id, {"precision": resolved["precision"], "optimizer": resolved["optimizer"]}
+        )
         tracking.set_tags(
             task.run_id,
             {
@@ -329,7 +346,7 @@ def train_and_record(task: WorkerTask, session: _Session) -> dict[str, Any]:
         if resumed:
             tracking.log_metrics(task.run_id, {RESUMED_METRIC: trainer.step}, trainer.step)
 
-    reporter = _Reporter(trainer, session, recorder, task.fault)
+    reporter = _Reporter(trainer, session, recorder, task.fault, task.rung_check)
     losses = trainer.train(on_report=reporter.on_report, on_checkpoint=reporter.on_checkpoint)
     final: dict[str, Any] = {"step": float(trainer.step)}
     final.update({f"{TRAIN_PREFIX}{key}": value for key, value in losses.items()})
@@ -345,17 +362,48 @@ def _describe_device(device: torch.device, world_size: int) -> str:
     return f"{world_size} x cpu"
 
 
+def model_scores(
+    trainer: Any, rng: np.random.Generator, profile: str, scores: Sequence[str] | None = None
+) -> dict[str, float]:
+    """`rec` on the profile's `rec_images` and, for data sets with factors, the scores of
+    `tcwae.metrics.evaluate` with `profile`'s sizes (with its `eval_*` sizes); all of them, or
+    those in `scores`. Both the final scores and the rung scores come from here."""
+    from tcwae import metrics
+
+    result = {}
+    if scores is None or "rec" in scores:
+        result["rec"] = trainer.reconstruction_error(PROFILES[profile].rec_images, rng)
+    factor_scores = None if scores is None else [score for score in scores if score != "rec"]
+    if trainer.has_factors and (factor_scores is None or factor_scores):
+        result.update(
+            metrics.evaluate(
+                trainer.dataset,
+                trainer.represent,
+                rng,
+                profile,
+                factor_scores,
+                codebook=trainer.codebook(),
+            )
+        )
+    return {key: float(value) for key, value in result.items()}
+
+
+def rung_scores(trainer: Any, check: RungCheck) -> dict[str, float]:
+    """`rung/<score>` of the model now, with the check's profile; draws come from (seed, step),
+    never from the training streams."""
+    rng = np.random.default_rng([trainer.cfg.seed, RUNG_SEED_STREAM, trainer.step])
+    scores = model_scores(trainer, rng, check.profile, check.scores)
+    return {rung_metric(score): scores[score] for score in check.scores if score in scores}
+
+
 def evaluate_and_log(trainer: Any, dataset: Any, tracking: Tracking, run_id: str) -> dict:
     """Scores (`rec` and, for data sets with factors, the disentanglement metrics), pictures,
     the final checkpoint and the encoder model, all logged to the run. Returns the scores."""
-    from tcwae import metrics, viz
+    from tcwae import viz
 
     cfg = trainer.cfg
     rng = np.random.default_rng([cfg.seed, EVAL_SEED_STREAM])
-    scores = {"rec": trainer.reconstruction_error(PROFILES[cfg.eval_profile].rec_images, rng)}
-    if dataset.factor_sizes:
-        scores.update(metrics.evaluate(dataset, trainer.represent, rng, cfg.eval_profile))
-    scores = {key: float(value) for key, value in scores.items()}
+    scores = model_scores(trainer, rng, cfg.eval_profile)
     tracking.log_metrics(run_id, scores, trainer.step)
 
     autoencoder = trainer.autoencoder  # viz and log_encoder handle its device and mode

@@ -1,29 +1,43 @@
 """The training configuration: one flat, typed record validated once, up front.
 
-Defaults are the paper's (seed 001, Appendix B.1 and Table 4). YAML files and CLI flags are turned
+Defaults are the paper's (seed 001, Appendix B.1 and Table 4), except the optimizer: Adam's
+settings come from a preset (`tcwae.optim`: the authors' code by default, or the paper's printed
+values) that explicit keys such as `lr` override. YAML files and CLI flags are turned
 into a plain dict and passed to `TrainConfig.from_dict`, which rejects unknown keys, wrong types and
 out-of-range values with one `ConfigError` line that names the key and the fix.
+
+A method's hyper-parameters are the ones its class declares (`tcwae.methods`): in the flat dict
+they are plain keys (`beta: 4`), in the config they sit in `hyperparameters`, filled with the
+method's defaults; a hyper-parameter the method does not read is refused. `CONFIG_KEYS` is the
+flat vocabulary (the fields and every declared hyper-parameter) that `to_dict` writes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
 
+from tcwae.data import FACTOR_NAMES
+from tcwae.data.common import SOURCES as DATA_SOURCES
 from tcwae.errors import UserError
 from tcwae.eval_profiles import PROFILES
+from tcwae.methods import METHODS, REGISTRY, all_hyperparameters
+from tcwae.optim import OPTIMIZER_PRESETS, PRESETS, AdamSettings
 
-METHODS = ("tcwae_mws", "tcwae_gan", "wae_mmd", "beta_tcvae", "factor_vae")
 COSTS = ("xent", "l1", "l2sq")
 ESTIMATORS = ("mws", "mss")
 MWS_SCOPES = ("global", "local")
 EVAL_PROFILES = tuple(PROFILES)
-DATA_SOURCES = ("auto", "official", "procedural")
+PRECISIONS = ("auto", "float32", "bf16")
+INITS = ("torch", "authors")
+VARIANCES = ("exp", "softplus")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
 _CHOICES = {
     "method": METHODS,
@@ -32,7 +46,15 @@ _CHOICES = {
     "mws_scope": MWS_SCOPES,
     "eval_profile": EVAL_PROFILES,
     "data_source": DATA_SOURCES,
+    "optimizer": OPTIMIZER_PRESETS,
+    "precision": PRECISIONS,
+    "init": INITS,
+    "variance": VARIANCES,
+    "compile_mode": COMPILE_MODES,
 }
+# Adam keys that override the optimizer preset when set (None = the preset's value).
+ADAM_KEYS = ("lr", "adam_beta1", "adam_beta2", "adam_eps")
+DISC_ADAM_KEYS = ("disc_lr", "disc_beta1", "disc_beta2", "disc_eps")
 
 
 class ConfigError(UserError, ValueError):
@@ -46,43 +68,59 @@ class TrainConfig:
     dataset: str = "dsprites"
     data_source: str = "auto"
     method: str = "tcwae_mws"
-    beta: float = 1.0
-    gamma: float = 1.0
-    lam: float = 1.0
+    hyperparameters: dict[str, float] = field(default_factory=dict, hash=False)
     cost: str = "xent"
     estimator: str = "mws"
     mws_scope: str = "global"
-    dz: int = 10
+    dz: int | None = None  # None: the method's default for the data set (Method.default_dz)
     steps: int = 300_000
     batch_size: int = 256
     seed: int = 0
-    lr: float = 4e-4
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_eps: float = 8e-4
-    disc_lr: float = 1e-4
-    disc_beta1: float = 0.5
-    disc_beta2: float = 0.9
-    disc_eps: float = 1e-8
+    optimizer: str = "authors"
+    lr: float | None = None
+    adam_beta1: float | None = None
+    adam_beta2: float | None = None
+    adam_eps: float | None = None
+    disc_lr: float | None = None
+    disc_beta1: float | None = None
+    disc_beta2: float | None = None
+    disc_eps: float | None = None
+    init: str = "torch"
+    variance: str = "exp"
     report_every: int = 100
     checkpoint_every: int = 1000
     eval_profile: str = "quick"
     mig_every: int = 0
-    bf16: bool = False
+    precision: str = "auto"
     channels_last: bool = False
     compile: bool = False
+    compile_mode: str = "default"  # reduce-overhead = CUDA graphs on a GPU
+
+    def __post_init__(self) -> None:
+        """Fill what the method decides: its hyper-parameters' defaults and, unless set, `dz`."""
+        method = REGISTRY.get(self.method)
+        if method is None:
+            return
+        values = {p.name: p.default for p in method.hyperparameters}
+        values.update(self.hyperparameters)
+        object.__setattr__(self, "hyperparameters", values)
+        if self.dz is None:
+            factors = len(FACTOR_NAMES.get(self.dataset, ()))
+            object.__setattr__(self, "dz", method.default_dz(factors))
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], where: str = "config") -> TrainConfig:
-        """Build and validate a config; `where` names the source (a file) in error messages."""
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(values) - set(known))
+        """Build and validate a config from flat keys (`CONFIG_KEYS`); `where` names the source
+        (a file) in error messages."""
+        unknown = sorted(set(values) - set(CONFIG_KEYS))
         if unknown:
             raise ConfigError(
-                f"{where}: unknown key {unknown[0]!r}; valid keys are {', '.join(sorted(known))}"
+                f"{where}: unknown key {unknown[0]!r}; valid keys are "
+                f"{', '.join(sorted(CONFIG_KEYS))}"
             )
-        coerced = {name: _coerce(name, known[name].type, v, where) for name, v in values.items()}
-        config = cls(**coerced)
+        coerced = {name: _coerce(name, CONFIG_KEYS[name], v, where) for name, v in values.items()}
+        hyperparameters = {name: coerced.pop(name) for name in values if name in _HYPERPARAMETERS}
+        config = cls(**coerced, hyperparameters=hyperparameters)
         config.validate(where)
         return config
 
@@ -99,12 +137,14 @@ class TrainConfig:
                 raise ConfigError(
                     f"{where}: {name}={getattr(self, name)!r} is not one of {', '.join(choices)}"
                 )
-        for name in ("beta", "gamma", "lam"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{where}: {name} must be >= 0, got {getattr(self, name)}")
+        self._validate_hyperparameters(where)
         for name in ("lr", "adam_eps", "disc_lr", "disc_eps"):
-            if getattr(self, name) <= 0:
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ConfigError(f"{where}: {name} must be > 0, got {getattr(self, name)}")
+        for name in ("adam_beta1", "adam_beta2", "disc_beta1", "disc_beta2"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < 1:
+                raise ConfigError(f"{where}: {name} must be in [0, 1), got {value}")
         for name in ("dz", "steps", "report_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{where}: {name} must be >= 1, got {getattr(self, name)}")
@@ -116,13 +156,69 @@ class TrainConfig:
                 f"got {self.batch_size}"
             )
 
+    def _validate_hyperparameters(self, where: str) -> None:
+        declared = {p.name: p for p in REGISTRY[self.method].hyperparameters}
+        for name, value in self.hyperparameters.items():
+            if name not in declared:
+                reads = ", ".join(declared) or "nothing"
+                raise ConfigError(
+                    f"{where}: {self.method} does not read {name!r}; it reads {reads}"
+                )
+            parameter = declared[name]
+            if parameter.integer and not float(value).is_integer():
+                raise ConfigError(f"{where}: {name} must be an integer, got {value!r}")
+            if value < parameter.minimum:
+                raise ConfigError(f"{where}: {name} must be >= {parameter.minimum:g}, got {value}")
+
+    def adam(self) -> tuple[AdamSettings, AdamSettings]:
+        """(model, discriminator) Adam settings: the `optimizer` preset for the method's family,
+        then explicit keys."""
+        family = REGISTRY[self.method].optimizer_family
+        model, disc = PRESETS[self.optimizer](family, self.dataset)
+        return _override(model, self, ADAM_KEYS), _override(disc, self, DISC_ADAM_KEYS)
+
     def replace(self, **changes: Any) -> TrainConfig:
         config = dataclasses.replace(self, **changes)
         config.validate()
         return config
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Flat keys (`CONFIG_KEYS`): the method's hyper-parameters follow `method`."""
+        values: dict[str, Any] = {}
+        for item in fields(self):
+            if item.name == "hyperparameters":
+                values.update(self.hyperparameters)
+            else:
+                values[item.name] = getattr(self, item.name)
+        return values
+
+
+_HYPERPARAMETERS = {
+    name: declarations[0][1].type_name for name, declarations in all_hyperparameters().items()
+}
+# The flat key vocabulary of `from_dict` / `to_dict`, name -> type: every field, with every
+# declared hyper-parameter in the place of `hyperparameters`.
+CONFIG_KEYS = MappingProxyType(
+    {
+        key: kind
+        for item in fields(TrainConfig)
+        for key, kind in (
+            _HYPERPARAMETERS.items() if item.name == "hyperparameters" else [(item.name, item.type)]
+        )
+    }
+)
+
+
+def _override(preset: AdamSettings, cfg: TrainConfig, keys: tuple[str, ...]) -> AdamSettings:
+    lr, beta1, beta2, eps = (getattr(cfg, key) for key in keys)
+    return AdamSettings(
+        lr=preset.lr if lr is None else lr,
+        betas=(
+            preset.betas[0] if beta1 is None else beta1,
+            preset.betas[1] if beta2 is None else beta2,
+        ),
+        eps=preset.eps if eps is None else eps,
+    )
 
 
 def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
@@ -145,6 +241,10 @@ def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
 
 def _coerce(name: str, type_name: Any, value: Any, where: str) -> Any:
     type_name = type_name if isinstance(type_name, str) else type_name.__name__
+    if type_name.endswith(" | None"):
+        if value is None:
+            return None
+        type_name = type_name.removesuffix(" | None")
     if type_name == "bool":
         if isinstance(value, bool):
             return value

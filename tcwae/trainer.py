@@ -34,15 +34,15 @@ from torch.nn.parallel import DistributedDataParallel
 from tcwae.atomic import atomic_path
 from tcwae.config import ConfigError, TrainConfig
 from tcwae.costs import PER_IMAGE_COSTS
-from tcwae.nets import Autoencoder
-from tcwae.objectives import Objective, StepRandomness, build_objective
+from tcwae.methods import Method, StepRandomness, build_method
 
 if TYPE_CHECKING:
     from tcwae.data import FactorDataset
 
-STATE_FORMAT = 1
+STATE_FORMAT = 2
 EVAL_BATCH_SIZE = 512
 MIG_CURVE_STREAM = 11  # seeds the per-step draws of `mig_now`, apart from training's streams
+DIAGNOSTICS_STREAM = 13  # seeds the report steps' logged-only draws, apart from training's
 
 
 class NonFiniteLossError(RuntimeError):
@@ -75,6 +75,25 @@ def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     return _GatherWithGrad.apply(tensor)
 
 
+def bf16_supported(device: torch.device) -> bool:
+    """Whether bfloat16 matrix products run natively: a CUDA device that supports them, or a CPU
+    with AVX512-BF16 or AMX (read from /proc/cpuinfo; elsewhere bf16 would be emulated, slower)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """`auto` -> bf16 autocast where the device supports it natively, else float32."""
+    if precision == "auto":
+        return "bf16" if bf16_supported(device) else "float32"
+    return precision
+
+
 def default_device() -> torch.device:
     """The current CUDA device when there is one, else the CPU."""
     if torch.cuda.is_available():
@@ -83,7 +102,7 @@ def default_device() -> torch.device:
 
 
 class Trainer:
-    """Trains `build_objective(cfg, ...)` on `dataset` for `cfg.steps` iterations."""
+    """Trains `build_method(cfg, ...)` on `dataset` for `cfg.steps` iterations."""
 
     def __init__(
         self, cfg: TrainConfig, dataset: FactorDataset, device: torch.device | str | None = None
@@ -109,28 +128,30 @@ class Trainer:
                 "or use mws_scope=global"
             )
 
+        self.precision = resolve_precision(cfg.precision, self.device)
         self.images = dataset.images.to(self.device)
-        self.objective: Objective = build_objective(cfg, dataset.num_channels, len(dataset))
+        self.objective: Method = build_method(cfg, dataset.num_channels, len(dataset))
         self.objective.to(self.device)
-        self.autoencoder: Autoencoder = self.objective.autoencoder
+        self.autoencoder: nn.Module = self.objective.autoencoder
         if cfg.channels_last:
             self.autoencoder.to(memory_format=torch.channels_last)
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.objective.randomness = StepRandomness(self.generator, self.rank, self.world_size)
 
+        model_adam, disc_adam = self.adam_settings = cfg.adam()
         self.optimizer = torch.optim.Adam(
             self.autoencoder.parameters(),
-            lr=cfg.lr,
-            betas=(cfg.adam_beta1, cfg.adam_beta2),
-            eps=cfg.adam_eps,
+            lr=model_adam.lr,
+            betas=model_adam.betas,
+            eps=model_adam.eps,
             fused=True,
         )
         self.disc_optimizer = (
             torch.optim.Adam(
                 self.objective.discriminators.parameters(),
-                lr=cfg.disc_lr,
-                betas=(cfg.disc_beta1, cfg.disc_beta2),
-                eps=cfg.disc_eps,
+                lr=disc_adam.lr,
+                betas=disc_adam.betas,
+                eps=disc_adam.eps,
                 fused=True,
             )
             if self.objective.adversarial
@@ -142,9 +163,25 @@ class Trainer:
         self._gather = all_gather_with_grad if use_global else None
 
         self.step = 0
-        self._window_sums: dict[str, float] = {}
-        self._window_steps = 0
+        self._window_sums: dict[str, torch.Tensor] = {}
+        self._window_counts: dict[str, int] = {}
+        self._window_start = 0
         self._last_losses: dict[str, float] = {}
+
+    def resolved_settings(self) -> dict[str, str]:
+        """The settings that the config leaves to presets and detection, as they ran: the
+        precision and each optimiser's Adam values (recorded with the run)."""
+        settings = {"precision": self.precision, "optimizer": self.cfg.optimizer}
+        names = ("adam", "disc_adam") if self.disc_optimizer is not None else ("adam",)
+        for name, adam in zip(names, self.adam_settings, strict=False):
+            settings.update(
+                {
+                    f"{name}.lr": f"{adam.lr:g}",
+                    f"{name}.betas": f"{adam.betas[0]:g},{adam.betas[1]:g}",
+                    f"{name}.eps": f"{adam.eps:g}",
+                }
+            )
+        return settings
 
     def _prepare(self, module: nn.Module) -> nn.Module:
         """DDP-wrap (when distributed) and compile (when asked) a module for the hot path."""
@@ -153,11 +190,13 @@ class Trainer:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             runner = DistributedDataParallel(module, device_ids=device_ids)
         if self.cfg.compile:
-            runner = torch.compile(runner)
+            runner = torch.compile(runner, mode=self.cfg.compile_mode)
         return runner
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16)
+        return torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"
+        )
 
     def _batch(self) -> torch.Tensor:
         indices = self.objective.randomness.indices(
@@ -168,41 +207,43 @@ class Trainer:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
-    def _global_means(self, terms: dict[str, torch.Tensor]) -> dict[str, float]:
-        """Term values averaged over ranks (one collective, one host transfer per step)."""
-        values = torch.stack([t.detach().float() for t in terms.values()])
-        if self.distributed:
-            dist.all_reduce(values)
-            values /= self.world_size
-        return dict(zip(terms, values.tolist(), strict=True))
+    def _is_report_step(self, step: int) -> bool:
+        return step % self.cfg.report_every == 0 or step == self.cfg.steps
 
-    def _check_finite(self, values: dict[str, float], step: int) -> None:
-        for name, value in values.items():
-            if not math.isfinite(value):
-                raise NonFiniteLossError(
-                    f"step {step}: loss term {name!r} is {value} (method {self.cfg.method}); "
-                    "this step's updates were not applied; resume from the last checkpoint, "
-                    "e.g. with a smaller learning rate or smaller loss weights"
-                )
+    def _diagnostics(self, step: int) -> StepRandomness:
+        """The draws of a report step's logged-only terms: (seed, step), apart from training's."""
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(self.cfg.seed * 1_000_003 + DIAGNOSTICS_STREAM * 7_919 + step)
+        return StepRandomness(generator, self.rank, self.world_size)
 
-    def train_step(self) -> dict[str, float]:
-        """One iteration: model update, then discriminator update on detached codes."""
+    def train_step(self) -> dict[str, torch.Tensor]:
+        """One iteration: model update, then discriminator update on detached codes.
+
+        Returns this rank's loss terms as detached 0-d tensors; nothing here waits for the
+        device (no host transfer), so a GPU's queue never drains between steps. The logged-only
+        terms (e.g. the MMD of methods that do not train on it) are added on report steps only.
+        """
         step = self.step + 1
+        diagnostics = self._diagnostics(step) if self._is_report_step(step) else None
         x = self._batch()
         with self._autocast():
-            terms = self.objective(x, gather=self._gather, autoencoder=self._autoencoder_runner)
-            z = terms.pop("z")
+            output = self.objective(
+                x,
+                gather=self._gather,
+                autoencoder=self._autoencoder_runner,
+                diagnostics=diagnostics,
+                step=self.step,
+            )
+            terms = output.terms
             disc_loss = (
                 self.objective.discriminator_loss(
-                    z, gather=self._gather, discriminators=self._discriminator_runners
+                    output.codes, gather=self._gather, discriminators=self._discriminator_runners
                 )
                 if self.objective.adversarial
                 else None
             )
         if disc_loss is not None:
             terms["disc_loss"] = disc_loss
-        values = self._global_means(terms)
-        self._check_finite(values, step)
 
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
@@ -212,7 +253,42 @@ class Trainer:
             disc_loss.backward()
             self.disc_optimizer.step()
         self.step = step
-        return values
+        return {name: term.detach().float() for name, term in terms.items()}
+
+    def _accumulate(self, values: dict[str, torch.Tensor]) -> None:
+        for name, value in values.items():
+            total = self._window_sums.get(name)
+            self._window_sums[name] = value if total is None else total + value
+            self._window_counts[name] = self._window_counts.get(name, 0) + 1
+
+    def _window_totals(self, across_ranks: bool) -> dict[str, float]:
+        """The window's sums on the host (one transfer); summed over ranks when asked."""
+        if not self._window_sums:
+            return {}
+        sums = torch.stack(list(self._window_sums.values()))
+        if across_ranks and self.distributed:
+            dist.all_reduce(sums)
+            sums /= self.world_size
+        return dict(zip(self._window_sums, sums.tolist(), strict=True))
+
+    def _check_finite(self, totals: dict[str, float]) -> None:
+        """A NaN or infinity anywhere in the window makes its sum non-finite."""
+        bad = [f"{name!r} ({value})" for name, value in totals.items() if not math.isfinite(value)]
+        if bad:
+            raise NonFiniteLossError(
+                f"steps {self._window_start + 1}-{self.step}: loss terms {', '.join(bad)} became "
+                f"non-finite (method {self.cfg.method}); checkpoints are written only after this "
+                "check, so the last one precedes it: resume from it, e.g. with a smaller "
+                "learning rate or smaller loss weights"
+            )
+
+    def _close_window(self) -> dict[str, float]:
+        totals = self._window_totals(across_ranks=True)
+        self._check_finite(totals)
+        means = {name: total / self._window_counts[name] for name, total in totals.items()}
+        self._window_sums, self._window_counts = {}, {}
+        self._window_start = self.step
+        return means
 
     def train(
         self,
@@ -226,19 +302,14 @@ class Trainer:
         self.autoencoder.train()
         self.objective.discriminators.train()
         while self.step < self.cfg.steps:
-            values = self.train_step()
-            for name, value in values.items():
-                self._window_sums[name] = self._window_sums.get(name, 0.0) + value
-            self._window_steps += 1
+            self._accumulate(self.train_step())
             last = self.step == self.cfg.steps
-            if self.step % self.cfg.report_every == 0 or last:
-                self._last_losses = {
-                    name: total / self._window_steps for name, total in self._window_sums.items()
-                }
-                self._window_sums, self._window_steps = {}, 0
+            if self._is_report_step(self.step):
+                self._last_losses = self._close_window()
                 if on_report is not None:
                     on_report(self.step, dict(self._last_losses))
             if on_checkpoint is not None and (self.step % self.cfg.checkpoint_every == 0 or last):
+                self._check_finite(self._window_totals(across_ranks=False))
                 on_checkpoint(self.step)
         return dict(self._last_losses)
 
@@ -255,8 +326,9 @@ class Trainer:
                 self.disc_optimizer.state_dict() if self.disc_optimizer is not None else None
             ),
             "generator": self.generator.get_state(),
-            "window_sums": dict(self._window_sums),
-            "window_steps": self._window_steps,
+            "window_sums": self._window_totals(across_ranks=False),
+            "window_counts": dict(self._window_counts),
+            "window_start": self._window_start,
             "last_losses": dict(self._last_losses),
         }
 
@@ -275,8 +347,12 @@ class Trainer:
             self.disc_optimizer.load_state_dict(state["disc_optimizer"])
         self.generator.set_state(state["generator"].cpu())
         self.step = int(state["step"])
-        self._window_sums = dict(state["window_sums"])
-        self._window_steps = int(state["window_steps"])
+        self._window_sums = {
+            name: torch.tensor(value, device=self.device)
+            for name, value in state["window_sums"].items()
+        }
+        self._window_counts = {name: int(n) for name, n in state["window_counts"].items()}
+        self._window_start = int(state["window_start"])
         self._last_losses = dict(state["last_losses"])
 
     def save(self, path: str | Path) -> None:
@@ -296,14 +372,14 @@ class Trainer:
 
     @torch.no_grad()
     def represent(self, observations: np.ndarray) -> np.ndarray:
-        """Encoder means [n, dz] (float32) of observations [n, C, 64, 64] in [0, 1]."""
+        """The scored codes [n, dz] (float32) of observations [n, C, 64, 64] in [0, 1]: encoder
+        means, or the nearest codes of a quantised method."""
         images = torch.from_numpy(np.ascontiguousarray(observations, dtype=np.float32))
         was_training = self.autoencoder.training
         self.autoencoder.eval()
         try:
-            codes = [
-                self.autoencoder.encode(x)[0].float().cpu() for x in self._eval_batches(images)
-            ]
+            batches = self._eval_batches(images)
+            codes = [self.autoencoder.represent(x).float().cpu() for x in batches]
         finally:
             self.autoencoder.train(was_training)
         if not codes:
@@ -324,11 +400,18 @@ class Trainer:
         try:
             for x in self._eval_batches(self.images[indices.to(self.images.device)]):
                 x = x.float().div_(255.0)
-                logits = self.autoencoder.decode(self.autoencoder.encode(x)[0])
+                logits = self.autoencoder.decode(self.autoencoder.represent(x))
                 total += cost(logits.float(), x).sum().item()
         finally:
             self.autoencoder.train(was_training)
         return total / n
+
+    def codebook(self) -> np.ndarray | None:
+        """The code values of a method with discrete latents, in its index order (scoring reads
+        code indices from it); None for continuous latents."""
+        if not self.objective.discrete_latents:
+            return None
+        return self.autoencoder.codebook.detach().float().cpu().numpy()
 
     @property
     def has_factors(self) -> bool:

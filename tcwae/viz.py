@@ -95,12 +95,16 @@ def save_traversals(
 
     Without `kl_order` the rows are ordered by increasing aggregate dimensionwise KL estimated on
     all of `images_uint8` (paper Fig. 2) and each row is labelled with its KL; pass `kl_order` to
-    reuse an order computed on a larger set. Returns the row order.
+    reuse an order computed on a larger set. A deterministic (quantised) encoder has no KL: its
+    rows keep the dimensions' order. Returns the row order.
     """
     images = _as_images(images_uint8)
     mu, logvar = _encode(autoencoder, images)
     dz = mu.shape[1]
-    if kl_order is None:
+    if kl_order is None and logvar is None:
+        order = list(range(dz))
+        labels = [f"z{i}" for i in order]
+    elif kl_order is None:
         kl = dimensionwise_kl(mu, logvar)
         order = [int(i) for i in np.argsort(kl, kind="stable")]
         labels = [f"z{i}  KL {kl[i]:.2f}" for i in order]
@@ -142,9 +146,14 @@ def save_reconstructions(
 
 
 def save_samples(autoencoder: nn.Module, path: str | Path, n: int = 64, seed: int = 0) -> None:
-    """`n` codes from the prior N(0, I), decoded, in a near-square grid."""
-    dz = _latent_size(autoencoder)
-    codes = torch.randn(n, dz, generator=torch.Generator().manual_seed(seed))
+    """`n` codes from the prior, decoded, in a near-square grid: the module's `sample_prior` when
+    it has one (a quantised model's uniform prior over codes), else N(0, I)."""
+    generator = torch.Generator().manual_seed(seed)
+    sample_prior = getattr(autoencoder, "sample_prior", None)
+    if sample_prior is not None:
+        codes = sample_prior(n, generator).cpu()
+    else:
+        codes = torch.randn(n, _latent_size(autoencoder), generator=generator)
     decoded = _decode(autoencoder, codes)
     columns = math.ceil(math.sqrt(n))
     rows = math.ceil(n / columns)
@@ -403,15 +412,19 @@ def _input_channels(autoencoder: nn.Module) -> int:
     raise ValueError("cannot tell the number of input channels: the encoder has no Conv2d")
 
 
-def _encode(autoencoder: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _encode(
+    autoencoder: nn.Module, images: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Codes and log-variances; the log-variances are None for a deterministic encoder."""
     device = _device(autoencoder)
     means, logvars = [], []
     with _evaluating(autoencoder), torch.no_grad():
         for batch in images.split(ENCODE_BATCH):
             mu, logvar = autoencoder.encode(batch.to(device).float() / 255.0)
             means.append(mu.float().cpu())
-            logvars.append(logvar.float().cpu())
-    return torch.cat(means), torch.cat(logvars)
+            if logvar is not None:
+                logvars.append(logvar.float().cpu())
+    return torch.cat(means), torch.cat(logvars) if logvars else None
 
 
 def _decode(autoencoder: nn.Module, codes: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.rungs import SchedulerSpec
 from pipeline.search_space import load_search_space
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
@@ -71,3 +72,70 @@ def test_samplers_over_ranges_find_the_best_reproducibly(bench_sweep, grid):
     first = tpe(grid, 0)
     assert 1 <= first <= bench_sweep.MAX_TRIALS
     assert tpe(grid, 0) == first
+
+
+# Successive halving replayed on a hand-made recording: four points whose quality q orders
+# them on both scores, at rungs 10 and 20 of a 40-step budget, eta 2.
+TWO = (("rec", "min"), ("mig", "max"))
+
+
+def scores(quality):
+    return {"rec": 10.0 - quality, "mig": 0.1 * quality}
+
+
+def point(quality):
+    """The id of point Pq, as the recorder keys it (`config_id`)."""
+    return f"wae_mmd,lam={quality + 1},seed=0"
+
+
+P0, P1, P2, P3 = (point(q) for q in range(4))
+
+
+def recording(bench_sweep, rung_quality=None):
+    """Points P0..P3 with final quality 0..3; `rung_quality` overrides what the rungs see."""
+    rung_quality = rung_quality or {}
+    points = {
+        point(q): {
+            "point": {"method": "wae_mmd", "lam": float(q + 1), "seed": 0},
+            "rungs": {str(step): scores(rung_quality.get(q, q)) for step in (10, 20)},
+            "final": scores(q),
+        }
+        for q in range(4)
+    }
+    cache = {"steps": 40, "rungs": [10, 20], "rung_profile": "rung", "points": points}
+    return bench_sweep.Recording(cache, TWO)
+
+
+SPEC = SchedulerSpec("mo-asha", 10, 2, TWO)
+
+
+def test_replay_in_increasing_quality_trains_everything(bench_sweep):
+    replayed = bench_sweep.replay(recording(bench_sweep), SPEC, [P0, P1, P2, P3], 1)
+    assert replayed == {"fraction": 1.0, "finished": 4, "hit": True, "regret": 0.0}
+
+
+def test_replay_best_first_stops_the_rest_at_the_first_rung(bench_sweep):
+    # One at a time: P3 trains 40 steps; P2, P1, P0 are 2nd of 2, 3rd of 3, 4th of 4 at rung 10
+    # (keep 1, 2, 2) and stop there: 40 + 3 x 10 of 160 steps.
+    replayed = bench_sweep.replay(recording(bench_sweep), SPEC, [P3, P2, P1, P0], 1)
+    assert replayed == {"fraction": 70 / 160, "finished": 1, "hit": True, "regret": 0.0}
+    # Two at a time: P3 and P2 reach rung 10 together (P3, started first, is judged first), P2
+    # stops and P1 starts at t=10, stops at t=20, P0 stops at t=30: the same 70 steps.
+    two = bench_sweep.replay(recording(bench_sweep), SPEC, [P3, P2, P1, P0], 2)
+    assert two["fraction"] == 70 / 160
+
+
+def test_replay_that_stops_the_best_reports_its_mean_rank_regret(bench_sweep):
+    # The best point (P3) looks worst at the rungs: after P2 it is 2nd of 2 and stops; of the
+    # points trained to the end P2 ranks first, whose mean rank in the whole grid is 2 to P3's 1.
+    late_bloomer = recording(bench_sweep, rung_quality={3: -1})
+    replayed = bench_sweep.replay(late_bloomer, SPEC, [P2, P3, P1, P0], 1)
+    assert replayed["hit"] is False and replayed["regret"] == 1.0
+    assert late_bloomer.best == bench_sweep._configuration(late_bloomer.points[P3])
+
+
+def test_replay_table_rows_cover_each_rule_and_concurrency(bench_sweep):
+    rows = bench_sweep.replay_table(recording(bench_sweep), replays=3, workers=[1, 2])
+    assert len(rows) == 6 and {row["replays"] for row in rows} == {3}
+    assert all(0 < row["fraction"] <= row["fraction_max"] <= 1 for row in rows)
+    assert all(row["hits"] == 1.0 for row in rows)  # rungs agree with the final scores here

@@ -56,6 +56,18 @@ def test_cache_round_trip(tmp_path: Path, dataset: FactorDataset, binary: bool) 
     assert list(path.parent.iterdir()) == [path], "no temporary file is left behind"
 
 
+def test_gzip_cache_round_trip_and_unknown_compression(tmp_path: Path) -> None:
+    dataset = noise_dataset()
+    path = tmp_path / "cache" / "toy-official.h5"
+    write_cache(dataset, path, compression="gzip")
+    with h5py.File(path, "r") as cache:
+        assert cache["images"].compression == "gzip"
+    assert_same(read_cache(path), dataset)
+    with pytest.raises(ValueError, match="compression must be one of"):
+        write_cache(dataset, tmp_path / "other.h5", compression="zstd")
+    assert not (tmp_path / "other.h5").exists()
+
+
 def test_binary_packing_is_eight_times_smaller(tmp_path: Path) -> None:
     images = (torch.rand(512, 1, 64, 64) > 0.5).to(torch.uint8) * 255
     dataset = FactorDataset("toy", images, np.zeros((512, 0), np.int64), (), (), "procedural")

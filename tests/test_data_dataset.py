@@ -119,3 +119,23 @@ def test_index_of_rejects_bad_queries() -> None:
         dataset.index_of(np.zeros((4, 2), dtype=np.int64))
     with pytest.raises(ValueError, match="outside the sizes"):
         dataset.index_of(np.array([[2, 0, 0]]))
+
+
+def test_pickled_dataset_maps_its_images_out_of_band_without_a_copy():
+    import pickle
+
+    from tcwae.data import small_dsprites
+
+    dataset = small_dsprites((3, 2, 2, 4, 4))
+    buffers = []
+    payload = pickle.dumps(dataset, protocol=5, buffer_callback=buffers.append)
+    assert len(payload) < 10_000 and sum(b.raw().nbytes for b in buffers) >= dataset.images.numel()
+    shared = [np.frombuffer(buffer.raw(), dtype=np.uint8) for buffer in buffers]
+    for array in shared:
+        array.flags.writeable = False
+    copy = pickle.loads(payload, buffers=shared)
+    assert np.shares_memory(copy.images.numpy(), shared[0])
+    assert torch.equal(copy.images, dataset.images)
+    assert copy.factor_sizes == dataset.factor_sizes and copy.source == dataset.source
+    factors = dataset.sample_factors(5, np.random.default_rng(0))
+    assert np.array_equal(copy.index_of(factors), dataset.index_of(factors))

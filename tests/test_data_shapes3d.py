@@ -1,4 +1,5 @@
-"""Shapes3D: a tiny file in the `3dshapes.h5` layout."""
+"""Shapes3D: a tiny file in the `3dshapes.h5` layout; the procedural source is in
+test_data_shapes3d_procedural.py."""
 
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def test_cache_makes_the_source_file_unnecessary(data_root: Path) -> None:
 
 def test_missing_file_says_where_to_get_it(data_root: Path) -> None:
     with pytest.raises(DatasetError, match="is missing; download") as raised:
-        load_dataset("shapes3d")
+        load_dataset("shapes3d", source="official")
     assert str(h5_path(data_root)) in str(raised.value) and module.URL in str(raised.value)
 
 

@@ -12,16 +12,25 @@ from tcwae.config import ConfigError, TrainConfig
 from tcwae.trainer import Trainer
 
 WORLD_SIZE = 2
-BASE = {"steps": 1, "batch_size": 8, "report_every": 1, "beta": 3.0, "gamma": 2.0, "lam": 5.0}
+BASE = {"steps": 1, "batch_size": 8, "report_every": 1}
+TCWAE = {"beta": 3.0, "gamma": 2.0}
 CASES = {
-    "tcwae_mws": {"method": "tcwae_mws"},
-    "tcwae_mws_mss": {"method": "tcwae_mws", "estimator": "mss"},
-    "tcwae_gan": {"method": "tcwae_gan"},
-    "wae_mmd": {"method": "wae_mmd"},
-    "beta_tcvae": {"method": "beta_tcvae"},
-    "factor_vae": {"method": "factor_vae"},
-    "tcwae_mws_local": {"method": "tcwae_mws", "mws_scope": "local"},
+    "tcwae_mws": {"method": "tcwae_mws", **TCWAE},
+    "tcwae_mws_mss": {"method": "tcwae_mws", "estimator": "mss", **TCWAE},
+    "tcwae_gan": {"method": "tcwae_gan", **TCWAE},
+    "wae_mmd": {"method": "wae_mmd", "lam": 5.0},
+    "beta_tcvae": {"method": "beta_tcvae", **TCWAE},
+    "factor_vae": {"method": "factor_vae", "gamma": 2.0},
+    # batch statistics: the covariance of DIP-VAE, the TC and codebook perplexity of FactorQVAE
+    "dip_vae_i": {"method": "dip_vae_i", "lambda_od": 5.0},
+    "dip_vae_ii": {"method": "dip_vae_ii", "lambda_od": 5.0},
+    "factor_qvae": {"method": "factor_qvae", "gamma": 0.5, "kl_weight": 0.1, "codebook_size": 8},
+    "tcwae_mws_local": {"method": "tcwae_mws", "mws_scope": "local", **TCWAE},
 }
+
+
+def config(**values) -> TrainConfig:
+    return TrainConfig.from_dict({**BASE, **values})
 
 
 def first_step(cfg: TrainConfig) -> dict:
@@ -39,9 +48,9 @@ def run_rank(rank: int, port: int, out_dir: str) -> None:
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD_SIZE
     )
     try:
-        results = {name: first_step(TrainConfig(**BASE, **case)) for name, case in CASES.items()}
+        results = {name: first_step(config(**case)) for name, case in CASES.items()}
         try:
-            Trainer(TrainConfig(**{**BASE, "batch_size": 7}), tiny_dsprites())
+            Trainer(config(batch_size=7), tiny_dsprites())
         except ConfigError as error:
             results["indivisible_batch_error"] = str(error)
         torch.save(results, f"{out_dir}/rank{rank}.pt")
@@ -65,7 +74,7 @@ def ddp_results(tmp_path_factory):
 @pytest.mark.parametrize("case", [name for name in CASES if name != "tcwae_mws_local"])
 def test_first_step_equals_single_process_on_the_global_batch(ddp_results, case):
     with one_thread():
-        single = first_step(TrainConfig(**BASE, **CASES[case]))
+        single = first_step(config(**CASES[case]))
     for rank_results in ddp_results:
         distributed = rank_results[case]
         assert distributed["losses"].keys() == single["losses"].keys()
@@ -80,7 +89,7 @@ def test_first_step_equals_single_process_on_the_global_batch(ddp_results, case)
 
 def test_local_scope_estimates_on_each_ranks_own_batch(ddp_results):
     with one_thread():
-        single = first_step(TrainConfig(**BASE, **CASES["tcwae_mws"]))
+        single = first_step(config(**CASES["tcwae_mws"]))
     local = ddp_results[0]["tcwae_mws_local"]
     # Same images and noise, but each rank's estimators see its 4 codes instead of all 8.
     assert local["losses"]["rec"] == pytest.approx(single["losses"]["rec"], rel=1e-5)

@@ -14,8 +14,8 @@ from tcwae.estimators import (
     permute_dims,
     total_correlation,
 )
+from tcwae.methods import discriminator_cross_entropy
 from tcwae.nets import Discriminator
-from tcwae.objectives import discriminator_cross_entropy
 
 DATASET_SIZE = 737_280
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from metric_datasets import IdentityData, identity
 
+from tcwae.config import EVAL_PROFILES
 from tcwae.metrics import PROFILES, evaluate
 
 SCORE_KEYS = {
@@ -59,14 +60,33 @@ def test_same_generator_seed_gives_the_same_scores():
 
 
 def test_profiles_name_the_reference_sizes_and_smaller_ones():
-    paper, quick, smoke = (PROFILES[name].metric_sizes for name in ("paper", "quick", "smoke"))
+    assert set(PROFILES) == set(EVAL_PROFILES)  # what TrainConfig.eval_profile accepts
+    paper, quick, smoke, rung = (
+        PROFILES[name].metric_sizes for name in ("paper", "quick", "smoke", "rung")
+    )
     assert paper["num_train"] == 10_000
     assert paper["num_test"] == 5_000
     assert paper["factor_vae_batch"] == 64
     assert PROFILES["paper"].rec_images == 10_000
     for name in paper:
         assert smoke[name] <= quick[name] <= paper[name]
+        assert smoke[name] <= rung[name] <= quick[name]
     assert PROFILES["smoke"].rec_images <= PROFILES["quick"].rec_images <= 10_000
+    assert PROFILES["smoke"].rec_images <= PROFILES["rung"].rec_images
+
+
+def test_a_subset_of_scores_equals_the_full_call_and_skips_the_rest():
+    data = IdentityData((4, 5, 6, 3))
+    full = evaluate(data, identity, np.random.default_rng(5), "smoke")
+    wanted = {"mig", "factor_vae", "sap"}
+    subset = evaluate(data, identity, np.random.default_rng(5), "smoke", scores=wanted)
+    assert {key for key in subset if not key.startswith("eval_")} == wanted
+    assert {key: subset[key] for key in wanted} == {key: full[key] for key in wanted}
+    nothing = evaluate(data, identity, np.random.default_rng(5), "smoke", scores=())
+    assert set(nothing) == {key for key in full if key.startswith("eval_")}
+    assert nothing["eval_encoded"] < subset["eval_encoded"]  # no FactorVAE votes encoded
+    with pytest.raises(ValueError, match="unknown score 'rec'"):
+        evaluate(data, identity, np.random.default_rng(5), "smoke", scores={"rec", "mig"})
 
 
 def test_bad_profile_or_factorless_dataset_raise_value_error():

@@ -4,7 +4,13 @@ import math
 
 import pytest
 
-from tcwae.metrics import rank_configurations
+from tcwae.metrics import (
+    crowding_distances,
+    mean_rank_order,
+    non_dominated_fronts,
+    pareto_order,
+    rank_configurations,
+)
 
 TABLE = [
     {"name": "a", "rec": 10.0, "mig": 0.30, "factor_vae": 0.80, "sap": 0.05},
@@ -54,3 +60,67 @@ def test_configurable_scores_and_bad_arguments():
         rank_configurations(TABLE, scores=(("mig", "up"),))
     with pytest.raises(ValueError, match="at least one"):
         rank_configurations(TABLE, scores=())
+
+
+# Non-dominated sorting, worked by hand. Rec (min), MIG (max), SAP (max):
+# a has the best Rec, b the best SAP, d the best MIG, and none of the three beats another on
+# every score: the first front. b beats c on all three, c beats e on all three.
+THREE = (("rec", "min"), ("mig", "max"), ("sap", "max"))
+FRONTS_TABLE = [
+    {"name": "a", "rec": 1.0, "mig": 0.10, "sap": 0.05},
+    {"name": "b", "rec": 2.0, "mig": 0.30, "sap": 0.07},
+    {"name": "c", "rec": 3.0, "mig": 0.20, "sap": 0.06},
+    {"name": "d", "rec": 4.0, "mig": 0.40, "sap": 0.01},
+    {"name": "e", "rec": 5.0, "mig": 0.05, "sap": 0.00},
+]
+
+
+def test_non_dominated_fronts_by_hand():
+    assert non_dominated_fronts(FRONTS_TABLE, THREE) == [[0, 1, 3], [2], [4]]
+
+
+def test_pareto_order_breaks_ties_in_a_front_by_the_mean_rank_within_it():
+    # Within the first front: ranks on Rec a1 b2 d3, on MIG d1 b2 a3, on SAP b1 a2 d3, so the
+    # mean ranks are b 5/3, a 2, d 7/3.
+    assert pareto_order(FRONTS_TABLE, THREE) == [1, 0, 3, 2, 4]
+
+
+def test_crowding_distance_by_hand():
+    # One front of four (Rec up, MIG up). Rec spread 5: p1 (3 - 1) / 5 = 0.4, p2 (6 - 2) / 5 =
+    # 0.8; MIG spread 0.3: p1 (0.35 - 0.1) / 0.3, p2 (0.4 - 0.3) / 0.3; the ends are infinite.
+    front = [
+        {"rec": 1.0, "mig": 0.10},
+        {"rec": 2.0, "mig": 0.30},
+        {"rec": 3.0, "mig": 0.35},
+        {"rec": 6.0, "mig": 0.40},
+    ]
+    two = (("rec", "min"), ("mig", "max"))
+    distances = crowding_distances(front, two)
+    assert distances[0] == distances[3] == math.inf
+    assert distances[1] == pytest.approx(0.4 + 0.25 / 0.3)
+    assert distances[2] == pytest.approx(0.8 + 0.1 / 0.3)
+    assert non_dominated_fronts(front, two) == [[0, 1, 2, 3]]
+    assert pareto_order(front, two, tie_break="crowding") == [0, 3, 1, 2]
+    # Every mean rank in this front is 2.5: input order stands.
+    assert pareto_order(front, two, tie_break="mean_rank") == [0, 1, 2, 3]
+
+
+def test_missing_scores_are_worst_in_sorting_and_add_no_crowding():
+    table = [
+        {"rec": 1.0, "mig": math.nan},
+        {"rec": 2.0, "mig": 0.1},
+        {"rec": 1.0},
+        {"rec": 3.0, "mig": 0.05},
+    ]
+    two = (("rec", "min"), ("mig", "max"))
+    assert non_dominated_fronts(table, two) == [[0, 1, 2], [3]]
+    # Rec 1, 2, 1: the ends of the sorted column (rows 0 and 1) are infinite, row 2 lies between
+    # them (gap 1 over spread 1); MIG is not all finite and adds nothing.
+    assert crowding_distances(table[:3], two) == [math.inf, math.inf, 1.0]
+
+
+def test_mean_rank_order_is_rank_configurations_order():
+    assert [TABLE[i]["name"] for i in mean_rank_order(TABLE)] == ["c", "a", "b", "d"]
+    assert mean_rank_order([]) == [] and non_dominated_fronts([]) == []
+    with pytest.raises(ValueError, match="tie_break"):
+        pareto_order(TABLE, tie_break="random")

@@ -75,3 +75,30 @@ def test_shapes(nchan):
     assert logits.shape == (n, nchan, 64, 64)
     torch.testing.assert_close(logits, autoencoder.decode(z))
     assert (logits < 0).any(), "the decoder must output logits, not probabilities"
+
+
+def test_softplus_variance_is_the_authors_parameterisation():
+    from tcwae.nets import softplus_log_variance
+
+    raw = torch.tensor([-30.0, -1.0, 0.0, 3.0, 600.0])
+    variance = torch.nn.functional.softplus(raw.clamp(-20, 500))
+    torch.testing.assert_close(softplus_log_variance(raw).exp(), variance + 1e-10)
+
+
+def test_authors_init_draws_conv_glorot_and_dense_normal():
+    from tcwae.nets import authors_discriminator_init, authors_init
+
+    torch.manual_seed(0)
+    autoencoder = Autoencoder(1, 10)
+    autoencoder.apply(authors_init)
+    conv = autoencoder.encoder.features[0]
+    bound = (6 / (conv.in_channels * 16 + conv.out_channels * 16)) ** 0.5
+    assert conv.weight.abs().max() <= bound and conv.weight.abs().max() > 0.9 * bound
+    dense = autoencoder.encoder.features[-3]
+    assert isinstance(dense, nn.Linear)
+    assert dense.weight.std().item() == pytest.approx(0.1, rel=0.05)
+    assert all(m.bias.abs().sum() == 0 for m in autoencoder.modules() if hasattr(m, "bias"))
+    discriminator = Discriminator(10, width=50, depth=2)
+    discriminator.apply(authors_discriminator_init)
+    first = discriminator.layers[0]
+    assert first.weight.abs().max() <= (6 / 60) ** 0.5

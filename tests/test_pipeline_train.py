@@ -18,6 +18,7 @@ import torch
 import yaml
 from mlflow_store import run_statuses
 
+from pipeline.rungs import RungCheck
 from pipeline.tracking import (
     TAG_ERROR,
     TAG_PARENT,
@@ -85,12 +86,8 @@ def test_flags_override_the_yaml_and_defaults_are_absolute(tmp_path, monkeypatch
     config_file = tmp_path / "run.yaml"
     config_file.write_text(yaml.safe_dump({"beta": 3, "gamma": 4, "steps": 50, "dz": 6}))
     spec = parse_args(["dsprites", "--config", str(config_file), "--beta", "7.5", "--workers", "0"])
-    assert (spec.config.beta, spec.config.gamma, spec.config.steps, spec.config.dz) == (
-        7.5,
-        4.0,
-        50,
-        6,
-    )
+    assert spec.config.hyperparameters == {"beta": 7.5, "gamma": 4.0}
+    assert (spec.config.steps, spec.config.dz) == (50, 6)
     assert spec.workers == 0
     assert spec.experiment == "dsprites"
     assert spec.storage == str(tmp_path.resolve() / "runs")
@@ -299,6 +296,37 @@ def test_workers_0_trains_in_process_and_records_a_complete_run(tiny_data_root, 
     assert run_statuses(tmp_path / "mlflow.db") == [(run_id, "FINISHED")]
 
 
+def test_rung_scores_are_logged_at_rung_steps_and_leave_training_unchanged(
+    tiny_data_root, tmp_path
+):
+    """A run with rung checks at steps 4 and 8 logs `rung/<score>` there (rank 0 adds them to
+    its reports, which Tune's scheduler judges) and trains exactly as the same run without."""
+    check = RungCheck((4, 8), "smoke", ("rec", "mig", "factor_vae", "sap"))
+    uri = _uri(tmp_path)
+    tracking = Tracking.at(uri)
+    losses = {}
+    for name, rung_check in (("with", check), ("without", None)):
+        spec = make_spec(
+            _tiny_config(steps=12, report_every=2, checkpoint_every=6),
+            workers=0,
+            tracking_uri=uri,
+            storage=str(tmp_path / "runs"),
+            name=name,
+            data_root=str(tiny_data_root),
+            rung_check=rung_check,
+        )
+        run_id = run_training(spec).run_id
+        losses[name] = tracking.metric_history(run_id, "train/loss")
+        for score in check.scores:
+            history = tracking.metric_history(run_id, f"rung/{score}")
+            if rung_check is None:
+                assert history == []
+            else:
+                assert [step for step, _ in history] == [4, 8]
+                assert all(math.isfinite(value) for _, value in history)
+    assert losses["with"] == losses["without"]
+
+
 # Ray Train (three fits) --------------------------------------------------------------------------
 
 
@@ -381,7 +409,12 @@ def test_interrupted_run_resumes_when_the_same_command_runs_again_and_records_ev
     assert "rank 1" in tracking.tags(run_id)[TAG_PREVIOUS_ERROR]
 
     params = tracking.params(run_id)
-    assert params == {key: str(value) for key, value in expected.to_dict().items()}
+    configured = {key: str(value) for key, value in expected.to_dict().items()}
+    assert {key: params[key] for key in configured} == configured
+    # The preset's resolved Adam values are recorded beside the config that left them unset.
+    adam, _ = expected.adam()
+    assert params["adam.lr"] == f"{adam.lr:g}"
+    assert params["adam.eps"] == f"{adam.eps:g}"
     tags = tracking.tags(run_id)
     assert tags["dataset_source"] == "procedural"
     assert tags["device"] == "2 x cpu"

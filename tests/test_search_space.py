@@ -5,9 +5,10 @@ import optuna
 import pytest
 import yaml
 
+from pipeline.rungs import SchedulerSpec
 from pipeline.search_space import (
     GRID_PARAMETER,
-    METHOD_HYPERPARAMETERS,
+    HYPERPARAMETERS,
     GridDefineByRun,
     OptunaDefineByRun,
     SearchSpaceError,
@@ -19,9 +20,19 @@ from pipeline.search_space import (
     objectives,
     trial_train_config,
 )
-from tcwae.config import METHODS, TrainConfig
+from tcwae.config import TrainConfig
+from tcwae.methods import METHODS, REGISTRY
 
-SHIPPED = ("dsprites", "smallnorb", "shapes3d", "chairs", "celeba", "dsprites_table1a")
+SHIPPED = (
+    "dsprites",
+    "smallnorb",
+    "shapes3d",
+    "chairs",
+    "celeba",
+    "dsprites_table1a",
+    "dsprites_methods",
+)
+PAPER_METHODS = ("tcwae_mws", "tcwae_gan", "wae_mmd", "beta_tcvae", "factor_vae")  # seed 001's
 DSPRITES_YAML = Path(__file__).resolve().parent.parent / "search_spaces" / "dsprites.yaml"
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -123,12 +134,13 @@ def test_table1a_runs_the_papers_chosen_values_with_cross_entropy():
     assert not profile.searched
     assert len(profile.seeds) >= 3
     configs = {p["method"]: trial_train_config(profile, p) for p in grid_points(profile)}
-    assert set(configs) == set(METHODS)
-    assert configs["wae_mmd"].lam == 200
-    assert (configs["tcwae_mws"].beta, configs["tcwae_mws"].gamma) == (50, 100)
-    assert (configs["tcwae_gan"].beta, configs["tcwae_gan"].gamma) == (100, 5)
-    assert configs["beta_tcvae"].beta == 8
-    assert configs["factor_vae"].gamma == 100
+    assert set(configs) == set(PAPER_METHODS)
+    values = {method: config.hyperparameters for method, config in configs.items()}
+    assert values["wae_mmd"] == {"lam": 200}
+    assert values["tcwae_mws"] == {"beta": 50, "gamma": 100}
+    assert values["tcwae_gan"] == {"beta": 100, "gamma": 5}
+    assert values["beta_tcvae"] == {"beta": 8, "gamma": 1}
+    assert values["factor_vae"] == {"gamma": 100}
     assert {c.cost for c in configs.values()} == {"xent"}
     assert len(grid_points(profile)) == 5 * len(profile.seeds)
 
@@ -139,7 +151,8 @@ def test_trial_train_config_layers_profile_method_and_point():
         profile, {"method": "beta_tcvae", "beta": 6.0, "seed": 3, "beta_tcvae.beta": 6.0}
     )
     assert isinstance(config, TrainConfig)
-    assert (config.method, config.beta, config.gamma, config.seed) == ("beta_tcvae", 6.0, 1.0, 3)
+    assert (config.method, config.seed) == ("beta_tcvae", 3)
+    assert config.hyperparameters == {"beta": 6.0, "gamma": 1.0}
     assert (config.steps, config.batch_size, config.eval_profile) == (1000, 64, "quick")
     assert config.estimator == "mws"
 
@@ -174,7 +187,8 @@ def test_bad_profile_name_lists_the_available_ones():
     with pytest.raises(SearchSpaceError) as raised:
         space.profile("laptop")
     assert str(raised.value) == (
-        "search_spaces/dsprites.yaml: profiles: no profile 'laptop'; available: smoke, cpu, paper"
+        "search_spaces/dsprites.yaml: profiles: no profile 'laptop'; available: smoke, cpu, paper, "
+        "study, factorqvae"
     )
 
 
@@ -311,6 +325,86 @@ BAD_CASES = [
         _setter("profiles.smoke.num_samples", None),
         "profiles.smoke.num_samples: missing",
     ),
+    *[
+        (f"scheduler: {name}", _setter("profiles.cpu.scheduler", block), message)
+        for name, block, message in [
+            (
+                "unknown key",
+                {"type": "mo-asha", "grace": 100, "rungs": 3},
+                "profiles.cpu.scheduler.rungs: unknown key; expected one of type, grace, eta",
+            ),
+            (
+                "unknown type",
+                {"type": "hyperband"},
+                "profiles.cpu.scheduler.type: must be one of fifo, mo-asha, got 'hyperband'",
+            ),
+            ("missing type", {"grace": 100}, "profiles.cpu.scheduler.type: missing"),
+            (
+                "missing grace",
+                {"type": "mo-asha"},
+                "profiles.cpu.scheduler.grace: missing (the first rung, in training steps)",
+            ),
+            (
+                "fifo with rungs",
+                {"type": "fifo", "grace": 100},
+                "profiles.cpu.scheduler.grace: only for type mo-asha",
+            ),
+            (
+                "eta 1",
+                {"type": "mo-asha", "grace": 100, "eta": 1},
+                "profiles.cpu.scheduler.eta: must be an integer >= 2, got 1",
+            ),
+            (
+                "grace between reports",
+                {"type": "mo-asha", "grace": 120},
+                "profiles.cpu.scheduler.grace: 120 is not a multiple of report_every (50)",
+            ),
+            (
+                "grace at the budget",
+                {"type": "mo-asha", "grace": 1000},
+                "profiles.cpu.scheduler.grace: 1000 leaves no rung below the profile's 1000 steps",
+            ),
+            (
+                "slow rung score",
+                {"type": "mo-asha", "grace": 100, "rank_by": {"dci_disentanglement": "max"}},
+                "profiles.cpu.scheduler.rank_by.dci_disentanglement: not scored at rungs",
+            ),
+            (
+                "bad rung mode",
+                {"type": "mo-asha", "grace": 100, "rank_by": {"mig": "up"}},
+                "profiles.cpu.scheduler.rank_by.mig: must be min or max, got 'up'",
+            ),
+            (
+                "unknown selection",
+                {"type": "mo-asha", "grace": 100, "selection": "random"},
+                "profiles.cpu.scheduler.selection: must be one of pareto, mean_rank",
+            ),
+            (
+                "tie break without fronts",
+                {
+                    "type": "mo-asha",
+                    "grace": 100,
+                    "selection": "mean_rank",
+                    "tie_break": "crowding",
+                },
+                "profiles.cpu.scheduler.tie_break: only for selection: pareto",
+            ),
+            (
+                "unknown rung profile",
+                {"type": "mo-asha", "grace": 100, "rung_profile": "tiny"},
+                "profiles.cpu.scheduler.rung_profile: must be one of smoke, rung, quick, paper",
+            ),
+        ]
+    ],
+    (
+        "scheduler block with the file ranking on a slow score",
+        lambda raw: (
+            raw["rank_by"].update(dci_disentanglement="max"),
+            raw["profiles"]["cpu"].update(scheduler={"type": "mo-asha", "grace": 100}),
+        ),
+        "profiles.cpu.scheduler: the file's rank_by has 'dci_disentanglement', which rungs do "
+        "not score",
+    ),
 ]
 
 
@@ -333,7 +427,8 @@ def test_each_bad_yaml_case_is_one_clear_line_naming_file_and_key(tmp_path, edit
 def test_the_unedited_copy_loads(tmp_path):
     path = tmp_path / "space.yaml"
     path.write_text(yaml.safe_dump(yaml.safe_load(DSPRITES_YAML.read_text()), sort_keys=False))
-    assert load_search_space(path).profile("paper").methods.keys() == set(METHODS)
+    assert load_search_space(path).profile("paper").methods.keys() == set(PAPER_METHODS)
+    assert load_search_space(path).methods.keys() == set(METHODS)
 
 
 def test_the_issues_example_message(tmp_path):
@@ -471,5 +566,39 @@ def test_profile_to_dict_is_plain_data_for_mlflow():
     assert data["resources"] == {"workers": 1, "cpus_per_worker": 1.0, "gpus_per_worker": 0.0}
 
 
+def test_scheduler_block_with_defaults_and_rungs_below_the_budget(tmp_path):
+    raw = yaml.safe_load(DSPRITES_YAML.read_text())
+    raw["profiles"]["cpu"]["scheduler"] = {"type": "mo-asha", "grace": 100}
+    raw["profiles"]["smoke"]["scheduler"] = {"type": "fifo"}
+    raw["profiles"]["paper"]["scheduler"] = {
+        "type": "mo-asha",
+        "grace": 10000,
+        "eta": 2,
+        "rank_by": {"rec": "min", "mig": "max"},
+        "selection": "pareto",
+        "tie_break": "crowding",
+        "rung_profile": "quick",
+    }
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    space = load_search_space(path)
+    cpu = space.profile("cpu").scheduler
+    assert cpu == SchedulerSpec("mo-asha", 100, 3, space.rank_by, "pareto", "mean_rank", "rung")
+    assert cpu.rungs(space.profile("cpu").train["steps"]) == (100, 300, 900)
+    assert space.profile("smoke").scheduler == SchedulerSpec("fifo")
+    paper = space.profile("paper").scheduler
+    assert (paper.eta, paper.rank_by, paper.tie_break) == (
+        2,
+        (("rec", "min"), ("mig", "max")),
+        "crowding",
+    )
+    assert paper.rungs(300_000) == (10_000, 20_000, 40_000, 80_000, 160_000)
+    data = space.profile("paper").to_dict()
+    assert yaml.safe_load(yaml.safe_dump(data)) == data
+    assert data["scheduler"]["rank_by"] == {"rec": "min", "mig": "max"}
+    assert load_search_space("dsprites").profile("cpu").scheduler is None
+
+
 def test_method_hyperparameters_cover_every_method():
-    assert set(METHOD_HYPERPARAMETERS) == set(METHODS)
+    # one vocabulary: the registry's declarations; a method searches only what it reads
+    assert set(HYPERPARAMETERS) == {p.name for m in REGISTRY.values() for p in m.hyperparameters}

@@ -63,7 +63,7 @@ CORRUPT_DATA_METHOD = {
         "params": {"gamma": {"grid": [10], "range": {"low": 1, "high": 100}}},
     }
 }
-NON_FINITE_ERROR = re.compile(r"NonFiniteLossError: step \d+: loss term '\w+' is (nan|inf)")
+NON_FINITE_ERROR = re.compile(r"NonFiniteLossError: steps \d+-\d+: loss terms? '\w+' \((nan|inf)\)")
 
 SWEEP_TIMEOUT_S = 900.0
 # idle_timeout_minutes is 0.1 (6 s) in cluster/local.yaml, but a killed driver's training workers

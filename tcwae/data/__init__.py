@@ -7,11 +7,13 @@ converting the source files once into an HDF5 cache under `data_root()/cache/`.
 from __future__ import annotations
 
 from pathlib import Path
+from types import MappingProxyType
 
-from tcwae.config import DATA_SOURCES
 from tcwae.data import celeba, chairs, dsprites, shapes3d, smallnorb
 from tcwae.data.common import (
     DATASETS,
+    PROCEDURAL_DATASETS,
+    SOURCES,
     DatasetError,
     FactorDataset,
     cache_path,
@@ -29,14 +31,27 @@ _LOADERS = {
     "chairs": chairs.load,
     "celeba": celeba.load,
 }
+# The source whose cache a loader with a procedural fallback reads (None: nothing cached yet).
+_CACHED_SOURCE = {"dsprites": dsprites.cached_source, "shapes3d": shapes3d.cached_source}
+
+# The observed factors of each data set, known without loading it (e.g. for default latent sizes).
+FACTOR_NAMES = MappingProxyType(
+    {
+        "dsprites": dsprites.FACTOR_NAMES,
+        "smallnorb": smallnorb.FACTOR_NAMES,
+        "shapes3d": shapes3d.FACTOR_NAMES,
+        "chairs": (),
+        "celeba": (),
+    }
+)
 
 
 def load_dataset(name: str, root: str | Path | None = None, source: str = "auto") -> FactorDataset:
     """Load data set `name` from `root` (default `data_root()`).
 
     `source`: 'official' reads (for dSprites, downloads) the published files; 'procedural'
-    renders dSprites ourselves; 'auto' is official where available, else procedural for dSprites
-    with a loud warning. Any problem is a `DatasetError` that says what to do.
+    renders dSprites or Shapes3D ourselves; 'auto' is official where available, else procedural
+    for those two with a loud warning. Any problem is a `DatasetError` that says what to do.
     """
     _require_known(name, source)
     return _LOADERS[name](_root(root), source)
@@ -48,7 +63,7 @@ def check_dataset(name: str, root: str | Path | None = None, source: str = "auto
     once, which checks its files and writes the cache that the training workers then read."""
     _require_known(name, source)
     folder = _root(root)
-    cached = dsprites.cached_source(folder, source) if name == "dsprites" else "official"
+    cached = _CACHED_SOURCE[name](folder, source) if name in _CACHED_SOURCE else "official"
     if cached is not None and cache_path(folder, name, cached).exists():
         check_cache(cache_path(folder, name, cached), name, cached)
         return
@@ -58,11 +73,11 @@ def check_dataset(name: str, root: str | Path | None = None, source: str = "auto
 def _require_known(name: str, source: str) -> None:
     if name not in _LOADERS:
         raise DatasetError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
-    if source not in DATA_SOURCES:
-        raise DatasetError(f"unknown source {source!r}; choose one of {', '.join(DATA_SOURCES)}")
-    if source == "procedural" and name != "dsprites":
+    if source not in SOURCES:
+        raise DatasetError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
+    if source == "procedural" and name not in PROCEDURAL_DATASETS:
         raise DatasetError(
-            f"{name} has no procedural renderer (only dsprites has); "
+            f"{name} has no procedural renderer (only {' and '.join(PROCEDURAL_DATASETS)} have); "
             "use source='official' or 'auto'"
         )
 
@@ -73,6 +88,7 @@ def _root(root: str | Path | None) -> Path:
 
 __all__ = [
     "DATASETS",
+    "FACTOR_NAMES",
     "DatasetError",
     "FactorDataset",
     "check_dataset",

@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -26,11 +27,17 @@ from tcwae.errors import UserError
 log = logging.getLogger(__name__)
 
 DATASETS = ("dsprites", "smallnorb", "shapes3d", "chairs", "celeba")
+SOURCES = ("auto", "official", "procedural")  # the data-source vocabulary, defined once
+PROCEDURAL_DATASETS = ("dsprites", "shapes3d")
 IMAGE_SIZE = 64
 CACHE_FORMAT_VERSION = 1
 PACK_CHUNK = 65536
 UNPACK_CHUNK = 4096
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+CACHE_COMPRESSIONS = {
+    "lzf": {"compression": "lzf"},
+    "gzip": {"compression": "gzip", "compression_opts": 1},
+}
 
 
 class DatasetError(UserError):
@@ -41,6 +48,13 @@ def data_root() -> Path:
     """Where data sets and caches live: `$TCWAE_DATA`, else `~/.cache/tcwae`."""
     configured = os.environ.get("TCWAE_DATA")
     return Path(configured).expanduser() if configured else Path.home() / ".cache" / "tcwae"
+
+
+def warn_not_official(message: str, stacklevel: int) -> None:
+    """Say loudly (a RuntimeWarning at the caller `stacklevel` frames up, and the log) that a
+    data set falls back to a procedural rendering instead of the official data."""
+    warnings.warn(message, RuntimeWarning, stacklevel=stacklevel + 1)
+    log.warning(message)
 
 
 def empty_uint8(shape: Sequence[int], zeroed: bool = False) -> np.ndarray:
@@ -68,6 +82,22 @@ def factor_grid(factor_sizes: Sequence[int]) -> np.ndarray:
     return np.stack(np.unravel_index(np.arange(total), tuple(factor_sizes)), axis=1).astype(
         np.int64
     )
+
+
+def _shared_dataset(
+    name: str,
+    images: np.ndarray,
+    factor_classes: np.ndarray,
+    factor_sizes: Sequence[int],
+    factor_names: Sequence[str],
+    source: str,
+) -> FactorDataset:
+    """Unpickle a FactorDataset around `images` without copying them (they may be read-only
+    shared memory: training only reads them)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        tensor = torch.from_numpy(images)
+    return FactorDataset(name, tensor, factor_classes, factor_sizes, factor_names, source)
 
 
 class FactorDataset:
@@ -150,6 +180,22 @@ class FactorDataset:
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
+    def __reduce__(self) -> tuple:
+        """Pickle the images as a numpy array, so that Ray's object store (pickle protocol 5,
+        out-of-band buffers) holds them once per node and every process on that node maps the
+        same memory read-only instead of receiving a copy."""
+        return (
+            _shared_dataset,
+            (
+                self.name,
+                self.images.numpy(),
+                self.factor_classes,
+                self.factor_sizes,
+                self.factor_names,
+                self.source,
+            ),
+        )
+
     def __repr__(self) -> str:
         return (
             f"FactorDataset({self.name!r}, n={len(self)}, channels={self.num_channels}, "
@@ -219,13 +265,25 @@ def cache_path(root: Path, name: str, source: str) -> Path:
     return Path(root) / "cache" / f"{name}-{source}.h5"
 
 
-def write_cache(dataset: FactorDataset, path: Path, binary: bool = False, origin: str = "") -> None:
+def write_cache(
+    dataset: FactorDataset,
+    path: Path,
+    binary: bool = False,
+    origin: str = "",
+    compression: str = "lzf",
+) -> None:
     """Write `dataset` to `path` atomically: a temporary file renamed only once it is complete.
 
     Binary images (dSprites, 0/255) are stored as packed bits, eight pixels a byte; others are
-    LZF-compressed in chunks, which keeps flat-coloured renders such as Shapes3D small and reads
-    back at memory speed.
+    compressed in chunks of 256 images by `compression`, one of CACHE_COMPRESSIONS. 'gzip'
+    (deflate level 1) suits smoothly shaded renders such as Shapes3D, where LZF finds few exact
+    repeats: on 48,000 procedural Shapes3D images it made 38 MB against LZF's 133 MB, and read
+    back faster.
     """
+    if compression not in CACHE_COMPRESSIONS:
+        raise ValueError(
+            f"compression must be one of {list(CACHE_COMPRESSIONS)}, got {compression!r}"
+        )
     images = dataset.images.numpy()
     with atomic_path(path) as temporary, h5py.File(temporary, "w") as cache:
         if binary:
@@ -241,7 +299,9 @@ def write_cache(dataset: FactorDataset, path: Path, binary: bool = False, origin
                 )
         else:
             chunk = (max(1, min(len(images), 256)), *images.shape[1:])
-            cache.create_dataset("images", data=images, chunks=chunk, compression="lzf")
+            cache.create_dataset(
+                "images", data=images, chunks=chunk, **CACHE_COMPRESSIONS[compression]
+            )
         cache.create_dataset("factor_classes", data=dataset.factor_classes)
         cache.attrs.update(
             {
@@ -336,6 +396,7 @@ def load_cached(
     build: Callable[[], FactorDataset],
     binary: bool = False,
     origin: str = "",
+    compression: str = "lzf",
 ) -> FactorDataset:
     """Read the cache for (name, source) if it exists, else `build()` the data set and cache it."""
     path = cache_path(root, name, source)
@@ -344,7 +405,7 @@ def load_cached(
         _require_holds(path, dataset.name, dataset.source, name, source)
         return dataset
     dataset = build()
-    write_cache(dataset, path, binary=binary, origin=origin)
+    write_cache(dataset, path, binary=binary, origin=origin, compression=compression)
     log.info("cached %s (%s, %d images) at %s", name, source, len(dataset), path)
     return dataset
 

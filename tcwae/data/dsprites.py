@@ -20,14 +20,12 @@ background pixel on every border at any rotation and scale. Reduced position gri
 from __future__ import annotations
 
 import http.client
-import logging
 import math
 import socket
 import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-import warnings
 import zipfile
 import zlib
 from collections.abc import Mapping
@@ -45,9 +43,8 @@ from tcwae.data.common import (
     empty_uint8,
     factor_grid,
     load_cached,
+    warn_not_official,
 )
-
-log = logging.getLogger(__name__)
 
 FILE_NAME = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
 URL = f"https://github.com/deepmind/dsprites-dataset/raw/master/{FILE_NAME}"
@@ -314,8 +311,7 @@ def _load_official(root: Path, source: str) -> FactorDataset | None:
                 "FALLING BACK TO THE PROCEDURAL RE-RENDERING, which is not the official data. "
                 f"For the official images put {FILE_NAME} from {URL} into {npz_path.parent}."
             )
-            warnings.warn(message, RuntimeWarning, stacklevel=4)
-            log.warning(message)
+            warn_not_official(message, stacklevel=4)
             return None
     return load_cached(
         root,

@@ -16,7 +16,17 @@ from tcwae.metrics.information import (
     histogram_discretize,
 )
 from tcwae.metrics.mutual_info_gap import mig, mutual_info_matrix
-from tcwae.metrics.ranking import PAPER_RANKING, PAPER_SCORES, SCORES, rank_configurations
+from tcwae.metrics.ranking import (
+    PAPER_RANKING,
+    PAPER_SCORES,
+    SCORES,
+    TIE_BREAKS,
+    crowding_distances,
+    mean_rank_order,
+    non_dominated_fronts,
+    pareto_order,
+    rank_configurations,
+)
 from tcwae.metrics.sap_score import sap, sap_score_matrix
 
 __all__ = [
@@ -24,9 +34,11 @@ __all__ = [
     "PAPER_SCORES",
     "PROFILES",
     "SCORES",
+    "TIE_BREAKS",
     "CachedEncoder",
     "cached_encoder",
     "continuous_discrete_mutual_info",
+    "crowding_distances",
     "dci",
     "dci_completeness",
     "dci_disentanglement",
@@ -37,11 +49,14 @@ __all__ = [
     "factor_vae_score",
     "histogram_discretize",
     "importance_matrix",
+    "mean_rank_order",
     "infomec",
     "mig",
     "modularity",
     "mutual_info_matrix",
+    "non_dominated_fronts",
     "normalised_mutual_info",
+    "pareto_order",
     "rank_configurations",
     "sap",
     "sap_score_matrix",

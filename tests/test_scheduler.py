@@ -1,0 +1,125 @@
+"""MultiObjectiveAsha in a real Ray Tune run with a real Optuna study (no training: each trial
+reports made-up rung scores that its configuration decides)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+from pipeline.rungs import SchedulerSpec, rung_metric
+from pipeline.scheduler import MultiObjectiveAsha, PruningOptunaSearch, SchedulerCallback
+
+STEPS = 40
+SPEC = SchedulerSpec("mo-asha", grace=10, eta=2, rank_by=(("rec", "min"), ("mig", "max")))
+QUALITIES = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+
+
+def scores(quality: float) -> dict[str, float]:
+    """Higher quality is better on both scores, so the order is total."""
+    return {"rec": 10.0 - quality, "mig": 0.1 * quality}
+
+
+def trainable(config: dict) -> None:
+    from ray import tune
+
+    for step in range(5, STEPS + 1, 5):
+        report = {"step": step, "train/loss": 1.0 / step}
+        if step in SPEC.rungs(STEPS):
+            report.update({rung_metric(k): v for k, v in scores(config["quality"]).items()})
+        if step == STEPS:
+            report.update(scores(config["quality"]))
+        tune.report(report)
+
+
+def define_by_run(trial: optuna.Trial) -> None:
+    trial.suggest_categorical("quality", QUALITIES)
+
+
+def run_sweep(storage: Path, stopped: list) -> tuple:
+    from ray import tune
+
+    scheduler = MultiObjectiveAsha(SPEC, STEPS)
+    sampler = optuna.samplers.GridSampler({"quality": QUALITIES}, seed=1)
+    searcher = PruningOptunaSearch(
+        space=define_by_run, metric=["rec", "mig"], mode=["min", "max"], sampler=sampler
+    )
+    callback = SchedulerCallback(scheduler, lambda trial_id, decision: stopped.append(decision))
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=len(QUALITIES),
+            max_concurrent_trials=1,
+        ),
+        run_config=tune.RunConfig(
+            name="asha", storage_path=str(storage), callbacks=[callback], verbose=0
+        ),
+    )
+    return tuner.fit(), scheduler, searcher
+
+
+@pytest.mark.ray
+def test_trials_stop_at_rungs_optuna_learns_which_and_tune_restores_the_rungs(
+    ray_session, tmp_path, monkeypatch
+):
+    from ray import cloudpickle, tune
+
+    monkeypatch.setenv("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    # Ray's workers cannot import this test module: send the trainable by value.
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    stopped: list = []
+    results, scheduler, searcher = run_sweep(tmp_path, stopped)
+    assert len(results) == len(QUALITIES) and not results.errors
+
+    finished = {r.metrics["trial_id"] for r in results if r.metrics["step"] == STEPS}
+    halted = {r.metrics["trial_id"] for r in results if r.metrics["step"] < STEPS}
+    assert finished and halted
+    assert {d.trial_id for d in stopped} == halted
+    for result in results:
+        trial_id, step = result.metrics["trial_id"], result.metrics["step"]
+        decision = scheduler.halving.stopped(trial_id)
+        if trial_id in halted:
+            assert decision.step == step and "rec" not in result.metrics
+        else:
+            assert decision is None and result.metrics["rec"] == 10.0 - result.config["quality"]
+    # The best configuration is never stopped: nothing at any rung beats it.
+    best = max(results, key=lambda r: r.config["quality"])
+    assert best.metrics["trial_id"] in finished
+
+    study = searcher._ot_study
+    states = [trial.state for trial in study.trials]
+    assert len(states) == len(QUALITIES)
+    assert states.count(optuna.trial.TrialState.PRUNED) == len(halted)
+    assert states.count(optuna.trial.TrialState.COMPLETE) == len(finished)
+
+    # Tune saves the callback's state with the experiment; a restored Tuner's scheduler holds
+    # every rung and decision again (all trials are done, so nothing runs twice).
+    restored = tune.Tuner.restore(str(tmp_path / "asha"), trainable, resume_unfinished=True)
+    again = restored.fit()
+    assert len(again) == len(QUALITIES)
+    [restored_callback] = [
+        c
+        for c in restored._local_tuner.get_run_config().callbacks
+        if isinstance(c, SchedulerCallback)
+    ]
+    assert restored_callback.scheduler.halving.state() == scheduler.halving.state()
+
+
+def test_scheduler_save_and_restore_round_trip(tmp_path):
+    scheduler = MultiObjectiveAsha(SPEC, STEPS)
+
+    class Trial:
+        trial_id = "t1"
+
+    result = {"step": 10, **{rung_metric(k): v for k, v in scores(1.0).items()}}
+    assert scheduler.on_trial_result(None, Trial(), result) == "CONTINUE"
+    assert scheduler.on_trial_result(None, Trial(), {"step": 10}) == "CONTINUE"
+    scheduler.save(str(tmp_path / "state.pkl"))
+    other = MultiObjectiveAsha(SPEC, STEPS)
+    other.restore(str(tmp_path / "state.pkl"))
+    assert other.halving.state() == scheduler.halving.state()
+    assert "1 stopped" not in other.debug_string() and "10: 1" in other.debug_string()
