@@ -141,6 +141,7 @@ def make_spec(
     data_root: str | None = None,
     max_failures: int = DEFAULT_MAX_FAILURES,
     verbose: bool = False,
+    rung_check: RungCheck | None = None,
 ) -> RunSpec:
     """A RunSpec from command-line values, defaults resolved: tracking URI (see
     `tracking.resolve_tracking_uri`), experiment = data set, storage (`cli.resolve_storage`),
@@ -164,6 +165,7 @@ def make_spec(
         data_root=resolve_data_root(data_root),
         max_failures=max_failures,
         verbose=verbose,
+        rung_check=rung_check,
     )
 
 
