@@ -23,12 +23,12 @@ from pipeline.report import collect_histories, collect_rows
 from pipeline.report_ranking import METHOD_LABELS, mean_and_std
 from pipeline.report_results import curves_by_method
 from pipeline.tracking import FINISHED, Tracking, check_tracking_uri, resolve_tracking_uri
-from pipeline.worker import MIG_CURVE_METRIC
+from pipeline.worker import MIG_CURVE_METRIC, TRAIN_PREFIX
 from tcwae.atomic import atomic_path, write_text_atomically
 from tcwae.errors import UserError
 
 HEADING = "## Optimizer ablation"
-REC_CURVE_METRIC = "train/rec"
+REC_CURVE_METRIC = f"{TRAIN_PREFIX}rec"
 FINAL_SCORES = ("rec", "mig", "factor_vae", "sap", "dci_disentanglement")
 PROG = "ablation"
 
