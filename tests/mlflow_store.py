@@ -11,12 +11,12 @@ PARENT_TAG = "mlflow.parentRunId"
 
 def runs_in_store(database: Path) -> list[dict[str, str]]:
     """Every run of a sqlite store: id, name, status and parent id ('' for a top-level run);
-    [] before the store exists."""
+    [] before the store exists, and while MLflow is still creating its tables."""
     if not database.exists():
         return []
     with sqlite3.connect(database, timeout=30) as connection:
         tables = {row[0] for row in connection.execute("select name from sqlite_master")}
-        if "runs" not in tables:
+        if not {"runs", "tags"} <= tables:
             return []
         rows = connection.execute(
             "select r.run_uuid, r.name, r.status, coalesce(t.value, '') from runs r "
