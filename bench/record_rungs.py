@@ -1,9 +1,9 @@
 """Record what successive halving sees on a grid, once, for bench/sweep.py to replay.
 
 Every point of a profile's grid trains in this process (`tcwae.trainer.Trainer` on the sweep's
-own configuration of that point) and is scored as a sweep trial is: `pipeline.train.rung_scores`
+own configuration of that point) and is scored as a sweep trial is: `pipeline.worker.rung_scores`
 (Rec, MIG, FactorVAE score, SAP with the rung profile's sizes) at every rung step, and
-`pipeline.train.model_scores` with the trial's evaluation profile at the end of its budget. The
+`pipeline.worker.model_scores` with the trial's evaluation profile at the end of its budget. The
 cache is rewritten (atomically) after each point, and a recording that was interrupted continues
 with the points it lacks.
 
@@ -28,18 +28,18 @@ from typing import Any
 import numpy as np
 from benchmarks_md import cpu_model
 
-from pipeline.report import write_text_atomically
 from pipeline.rungs import RUNG_SCORES, SchedulerSpec
 from pipeline.search_space import (
-    METHOD_HYPERPARAMETERS,
     Profile,
     config_id,
     grid_points,
     load_search_space,
     trial_train_config,
 )
-from pipeline.train import EVAL_SEED_STREAM, model_scores, rung_scores
+from pipeline.worker import EVAL_SEED_STREAM, model_scores, rung_scores
+from tcwae.atomic import write_text_atomically
 from tcwae.config import TrainConfig
+from tcwae.methods import hyperparameter_names
 
 RUNG_CACHE = Path(__file__).resolve().parent / "sweep_rung_scores.json"
 
@@ -153,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         entry = record_point(config, dataset, spec, steps)
         entry["point"] = {
             "method": point["method"],
-            **{key: point[key] for key in METHOD_HYPERPARAMETERS[point["method"]] if key in point},
+            **{key: point[key] for key in hyperparameter_names(point["method"]) if key in point},
             "seed": point["seed"],
         }
         cache["points"][name] = entry

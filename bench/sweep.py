@@ -38,13 +38,8 @@ import numpy as np
 import optuna
 from benchmarks_md import BENCHMARKS, cpu_model, replace_section
 
-from pipeline.report import (
-    PAPER_SCORES,
-    aggregate,
-    collect_rows,
-    find_parent_run_id,
-    write_text_atomically,
-)
+from pipeline.report import collect_rows
+from pipeline.report_ranking import aggregate
 from pipeline.rungs import SchedulerSpec, SuccessiveHalving
 from pipeline.search_space import (
     GRID_PARAMETER,
@@ -55,8 +50,10 @@ from pipeline.search_space import (
     grid_sampler_space,
     load_search_space,
 )
+from pipeline.tracking import Tracking
+from tcwae.atomic import write_text_atomically
 from tcwae.methods import hyperparameter_names
-from tcwae.metrics import rank_configurations
+from tcwae.metrics import PAPER_SCORES, rank_configurations
 
 SECTION = "## Sweep search"
 REPLAY_SECTION = "## Successive halving (replay)"
@@ -76,12 +73,10 @@ Scores = dict[str, float]
 
 def cache_from_mlflow(tracking_uri: str, experiment: str, sweep: str, path: Path) -> None:
     """Write the cache: the space, profile and each configuration's mean scores over its seeds."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=tracking_uri)
-    parent = find_parent_run_id(client, experiment, sweep)
-    rows = [row for row in collect_rows(client, parent) if row["status"] == "FINISHED"]
-    params = client.get_run(parent).data.params
+    tracking = Tracking.at(tracking_uri)
+    parent = tracking.find_sweep_by_name(experiment, sweep)
+    rows = [row for row in collect_rows(tracking, parent) if row["status"] == "FINISHED"]
+    params = tracking.params(parent)
     table = aggregate(rows)
     cache = {
         "space": params.get("space", DEFAULT_SPACE),

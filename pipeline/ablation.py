@@ -13,28 +13,24 @@ in place of the section with the same heading, and a figure with one panel per m
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline.report import (
-    METHOD_LABELS,
-    ReportError,
-    collect_histories,
-    collect_rows,
-    curves_by_method,
-    find_parent_run_id,
-    mean_and_std,
-    write_text_atomically,
-)
-from pipeline.train import MIG_CURVE_METRIC
+from pipeline.cli import ArgumentParser, add_location_flags, run_command
+from pipeline.report import collect_histories, collect_rows
+from pipeline.report_ranking import METHOD_LABELS, mean_and_std
+from pipeline.report_results import curves_by_method
+from pipeline.tracking import FINISHED, Tracking, check_tracking_uri, resolve_tracking_uri
+from pipeline.worker import MIG_CURVE_METRIC, TRAIN_PREFIX
+from tcwae.atomic import atomic_path, write_text_atomically
+from tcwae.errors import UserError
 
 HEADING = "## Optimizer ablation"
-REC_CURVE_METRIC = "train/rec"
+REC_CURVE_METRIC = f"{TRAIN_PREFIX}rec"
 FINAL_SCORES = ("rec", "mig", "factor_vae", "sap", "dci_disentanglement")
-FINISHED = "FINISHED"
+PROG = "ablation"
 
 
 def _cell(values: Sequence[float]) -> str:
@@ -44,16 +40,16 @@ def _cell(values: Sequence[float]) -> str:
     return f"{mean:.3f} ± {std:.3f}" if len(values) > 1 else f"{mean:.3f}"
 
 
-def load_arm(client: Any, experiment: str, sweep: str) -> dict[str, Any]:
+def load_arm(tracking: Tracking, experiment: str, sweep: str) -> dict[str, Any]:
     """The finished runs of one sweep, with their MIG and Rec curves by method."""
-    parent = find_parent_run_id(client, experiment, sweep)
-    runs = [row for row in collect_rows(client, parent) if row["status"] == FINISHED]
+    parent = tracking.find_sweep_by_name(experiment, sweep)
+    runs = [row for row in collect_rows(tracking, parent) if row["status"] == FINISHED]
     if not runs:
-        raise ReportError(f"sweep {sweep!r} has no finished runs")
+        raise UserError(f"sweep {sweep!r} has no finished runs")
     return {
         "runs": runs,
-        "mig": curves_by_method(runs, collect_histories(client, runs, MIG_CURVE_METRIC)),
-        "rec": curves_by_method(runs, collect_histories(client, runs, REC_CURVE_METRIC)),
+        "mig": curves_by_method(runs, collect_histories(tracking, runs, MIG_CURVE_METRIC)),
+        "rec": curves_by_method(runs, collect_histories(tracking, runs, REC_CURVE_METRIC)),
     }
 
 
@@ -114,11 +110,9 @@ def draw(arms: Mapping[str, Mapping[str, Any]], path: Path) -> None:
                 axis.set_title(METHOD_LABELS[method])
             axis.legend(fontsize=8)
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(temporary, dpi=110)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=110, format="png")
     plt.close(figure)
-    temporary.replace(path)
 
 
 def replace_section(text: str, heading: str, body: str) -> str:
@@ -134,9 +128,14 @@ def replace_section(text: str, heading: str, body: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tracking-uri", required=True)
-    parser.add_argument("--experiment", required=True)
+    """CLI: 0 when the section was written, 2 when a sweep cannot be found or the command line
+    is wrong."""
+    return run_command(PROG, lambda: _main(argv))
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    parser = ArgumentParser(prog="ablation.py", description=__doc__.splitlines()[0])
+    add_location_flags(parser, "--tracking-uri", "--experiment")
     parser.add_argument("--sweep", action="append", required=True, help="NAME=LABEL, repeated")
     parser.add_argument("--steps", default="500,1000,2000", help="MIG table columns")
     parser.add_argument("--results-md", required=True)
@@ -145,18 +144,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     pairs = [item.partition("=") for item in args.sweep]
     if any(not name or not label for name, _, label in pairs):
-        print("ablation: --sweep takes NAME=LABEL", file=sys.stderr)
-        return 2
-    steps = [int(step) for step in args.steps.split(",")]
-
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=args.tracking_uri)
+        raise UserError("--sweep takes NAME=LABEL (see --help)")
+    if not args.experiment:
+        raise UserError("--experiment is required: the experiment that holds the sweeps")
     try:
-        arms = {label: load_arm(client, args.experiment, name) for name, _, label in pairs}
-    except ReportError as err:
-        print(f"ablation: {err}", file=sys.stderr)
-        return 2
+        steps = [int(step) for step in args.steps.split(",")]
+    except ValueError:
+        raise UserError(f"--steps takes integers separated by commas, got {args.steps!r}") from None
+    tracking_uri = resolve_tracking_uri(args.tracking_uri)
+    check_tracking_uri(tracking_uri)
+    tracking = Tracking.at(tracking_uri)
+    arms = {label: load_arm(tracking, args.experiment, name) for name, _, label in pairs}
     results = Path(args.results_md)
     figure = Path(args.figure)
     draw(arms, results.parent / figure)

@@ -24,7 +24,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tcwae.metrics import PAPER_SCORES, mean_rank_order, pareto_order
+from tcwae.metrics import PAPER_RANKING, mean_rank_order, pareto_order
 
 SCHEDULERS = ("fifo", "mo-asha")
 SELECTIONS = ("pareto", "mean_rank")
@@ -69,7 +69,7 @@ class SchedulerSpec:
     type: str = "fifo"
     grace: int = 1
     eta: int = 3
-    rank_by: tuple[tuple[str, str], ...] = PAPER_SCORES
+    rank_by: tuple[tuple[str, str], ...] = PAPER_RANKING
     selection: str = "pareto"
     tie_break: str = "mean_rank"
     rung_profile: str = "smoke"

@@ -4,12 +4,15 @@ Every call goes through `MlflowClient` with an explicit run id, never through ML
 active-run stack: a run is started on the driver, written to by a Ray Train worker in another
 process, and ended on the driver again, so no process may rely on its own notion of "the active
 run". The experiment is created once with an absolute artifact location next to the database,
-because a `ray job submit` runs the driver in a temporary copy of the working directory.
+because a `ray job submit` runs the driver in a temporary copy of the working directory. Every
+search filter is written here, by `_tag_equals` / `_attribute_equals`, which quote the values.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import fcntl
 import functools
 import os
 import platform
@@ -18,13 +21,24 @@ import subprocess
 import tempfile
 import time
 import traceback
-from collections.abc import Mapping
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+from pipeline.cli import require_writable
+from tcwae.errors import UserError
+from tcwae.values import is_finite_number
 
 DEFAULT_DB_NAME = "mlflow.db"
 ARTIFACTS_DIR_NAME = "mlartifacts"
 MODEL_NAME = "model"
+LOCAL_UI = "http://127.0.0.1:5000"
+# MLflow's tracking stores, by URI scheme (a driver may follow a '+', as in postgresql+psycopg2).
+TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
+SERVER_TIMEOUT_S = 2.0
+NEWEST = ["attributes.start_time DESC"]
 
 TAG_STORAGE = "tcwae.storage"
 TAG_RUN_NAME = "tcwae.name"
@@ -32,6 +46,8 @@ TAG_KIND = "tcwae.kind"
 TAG_ERROR = "tcwae.error"
 TAG_NON_FINITE = "tcwae.non_finite"
 TAG_PREVIOUS_ERROR = "tcwae.previous_error"
+TAG_SWEEP = "tcwae.sweep"
+TAG_SWEEP_STORAGE = "tcwae.sweep_storage"
 # A trial that successive halving stopped at a rung: the rung's step and the scheduler's reason.
 TAG_STOPPED_AT = "tcwae.stopped_at_step"
 TAG_STOP_REASON = "tcwae.stop_reason"
@@ -48,8 +64,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)(\(.*\))?: ")
 
 
-class TrackingError(ValueError):
-    """The tracking URI or its storage cannot be used; the message says what to pass instead."""
+class TrackingError(UserError):
+    """The tracking URI or its store cannot be used; the message says what to pass instead."""
 
 
 def resolve_tracking_uri(flag: str | None = None) -> str:
@@ -74,6 +90,38 @@ def resolve_tracking_uri(flag: str | None = None) -> str:
     return uri
 
 
+def check_tracking_uri(tracking_uri: str) -> None:
+    """Raise TrackingError unless MLflow can use the store: a known kind of URI, a sqlite folder
+    that can be written, a server that answers within SERVER_TIMEOUT_S. Creates nothing."""
+    scheme = tracking_uri.split("://", 1)[0].split("+", 1)[0]
+    if scheme not in TRACKING_SCHEMES:
+        raise TrackingError(
+            f"tracking URI {tracking_uri!r}: MLflow has no store for {scheme!r} URIs; use "
+            "sqlite:///ABSOLUTE/PATH/mlflow.db or the http(s):// address of an MLflow server"
+        )
+    database = sqlite_path(tracking_uri)
+    if database is not None:
+        require_writable(database.parent, "MLflow database folder", "--tracking-uri")
+    if scheme in ("http", "https"):
+        _require_server(tracking_uri)
+
+
+def _require_server(tracking_uri: str) -> None:
+    """Any HTTP answer counts (authentication is the server's business); no answer is an error."""
+    health = f"{tracking_uri.rstrip('/')}/health"
+    try:
+        with urllib.request.urlopen(health, timeout=SERVER_TIMEOUT_S):
+            return
+    except urllib.error.HTTPError:
+        return
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "reason", error)
+        raise TrackingError(
+            f"no MLflow server answers at {tracking_uri} ({reason}); start one (mlflow server "
+            "--backend-store-uri ...) or pass --tracking-uri sqlite:///ABSOLUTE/PATH/mlflow.db"
+        ) from None
+
+
 def sqlite_path(tracking_uri: str) -> Path | None:
     """The database file of a sqlite tracking URI, or None for any other kind of store."""
     if tracking_uri.startswith("sqlite:///"):
@@ -90,6 +138,19 @@ def artifact_location_for(tracking_uri: str) -> str | None:
     if database is None:
         return None
     return str(database.parent / ARTIFACTS_DIR_NAME)
+
+
+@contextlib.contextmanager
+def _store_lock(database: Path) -> Iterator[None]:
+    """An exclusive lock beside a sqlite database: the first processes to open a new store
+    would otherwise create and migrate its schema at the same time, and all but one fail."""
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(f"{database.name}.lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def runtime_tags() -> dict[str, str]:
@@ -112,25 +173,18 @@ def git_commit() -> str:
     """The commit of the code being run, with '-dirty' for local changes; 'unknown' outside git
     (e.g. in the working-directory copy that `ray job submit` makes)."""
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
+        commit = _git("rev-parse", "HEAD")
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{commit}-dirty" if dirty else commit
+
+
+def _git(*args: str) -> str:
+    done = subprocess.run(
+        ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10, check=True
+    )
+    return done.stdout.strip()
 
 
 def describe_error(error: BaseException) -> str:
@@ -156,14 +210,18 @@ class Tracking:
     """One tracking store (a sqlite file or an MLflow server) and the runs in it.
 
     Use `Tracking.at(uri)`: opening a sqlite store checks its schema, which takes seconds, so a
-    process keeps one instance per URI.
+    process keeps one instance per URI. A new sqlite store is created and migrated once, under a
+    file lock, however many processes open it at the same moment.
     """
 
     def __init__(self, tracking_uri: str) -> None:
         from mlflow import MlflowClient
 
         self.tracking_uri = tracking_uri
-        self.client = MlflowClient(tracking_uri)
+        database = sqlite_path(tracking_uri)
+        lock = _store_lock(database) if database is not None else contextlib.nullcontext()
+        with lock:
+            self.client = MlflowClient(tracking_uri)  # a new store's schema is made here
 
     @classmethod
     @functools.cache
@@ -189,6 +247,13 @@ class Tracking:
             if experiment is None:
                 raise
             return experiment.experiment_id
+
+    def run_page(self, run_id: str) -> str:
+        """The address of a run's own page in the MLflow UI (for a sqlite store, that of
+        `mlflow ui --backend-store-uri <uri>` on its default port)."""
+        database = sqlite_path(self.tracking_uri)
+        base = LOCAL_UI if database is not None else self.tracking_uri.rstrip("/")
+        return f"{base}/#/experiments/{self._experiment_of(run_id)}/runs/{run_id}"
 
     # Runs ----------------------------------------------------------------------------------
 
@@ -222,35 +287,38 @@ class Tracking:
             experiment_id, name, params, {TAG_KIND: "sweep", **runtime_tags(), **(tags or {})}
         )
 
-    def start_child_run(
-        self,
-        experiment_id: str,
-        parent_run_id: str,
-        name: str,
-        params: Mapping[str, Any] | None = None,
-        tags: Mapping[str, str] | None = None,
-    ) -> str:
-        """A run linked to `parent_run_id` through the `mlflow.parentRunId` tag."""
-        return self.start_run(experiment_id, name, params, tags, parent_run_id=parent_run_id)
-
     def child_runs(self, parent_run_id: str) -> list[Any]:
-        """Every run whose parent is `parent_run_id`, oldest first."""
-        parent = self.client.get_run(parent_run_id)
+        """Every run whose parent is `parent_run_id`, newest first, every status."""
         return self._search(
-            parent.info.experiment_id,
-            f"tags.`{TAG_PARENT}` = '{parent_run_id}'",
-            order_by=["attributes.start_time ASC"],
+            self._experiment_of(parent_run_id), _tag_equals(TAG_PARENT, parent_run_id), NEWEST
         )
 
     def find_run(self, experiment_id: str, storage: str, name: str) -> Any | None:
         """The newest run that trained `name` in Ray storage `storage`, or None."""
-        runs = self._search(
+        return self._newest(
             experiment_id,
-            f"tags.`{TAG_STORAGE}` = '{_quoted(storage)}' "
-            f"and tags.`{TAG_RUN_NAME}` = '{_quoted(name)}'",
-            order_by=["attributes.start_time DESC"],
+            f"{_tag_equals(TAG_STORAGE, storage)} and {_tag_equals(TAG_RUN_NAME, name)}",
         )
-        return runs[0] if runs else None
+
+    def find_sweep_run(self, experiment_id: str, sweep: str, storage: str) -> str | None:
+        """The newest parent run of sweep `sweep` with Ray storage `storage`, or None."""
+        run = self._newest(
+            experiment_id,
+            f"{_tag_equals(TAG_SWEEP, sweep)} and {_tag_equals(TAG_SWEEP_STORAGE, storage)}",
+        )
+        return None if run is None else run.info.run_id
+
+    def find_sweep_by_name(self, experiment: str, sweep: str) -> str:
+        """The newest top-level run named `sweep` in experiment `experiment`; a UserError naming
+        what is missing otherwise."""
+        found = self.client.get_experiment_by_name(experiment)
+        if found is None:
+            raise UserError(f"no MLflow experiment named {experiment!r} in {self.tracking_uri}")
+        runs = self._search(found.experiment_id, _attribute_equals("run_name", sweep), NEWEST)
+        parents = [run for run in runs if TAG_PARENT not in run.data.tags]
+        if not parents:
+            raise UserError(f"no sweep run named {sweep!r} in experiment {experiment!r}")
+        return parents[0].info.run_id
 
     def reopen_run(self, run_id: str) -> None:
         """Mark an interrupted run RUNNING again so that a resumed training continues it."""
@@ -277,9 +345,6 @@ class Tracking:
             status = KILLED if isinstance(error, KeyboardInterrupt) else FAILED
             self.client.set_terminated(run_id, status)
 
-    def status(self, run_id: str) -> str:
-        return self.client.get_run(run_id).info.status
-
     def tags(self, run_id: str) -> dict[str, str]:
         return dict(self.client.get_run(run_id).data.tags)
 
@@ -289,6 +354,14 @@ class Tracking:
     def latest_metrics(self, run_id: str) -> dict[str, float]:
         """The latest value of every metric of a run."""
         return dict(self.client.get_run(run_id).data.metrics)
+
+    def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        """(step, value) pairs of one metric in logging order."""
+        return [(m.step, m.value) for m in self.client.get_metric_history(run_id, key)]
+
+    def last_step(self, run_id: str, key: str) -> int:
+        """The largest step logged for metric `key`, or -1 when none is."""
+        return max((step for step, _ in self.metric_history(run_id, key)), default=-1)
 
     # Logging -------------------------------------------------------------------------------
 
@@ -313,19 +386,10 @@ class Tracking:
         batch = [
             Metric(key, float(value), timestamp, int(step))
             for key, value in metrics.items()
-            if _is_finite_number(value)
+            if is_finite_number(value)
         ]
         if batch:
             self.client.log_batch(run_id, metrics=batch)
-
-    def last_step(self, run_id: str, key: str) -> int:
-        """The largest step logged for metric `key`, or -1 when none is."""
-        history = self.client.get_metric_history(run_id, key)
-        return max((metric.step for metric in history), default=-1)
-
-    def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
-        """(step, value) pairs of one metric in logging order."""
-        return [(m.step, m.value) for m in self.client.get_metric_history(run_id, key)]
 
     def log_config(self, run_id: str, config: Mapping[str, Any]) -> None:
         """The effective configuration as `config.yaml`, loadable with `TrainConfig.from_yaml`."""
@@ -333,6 +397,19 @@ class Tracking:
 
     def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def artifact_paths(self, run_id: str) -> list[str]:
+        """Every artifact file of a run, as paths relative to its artifact root."""
+        found: list[str] = []
+        pending = [None]
+        while pending:
+            folder = pending.pop()
+            for info in self.client.list_artifacts(run_id, folder):
+                (pending if info.is_dir else found).append(info.path)
+        return sorted(found)
+
+    def download_artifact(self, run_id: str, path: str, destination: str | Path) -> Path:
+        return Path(self.client.download_artifacts(run_id, path, str(destination)))
 
     def log_encoder(self, run_id: str, autoencoder: Any, example_images: Any, step: int) -> str:
         """Log `autoencoder` as the run's MLflow PyTorch model named 'model'; returns its URI.
@@ -375,20 +452,14 @@ class Tracking:
         self.client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
         return f"runs:/{run_id}/{MODEL_NAME}"
 
-    def artifact_paths(self, run_id: str) -> list[str]:
-        """Every artifact file of a run, as paths relative to its artifact root."""
-        found: list[str] = []
-        pending = [None]
-        while pending:
-            folder = pending.pop()
-            for info in self.client.list_artifacts(run_id, folder):
-                (pending if info.is_dir else found).append(info.path)
-        return sorted(found)
-
     # Internals -----------------------------------------------------------------------------
 
     def _experiment_of(self, run_id: str) -> str:
         return self.client.get_run(run_id).info.experiment_id
+
+    def _newest(self, experiment_id: str, filter_string: str) -> Any | None:
+        runs = self._search(experiment_id, filter_string, NEWEST)
+        return runs[0] if runs else None
 
     def _search(self, experiment_id: str, filter_string: str, order_by: list[str]) -> list[Any]:
         from mlflow.entities import ViewType
@@ -409,13 +480,13 @@ class Tracking:
                 return runs
 
 
+def _tag_equals(tag: str, value: str) -> str:
+    return f"tags.`{tag}` = '{_quoted(value)}'"
+
+
+def _attribute_equals(attribute: str, value: str) -> str:
+    return f"attributes.{attribute} = '{_quoted(value)}'"
+
+
 def _quoted(value: str) -> str:
     return value.replace("\\", "\\\\").replace("'", "\\'")
-
-
-def _is_finite_number(value: Any) -> bool:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return False
-    return number == number and number not in (float("inf"), float("-inf"))

@@ -25,13 +25,15 @@ import yaml
 
 from tcwae.data import FACTOR_NAMES
 from tcwae.data.common import SOURCES as DATA_SOURCES
+from tcwae.errors import UserError
+from tcwae.eval_profiles import PROFILES
 from tcwae.methods import METHODS, REGISTRY, all_hyperparameters
 from tcwae.optim import OPTIMIZER_PRESETS, PRESETS, AdamSettings
 
 COSTS = ("xent", "l1", "l2sq")
 ESTIMATORS = ("mws", "mss")
 MWS_SCOPES = ("global", "local")
-EVAL_PROFILES = ("smoke", "rung", "quick", "paper")  # the keys of tcwae.metrics.PROFILES
+EVAL_PROFILES = tuple(PROFILES)
 PRECISIONS = ("auto", "float32", "bf16")
 INITS = ("torch", "authors")
 VARIANCES = ("exp", "softplus")
@@ -55,7 +57,7 @@ ADAM_KEYS = ("lr", "adam_beta1", "adam_beta2", "adam_eps")
 DISC_ADAM_KEYS = ("disc_lr", "disc_beta1", "disc_beta2", "disc_eps")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration value is missing, unknown, of the wrong type or out of range."""
 
 

@@ -14,8 +14,6 @@ and each file is written under a temporary name and renamed, so a reader never s
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -25,6 +23,9 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 from torch import nn
+
+from tcwae.atomic import atomic_path
+from tcwae.values import is_finite_number
 
 DPI = 100
 TILE_GAP = 2
@@ -174,7 +175,7 @@ def grid_means(
         cell = (float(row[x_key]), float(row[y_key]))
         score = row.get(score_key)
         cells.setdefault(cell, [])
-        if score is not None and math.isfinite(float(score)):
+        if is_finite_number(score):
             cells[cell].append(float(score))
     if not cells:
         raise ValueError("no rows to draw")
@@ -297,7 +298,7 @@ def save_method_scores_vs_rec(
                 [
                     (float(row[rec_key]), float(row[score_key]))
                     for row in groups[group]
-                    if _finite(row.get(rec_key)) and _finite(row.get(score_key))
+                    if is_finite_number(row.get(rec_key)) and is_finite_number(row.get(score_key))
                 ]
             ).reshape(-1, 2)
             if len(pairs) == 0:
@@ -361,12 +362,8 @@ def tile_grid_size(
 
 
 def _finite_mean(values: Iterable[Any]) -> float:
-    finite = [float(v) for v in values if _finite(v)]
+    finite = [float(v) for v in values if is_finite_number(v)]
     return float(np.mean(finite)) if finite else math.nan
-
-
-def _finite(value: Any) -> bool:
-    return value is not None and math.isfinite(float(value))
 
 
 def _panel_row(count: int) -> tuple[Figure, Sequence[Any]]:
@@ -491,13 +488,5 @@ def _save_tile_grid(
 
 def _save_figure(figure: Figure, path: str | Path) -> None:
     """Render to a temporary file beside `path`, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
+    with atomic_path(path) as temporary:
         figure.savefig(temporary, format="png", dpi=DPI)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

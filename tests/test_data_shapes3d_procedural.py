@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from tcwae.data import DatasetError, load_dataset
+from tcwae.data import DatasetError, check_dataset, load_dataset
 from tcwae.data import shapes3d as module
 from tcwae.data import shapes3d_picture as picture
 from tcwae.data.common import cache_path, mixed_radix_strides
@@ -190,6 +190,26 @@ def test_procedural_source_ignores_the_official_file(data_root, cheap_renderer) 
     assert load_dataset("shapes3d", source="procedural").source == "procedural"
     with pytest.raises(DatasetError, match="unreadable or corrupt"):
         load_dataset("shapes3d", source="auto")
+
+
+def test_launch_check_reads_the_cache_that_auto_and_procedural_would_load(
+    data_root, cheap_renderer
+) -> None:
+    """`check_dataset` judges the procedural cache by its header (no second render) for the
+    sources that load it, and reports a damaged one as the load would."""
+    assert module.cached_source(data_root, "auto") is None
+    with pytest.warns(RuntimeWarning, match="FALLING BACK"):  # nothing cached: renders once
+        check_dataset("shapes3d", source="auto")
+    assert cheap_renderer == [1]
+    for source in ("auto", "procedural"):
+        assert module.cached_source(data_root, source) == "procedural"
+        check_dataset("shapes3d", source=source)
+    assert module.cached_source(data_root, "official") is None
+    assert cheap_renderer == [1], "a cached data set is checked without rendering it again"
+    path = cache_path(data_root, "shapes3d", "procedural")
+    path.write_bytes(b"\x89HDF" * 50)
+    with pytest.raises(DatasetError, match="unreadable or corrupt"):
+        check_dataset("shapes3d", source="procedural")
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage"])

@@ -43,7 +43,7 @@ def test_smoke_profile_scores_identity_codes_quickly():
     assert time.process_time() - start < 10.0
     assert SCORE_KEYS <= set(scores)
     assert all(isinstance(value, float) for value in scores.values())
-    for name, value in PROFILES["smoke"].items():
+    for name, value in PROFILES["smoke"].metric_sizes.items():
         assert scores[f"eval_{name}"] == value
     for key in ("mig", "factor_vae", "dci_disentanglement", "dci_completeness", "infoe"):
         assert scores[key] >= 0.8, key
@@ -61,12 +61,18 @@ def test_same_generator_seed_gives_the_same_scores():
 
 def test_profiles_name_the_reference_sizes_and_smaller_ones():
     assert set(PROFILES) == set(EVAL_PROFILES)  # what TrainConfig.eval_profile accepts
-    assert PROFILES["paper"]["num_train"] == 10_000
-    assert PROFILES["paper"]["num_test"] == 5_000
-    assert PROFILES["paper"]["factor_vae_batch"] == 64
-    for name in PROFILES["paper"]:
-        assert PROFILES["smoke"][name] <= PROFILES["quick"][name] <= PROFILES["paper"][name]
-        assert PROFILES["smoke"][name] <= PROFILES["rung"][name] <= PROFILES["quick"][name]
+    paper, quick, smoke, rung = (
+        PROFILES[name].metric_sizes for name in ("paper", "quick", "smoke", "rung")
+    )
+    assert paper["num_train"] == 10_000
+    assert paper["num_test"] == 5_000
+    assert paper["factor_vae_batch"] == 64
+    assert PROFILES["paper"].rec_images == 10_000
+    for name in paper:
+        assert smoke[name] <= quick[name] <= paper[name]
+        assert smoke[name] <= rung[name] <= quick[name]
+    assert PROFILES["smoke"].rec_images <= PROFILES["quick"].rec_images <= 10_000
+    assert PROFILES["smoke"].rec_images <= PROFILES["rung"].rec_images
 
 
 def test_a_subset_of_scores_equals_the_full_call_and_skips_the_rest():

@@ -10,13 +10,13 @@ fits), whose finished run is then checked artifact by artifact.
 from __future__ import annotations
 
 import math
-import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
+from mlflow_store import run_statuses
 
 from pipeline.rungs import RungCheck
 from pipeline.tracking import (
@@ -28,49 +28,22 @@ from pipeline.tracking import (
     resolve_tracking_uri,
 )
 from pipeline.train import (
-    RESUMED_METRIC,
-    LaunchError,
-    SigkillOnce,
     TrainingFailed,
-    UsageError,
     check_launch,
     default_run_name,
     main,
     make_spec,
     parse_args,
-    run_in_process,
     run_training,
 )
+from pipeline.worker import PICTURES, RESUMED_METRIC, SigkillOnce
 from tcwae.config import ConfigError, TrainConfig
+from tcwae.errors import UserError
+from tcwae.metrics import SCORES
 
-TINY_GRID = (3, 2, 4, 8, 8)  # shape, scale, orientation, posX, posY: 1536 images
 STEPS = 30
 REPORT_EVERY = 5
 CHECKPOINT_EVERY = 10
-SCORES = (
-    "rec",
-    "mig",
-    "factor_vae",
-    "sap",
-    "dci_disentanglement",
-    "dci_completeness",
-    "infom",
-    "infoc",
-    "infoe",
-)
-PICTURES = ("traversals.png", "reconstructions.png", "samples.png")
-
-
-@pytest.fixture(scope="session")
-def tiny_data_root(tmp_path_factory) -> Path:
-    """A data root whose procedural dSprites cache holds a reduced grid, so `load_dataset(
-    "dsprites", root, "procedural")` reads 1536 images instead of rendering 737,280."""
-    from tcwae.data import small_dsprites
-    from tcwae.data.common import cache_path, write_cache
-
-    root = tmp_path_factory.mktemp("data")
-    write_cache(small_dsprites(TINY_GRID), cache_path(root, "dsprites", "procedural"), binary=True)
-    return root
 
 
 def _tiny_config(**changes) -> TrainConfig:
@@ -92,17 +65,6 @@ def _tiny_config(**changes) -> TrainConfig:
 
 def _uri(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
-
-
-def _runs_in_store(database: Path) -> list[tuple[str, str]]:
-    """(run id, status) of every run in a sqlite store, read directly; [] when there is none."""
-    if not database.exists():
-        return []
-    with sqlite3.connect(database) as connection:
-        tables = {row[0] for row in connection.execute("select name from sqlite_master")}
-        if "runs" not in tables:
-            return []
-        return list(connection.execute("select run_uuid, status from runs"))
 
 
 def _steps(tracking: Tracking, run_id: str, key: str = "train/loss") -> list[int]:
@@ -206,7 +168,7 @@ def test_bad_input_is_one_line_exit_2_and_no_run(case, tmp_path, capsys, monkeyp
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1, captured.err
     assert lines[0].startswith("train: ") and expected in lines[0], lines[0]
-    assert _runs_in_store(database) == []
+    assert run_statuses(database) == []
     assert not (tmp_path / "runs").exists()
 
 
@@ -218,19 +180,19 @@ def test_use_gpu_without_a_gpu_is_refused(tmp_path, capsys):
     )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--use-gpu was given but" in err[0]
-    assert _runs_in_store(database) == []
+    assert run_statuses(database) == []
 
 
 def test_launch_checks_use_the_ray_cluster_when_connected(ray_session, tmp_path):
     spec = make_spec(_tiny_config(), workers=3, tracking_uri=_uri(tmp_path), storage=str(tmp_path))
-    with pytest.raises(LaunchError, match="more than the 2 CPUs of the Ray cluster"):
+    with pytest.raises(UserError, match="more than the 2 CPUs of the Ray cluster"):
         check_launch(spec)
 
 
 def test_make_spec_rejects_bad_names_and_failures():
-    with pytest.raises(UsageError, match="--name"):
+    with pytest.raises(UserError, match="--name"):
         make_spec(_tiny_config(), name="a/b")
-    with pytest.raises(UsageError, match="--max-failures"):
+    with pytest.raises(UserError, match="--max-failures"):
         make_spec(_tiny_config(), max_failures=-2)
     with pytest.raises(ConfigError, match="unknown key"):
         TrainConfig.from_dict({"betta": 1})
@@ -261,22 +223,22 @@ def test_tracking_experiments_parents_children_and_failed_runs(tmp_path):
     assert location == str(tmp_path / "mlartifacts")
 
     parent = tracking.start_parent_run(experiment_id, "sweep", params={"profile": "smoke"})
-    child = tracking.start_child_run(experiment_id, parent, "trial-0", params={"beta": 1})
+    child = tracking.start_run(experiment_id, "trial-0", {"beta": 1}, parent_run_id=parent)
     assert tracking.tags(child)[TAG_PARENT] == parent
     assert [run.info.run_id for run in tracking.child_runs(parent)] == [child]
     assert tracking.tags(parent)["git_commit"]
 
     tracking.end_run(child, RuntimeError("loss exploded\nmore detail"))
-    assert tracking.status(child) == "FAILED"
+    assert tracking.client.get_run(child).info.status == "FAILED"
     assert tracking.tags(child)[TAG_ERROR] == "RuntimeError: loss exploded"
     assert any(path.startswith("errors/") for path in tracking.artifact_paths(child))
     tracking.reopen_run(child)
-    assert tracking.status(child) == "RUNNING"
+    assert tracking.client.get_run(child).info.status == "RUNNING"
     assert TAG_ERROR not in tracking.tags(child)
     assert tracking.tags(child)[TAG_PREVIOUS_ERROR] == "RuntimeError: loss exploded"
     tracking.end_run(child)
     tracking.end_run(parent)
-    assert {status for _, status in _runs_in_store(tmp_path / "mlflow.db")} == {"FINISHED"}
+    assert {status for _, status in run_statuses(tmp_path / "mlflow.db")} == {"FINISHED"}
 
 
 # In-process training (no Ray) --------------------------------------------------------------------
@@ -306,10 +268,19 @@ def test_workers_0_trains_in_process_and_records_a_complete_run(tiny_data_root, 
         "local",
     ]
     assert main(argv) == 0
-    assert "mlflow ui --backend-store-uri " + uri in capsys.readouterr().out
+    out = capsys.readouterr().out.splitlines()
     tracking = Tracking.at(uri)
-    [(run_id, status)] = _runs_in_store(tmp_path / "mlflow.db")
+    [(run_id, status)] = run_statuses(tmp_path / "mlflow.db")
     assert status == "FINISHED"
+    # One progress line per report (report_every 100 > 12 steps: the last step only), then the
+    # summary, how to open the UI and, last, the run's own page in it.
+    [progress] = [line for line in out if line.startswith("train: step ")]
+    assert (
+        progress.startswith("train: step 12/12 (100%), ") and " steps/s, ETA 0s, loss " in progress
+    )
+    assert out[-2] == f"train: browse with: mlflow ui --backend-store-uri {uri}"
+    assert out[-1].startswith("train: MLflow run page: http://127.0.0.1:5000/#/experiments/")
+    assert out[-1].endswith(f"/runs/{run_id}")
     assert tracking.tags(run_id)["device"] == "1 x cpu"
     assert set(PICTURES) | {"config.yaml", "checkpoint/trainer.pt"} <= set(
         tracking.artifact_paths(run_id)
@@ -318,11 +289,11 @@ def test_workers_0_trains_in_process_and_records_a_complete_run(tiny_data_root, 
 
     # The same command again: the run is finished, nothing is trained or added.
     assert main(argv) == 0
-    assert _runs_in_store(tmp_path / "mlflow.db") == [(run_id, "FINISHED")]
+    assert run_statuses(tmp_path / "mlflow.db") == [(run_id, "FINISHED")]
     # The same name with another config is refused rather than mixed into that run.
     assert main([*argv, "--beta", "3"]) == 2
     assert "was trained with beta=1.0 but this command has beta=3.0" in capsys.readouterr().err
-    assert _runs_in_store(tmp_path / "mlflow.db") == [(run_id, "FINISHED")]
+    assert run_statuses(tmp_path / "mlflow.db") == [(run_id, "FINISHED")]
 
 
 def test_rung_scores_are_logged_at_rung_steps_and_leave_training_unchanged(
@@ -344,9 +315,7 @@ def test_rung_scores_are_logged_at_rung_steps_and_leave_training_unchanged(
             data_root=str(tiny_data_root),
             rung_check=rung_check,
         )
-        run_in_process(spec)
-        run_id = tracking.find_run(tracking.experiment_id("dsprites"), spec.storage, name)
-        run_id = run_id.info.run_id
+        run_id = run_training(spec).run_id
         losses[name] = tracking.metric_history(run_id, "train/loss")
         for score in check.scores:
             history = tracking.metric_history(run_id, f"rung/{score}")
@@ -375,11 +344,12 @@ def test_killed_worker_restarts_from_checkpoint_in_the_same_mlflow_run(
         max_failures=1,
     )
     marker = tmp_path / "killed.marker"
-    final = run_training(spec, fault_injection=SigkillOnce(rank=1, step=25, marker=str(marker)))
+    result = run_training(spec, fault=SigkillOnce(rank=1, step=25, marker=str(marker)))
+    final = result.metrics
     assert marker.exists()  # rank 1 did kill itself
     assert final["step"] == STEPS and math.isfinite(final["rec"])
     tracking = Tracking.at(spec.tracking_uri)
-    [(run_id, status)] = _runs_in_store(tmp_path / "mlflow.db")
+    [(run_id, status)] = run_statuses(tmp_path / "mlflow.db")
     assert status == "FINISHED"
     [(resumed_at, _)] = tracking.metric_history(run_id, RESUMED_METRIC)
     assert resumed_at in (CHECKPOINT_EVERY, 2 * CHECKPOINT_EVERY)
@@ -424,15 +394,15 @@ def test_interrupted_run_resumes_when_the_same_command_runs_again_and_records_ev
 
     marker = tmp_path / "interrupted.marker"
     with pytest.raises(TrainingFailed, match="marked FAILED"):
-        run_training(spec, fault_injection=SigkillOnce(rank=1, step=25, marker=str(marker)))
+        run_training(spec, fault=SigkillOnce(rank=1, step=25, marker=str(marker)))
     tracking = Tracking.at(uri)
-    [(run_id, status)] = _runs_in_store(tmp_path / "mlflow.db")
+    [(run_id, status)] = run_statuses(tmp_path / "mlflow.db")
     assert status == "FAILED"
     assert "rank 1" in tracking.tags(run_id)[TAG_ERROR]
     assert max(_steps(tracking, run_id)) < STEPS
 
     assert main(argv) == 0, capsys.readouterr().err
-    assert _runs_in_store(tmp_path / "mlflow.db") == [(run_id, "FINISHED")]
+    assert run_statuses(tmp_path / "mlflow.db") == [(run_id, "FINISHED")]
     [(resumed_at, _)] = tracking.metric_history(run_id, RESUMED_METRIC)
     assert resumed_at in (CHECKPOINT_EVERY, 2 * CHECKPOINT_EVERY)
     assert _steps(tracking, run_id) == list(range(REPORT_EVERY, STEPS + 1, REPORT_EVERY))

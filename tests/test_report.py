@@ -4,23 +4,27 @@ import math
 import pytest
 
 from pipeline import report
-from pipeline.report import (
-    PAPER_TABLE_1A,
+from pipeline.report import build_report
+from pipeline.report_ranking import (
     aggregate,
     best_per_method,
     beta_slices,
-    budget_steps,
-    build_report,
-    check_claims,
-    curves_by_method,
-    holds_from,
     mean_and_std,
     pareto_front,
     rank,
     run_row,
+)
+from pipeline.report_results import (
+    PAPER_TABLE_1A,
+    budget_steps,
+    check_claims,
+    curves_by_method,
+    holds_from,
     write_results_md,
 )
+from pipeline.tracking import Tracking
 from tcwae.config import TrainConfig
+from tcwae.errors import UserError
 
 SPREAD = 0.01
 # Mean scores of hand-made configurations: (method, hyper-parameters, rec, mig, factor_vae, sap).
@@ -190,7 +194,7 @@ def test_build_report_without_factor_scores_ranks_on_reconstruction_only(tmp_pat
 
 
 def test_build_report_refuses_a_sweep_with_nothing_finished(tmp_path):
-    with pytest.raises(report.ReportError, match="no trial trained to the full budget"):
+    with pytest.raises(UserError, match="no trial trained to the full budget"):
         build_report([run_row({}, {}, "x", "FAILED")], tmp_path)
 
 
@@ -363,8 +367,8 @@ def tracked_sweep(tmp_path_factory):
 
 
 def test_collect_rows_reads_only_the_parents_children(tracked_sweep):
-    _, client, parent_id = tracked_sweep
-    rows = report.collect_rows(client, parent_id)
+    uri, _, parent_id = tracked_sweep
+    rows = report.collect_rows(Tracking.at(uri), parent_id)
     assert len(rows) == 13
     assert sum(row["status"] == "FAILED" for row in rows) == 1
     finished = [row for row in rows if row["status"] == "FINISHED"]
@@ -373,10 +377,10 @@ def test_collect_rows_reads_only_the_parents_children(tracked_sweep):
 
 
 def test_report_sweep_logs_everything_to_the_parent_run(tracked_sweep, tmp_path):
-    _, client, parent_id = tracked_sweep
+    uri, client, parent_id = tracked_sweep
     results_md = tmp_path / "RESULTS.md"
     result = report.report_sweep(
-        client, parent_id, tmp_path / "out", results_md=results_md, machine="test machine"
+        Tracking.at(uri), parent_id, tmp_path / "out", results_md=results_md, machine="test machine"
     )
     assert result.best_overall["label"] == label("D")
     logged = {item.path for item in client.list_artifacts(parent_id, "report")}
@@ -437,8 +441,9 @@ def test_cli_finds_the_sweep_by_name_and_prints_the_ranked_table(tracked_sweep, 
 def test_cli_names_a_missing_sweep(tracked_sweep, capsys):
     uri, _, _ = tracked_sweep
     code = report.main(["--tracking-uri", uri, "--experiment", "tcwae", "--sweep", "nope"])
-    assert code == 1
-    assert "no sweep run named 'nope'" in capsys.readouterr().err
+    assert code == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("report: ") and "no sweep run named 'nope'" in line
 
 
 def mig_curves(wae_by_step):

@@ -399,8 +399,8 @@ BAD_CASES = [
             (
                 "unknown rung profile",
                 {"type": "mo-asha", "grace": 100, "rung_profile": "tiny"},
-                "profiles.cpu_grid.scheduler.rung_profile: must be one of paper, quick, rung, "
-                "smoke",
+                "profiles.cpu_grid.scheduler.rung_profile: must be one of smoke, rung, quick, "
+                "paper",
             ),
         ]
     ],

@@ -17,6 +17,8 @@ from tcwae.data.common import (
     SOURCES,
     DatasetError,
     FactorDataset,
+    cache_path,
+    check_cache,
     data_root,
 )
 from tcwae.data.dsprites import render_dsprites, small_dsprites
@@ -32,6 +34,8 @@ _LOADERS = {
     "celeba": celeba.load,
     "sprite_videos": sprite_videos.load,
 }
+# The source whose cache a loader with a procedural fallback reads (None: nothing cached yet).
+_CACHED_SOURCE = {"dsprites": dsprites.cached_source, "shapes3d": shapes3d.cached_source}
 
 # The observed factors of each data set, known without loading it (e.g. for default latent sizes).
 FACTOR_NAMES = MappingProxyType(
@@ -54,6 +58,24 @@ def load_dataset(name: str, root: str | Path | None = None, source: str = "auto"
     for those two with a loud warning; sprite_videos is procedural only ('official' is an
     error). Any problem is a `DatasetError` that says what to do.
     """
+    _require_known(name, source)
+    return _LOADERS[name](_root(root), source)
+
+
+def check_dataset(name: str, root: str | Path | None = None, source: str = "auto") -> None:
+    """Raise `DatasetError` unless `load_dataset(name, root, source)` will succeed, keeping no
+    image: a data set already cached is judged by its cache's header alone; any other is loaded
+    once, which checks its files and writes the cache that the training workers then read."""
+    _require_known(name, source)
+    folder = _root(root)
+    cached = _CACHED_SOURCE[name](folder, source) if name in _CACHED_SOURCE else "official"
+    if cached is not None and cache_path(folder, name, cached).exists():
+        check_cache(cache_path(folder, name, cached), name, cached)
+        return
+    load_dataset(name, folder, source)
+
+
+def _require_known(name: str, source: str) -> None:
     if name not in _LOADERS:
         raise DatasetError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
     if source not in SOURCES:
@@ -63,7 +85,10 @@ def load_dataset(name: str, root: str | Path | None = None, source: str = "auto"
             f"{name} has no procedural renderer (only {' and '.join(PROCEDURAL_DATASETS)} have); "
             "use source='official' or 'auto'"
         )
-    return _LOADERS[name](Path(root).expanduser() if root is not None else data_root(), source)
+
+
+def _root(root: str | Path | None) -> Path:
+    return Path(root).expanduser() if root is not None else data_root()
 
 
 __all__ = [
@@ -72,6 +97,7 @@ __all__ = [
     "SEQUENCE_DATASETS",
     "DatasetError",
     "FactorDataset",
+    "check_dataset",
     "data_root",
     "load_dataset",
     "procedural_dsprites",

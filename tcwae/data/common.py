@@ -12,15 +12,18 @@ import json
 import logging
 import math
 import os
-import uuid
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
 import numpy as np
 import torch
+
+from tcwae.atomic import atomic_path
+from tcwae.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +42,7 @@ CACHE_COMPRESSIONS = {
 }
 
 
-class DatasetError(Exception):
+class DatasetError(UserError):
     """A data set cannot be provided; the message names the file or name and says what to do."""
 
 
@@ -293,49 +296,75 @@ def write_cache(
         raise ValueError(
             f"compression must be one of {list(CACHE_COMPRESSIONS)}, got {compression!r}"
         )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     images = dataset.images.numpy()
-    try:
-        with h5py.File(temporary, "w") as cache:
-            if binary:
-                flat = images.reshape(len(images), -1)
-                if flat.size and not np.isin(flat[:: max(1, len(flat) // 64)], (0, 255)).all():
-                    raise ValueError(f"{dataset.name}: binary cache asked for non 0/255 images")
-                packed = cache.create_dataset(
-                    "images_packed", shape=(len(flat), flat.shape[1] // 8), dtype=np.uint8
-                )
-                for start in range(0, len(flat), PACK_CHUNK):
-                    packed[start : start + PACK_CHUNK] = np.packbits(
-                        flat[start : start + PACK_CHUNK], axis=1
-                    )
-            else:
-                chunk = (max(1, min(len(images), 256)), *images.shape[1:])
-                cache.create_dataset(
-                    "images", data=images, chunks=chunk, **CACHE_COMPRESSIONS[compression]
-                )
-            cache.create_dataset("factor_classes", data=dataset.factor_classes)
-            cache.attrs.update(
-                {
-                    "format_version": CACHE_FORMAT_VERSION,
-                    "name": dataset.name,
-                    "source": dataset.source,
-                    "origin": origin,
-                    "binary": binary,
-                    "image_shape": list(images.shape),
-                    "factor_sizes": json.dumps(list(dataset.factor_sizes)),
-                    "factor_names": json.dumps(list(dataset.factor_names)),
-                }
+    with atomic_path(path) as temporary, h5py.File(temporary, "w") as cache:
+        if binary:
+            flat = images.reshape(len(images), -1)
+            if flat.size and not np.isin(flat[:: max(1, len(flat) // 64)], (0, 255)).all():
+                raise ValueError(f"{dataset.name}: binary cache asked for non 0/255 images")
+            packed = cache.create_dataset(
+                "images_packed", shape=(len(flat), flat.shape[1] // 8), dtype=np.uint8
             )
-            cache.attrs["complete"] = True
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+            for start in range(0, len(flat), PACK_CHUNK):
+                packed[start : start + PACK_CHUNK] = np.packbits(
+                    flat[start : start + PACK_CHUNK], axis=1
+                )
+        else:
+            chunk = (max(1, min(len(images), 256)), *images.shape[1:])
+            cache.create_dataset(
+                "images", data=images, chunks=chunk, **CACHE_COMPRESSIONS[compression]
+            )
+        cache.create_dataset("factor_classes", data=dataset.factor_classes)
+        cache.attrs.update(
+            {
+                "format_version": CACHE_FORMAT_VERSION,
+                "name": dataset.name,
+                "source": dataset.source,
+                "origin": origin,
+                "binary": binary,
+                "image_shape": list(images.shape),
+                "factor_sizes": json.dumps(list(dataset.factor_sizes)),
+                "factor_names": json.dumps(list(dataset.factor_names)),
+            }
+        )
+        cache.attrs["complete"] = True
 
 
 def read_cache(path: Path) -> FactorDataset:
     """Load a cache written by `write_cache`; anything unreadable is a `DatasetError`."""
+    with _open_cache(path) as (cache, attrs):
+        shape = tuple(int(size) for size in attrs["image_shape"])
+        images = empty_uint8(shape)
+        if attrs["binary"]:
+            _unpack_into(cache["images_packed"], images.reshape(len(images), -1))
+        else:
+            cache["images"].read_direct(images)
+        factor_classes = cache["factor_classes"][...]
+        factor_sizes = json.loads(attrs["factor_sizes"])
+        factor_names = json.loads(attrs["factor_names"])
+        return FactorDataset(
+            str(attrs["name"]),
+            torch.from_numpy(images),
+            factor_classes.reshape(len(images), len(factor_sizes)),
+            factor_sizes,
+            factor_names,
+            str(attrs["source"]),
+        )
+
+
+def check_cache(path: Path, name: str, source: str) -> None:
+    """Check that `path` is a complete cache of (name, source) from its header alone, without
+    reading any image: what a launch checks before it starts training on the data set."""
+    with _open_cache(path) as (cache, attrs):
+        images = "images_packed" if attrs["binary"] else "images"
+        if len(cache[images]) != int(attrs["image_shape"][0]):
+            raise ValueError(f"{images} holds {len(cache[images])} rows, the header says more")
+        _require_holds(path, str(attrs["name"]), str(attrs["source"]), name, source)
+
+
+@contextmanager
+def _open_cache(path: Path) -> Iterator[tuple[h5py.File, dict]]:
+    """The open cache and its checked header; every defect becomes a `DatasetError`."""
     path = Path(path)
     fix = f"delete {path} and load again to rebuild it from the source files"
     try:
@@ -348,27 +377,19 @@ def read_cache(path: Path) -> FactorDataset:
                     f"cache {path} has format version {attrs.get('format_version')}, "
                     f"this code reads version {CACHE_FORMAT_VERSION}; {fix}"
                 )
-            shape = tuple(int(size) for size in attrs["image_shape"])
-            images = empty_uint8(shape)
-            if attrs["binary"]:
-                _unpack_into(cache["images_packed"], images.reshape(len(images), -1))
-            else:
-                cache["images"].read_direct(images)
-            factor_classes = cache["factor_classes"][...]
-            factor_sizes = json.loads(attrs["factor_sizes"])
-            factor_names = json.loads(attrs["factor_names"])
-        return FactorDataset(
-            str(attrs["name"]),
-            torch.from_numpy(images),
-            factor_classes.reshape(len(images), len(factor_sizes)),
-            factor_sizes,
-            factor_names,
-            str(attrs["source"]),
-        )
+            yield cache, attrs
     except DatasetError:
         raise
     except (OSError, KeyError, ValueError, TypeError) as error:
         raise DatasetError(f"cache {path} is unreadable or corrupt ({error}); {fix}") from error
+
+
+def _require_holds(path: Path, held_name: str, held_source: str, name: str, source: str) -> None:
+    if (held_name, held_source) != (name, source):
+        raise DatasetError(
+            f"cache {path} holds {held_name} ({held_source}), not {name} ({source}); "
+            "delete it and load again"
+        )
 
 
 def _unpack_into(packed: h5py.Dataset, pixels: np.ndarray) -> None:
@@ -393,11 +414,7 @@ def load_cached(
     path = cache_path(root, name, source)
     if path.exists():
         dataset = read_cache(path)
-        if (dataset.name, dataset.source) != (name, source):
-            raise DatasetError(
-                f"cache {path} holds {dataset.name} ({dataset.source}), not {name} ({source}); "
-                "delete it and load again"
-            )
+        _require_holds(path, dataset.name, dataset.source, name, source)
         return dataset
     dataset = build()
     write_cache(dataset, path, binary=binary, origin=origin, compression=compression)

@@ -21,13 +21,11 @@ from __future__ import annotations
 
 import http.client
 import math
-import os
 import socket
 import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-import uuid
 import zipfile
 import zlib
 from collections.abc import Mapping
@@ -37,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tcwae.atomic import atomic_path
 from tcwae.data.common import (
     DatasetError,
     FactorDataset,
@@ -183,15 +182,8 @@ def render_dsprites_arrays(
 
 def write_dsprites_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
     """Write arrays in the official npz layout (compressed, like the official file), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            np.savez_compressed(handle, **{key: arrays[key] for key in NPZ_KEYS})
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
+        np.savez_compressed(handle, **{key: arrays[key] for key in NPZ_KEYS})
 
 
 def dataset_from_dsprites_arrays(
@@ -290,18 +282,16 @@ def download_dsprites(path: Path, url: str | None = None, timeout: float | None 
     url = URL if url is None else url
     timeout = DOWNLOAD_TIMEOUT_S if timeout is None else timeout
     _resolve(urllib.parse.urlsplit(url).hostname or "", timeout)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(temporary, "wb") as out:
+        with (
+            atomic_path(path) as temporary,
+            urllib.request.urlopen(url, timeout=timeout) as response,
+            open(temporary, "wb") as out,
+        ):
             while chunk := response.read(1 << 20):
                 out.write(chunk)
-        os.replace(temporary, path)
     except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ValueError) as error:
         raise OSError(f"download of {url} failed: {error!r}") from error
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def _load_official(root: Path, source: str) -> FactorDataset | None:
@@ -331,6 +321,19 @@ def _load_official(root: Path, source: str) -> FactorDataset | None:
         binary=True,
         origin=str(npz_path),
     )
+
+
+def cached_source(root: Path, source: str) -> str | None:
+    """The source whose cache `load(root, source)` reads, when that cache exists: 'official' when
+    it is cached; 'procedural' for source procedural, and for auto when the official file is not
+    here either (offline, auto falls back to it; online, it downloads the official file). None
+    when `load` would first have to read, download or render something."""
+    if source in ("official", "auto") and cache_path(root, "dsprites", "official").exists():
+        return "official"
+    if not cache_path(root, "dsprites", "procedural").exists():
+        return None
+    offline_fallback = source == "auto" and not (root / "dsprites" / FILE_NAME).exists()
+    return "procedural" if source == "procedural" or offline_fallback else None
 
 
 def load(root: Path, source: str) -> FactorDataset:

@@ -409,12 +409,27 @@ def read_shapes3d(path: Path) -> FactorDataset:
     return FactorDataset("shapes3d", images, classes, FACTOR_SIZES, FACTOR_NAMES, "official")
 
 
+def _chosen_source(root: Path, source: str) -> str:
+    """'official' for source official, and for auto when the file or its cache is here; else
+    'procedural'."""
+    file, cache = root / "shapes3d" / FILE_NAME, cache_path(root, "shapes3d", "official")
+    if source == "official" or (source == "auto" and (file.exists() or cache.exists())):
+        return "official"
+    return "procedural"
+
+
+def cached_source(root: Path, source: str) -> str | None:
+    """The source whose cache `load(root, source)` reads, when that cache exists; None when
+    `load` would first have to read or render something."""
+    chosen = _chosen_source(root, source)
+    return chosen if cache_path(root, "shapes3d", chosen).exists() else None
+
+
 def load(root: Path, source: str) -> FactorDataset:
     """Shapes3D by source: 'official' (the file, never a fallback), 'procedural', or 'auto'
     (official when the file or its cache is here, else procedural with a loud warning)."""
     path = root / "shapes3d" / FILE_NAME
-    official_here = path.exists() or cache_path(root, "shapes3d", "official").exists()
-    if source == "official" or (source == "auto" and official_here):
+    if _chosen_source(root, source) == "official":
         return load_cached(
             root,
             "shapes3d",

@@ -6,11 +6,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import numpy as np
 
+from tcwae.atomic import atomic_path
 from tcwae.data.shapes3d import FACTOR_NAMES, FACTOR_SIZES, SHAPES, render_images
 
 # Orange floor, cyan wall, blue object, middle scale, a cube turned -17 degrees.
@@ -66,13 +66,8 @@ def draw(path: Path) -> None:
         for column, image in enumerate(render_images(classes)):
             picture = Image.fromarray(np.ascontiguousarray(image.transpose(1, 2, 0)))
             canvas.paste(picture, (LABEL_WIDTH + column * cell, top))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as temporary:
         canvas.save(temporary, format="PNG", optimize=True)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> None:

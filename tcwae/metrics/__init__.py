@@ -17,7 +17,9 @@ from tcwae.metrics.information import (
 )
 from tcwae.metrics.mutual_info_gap import mig, mutual_info_matrix
 from tcwae.metrics.ranking import (
+    PAPER_RANKING,
     PAPER_SCORES,
+    SCORES,
     TIE_BREAKS,
     crowding_distances,
     mean_rank_order,
@@ -28,8 +30,10 @@ from tcwae.metrics.ranking import (
 from tcwae.metrics.sap_score import sap, sap_score_matrix
 
 __all__ = [
+    "PAPER_RANKING",
     "PAPER_SCORES",
     "PROFILES",
+    "SCORES",
     "TIE_BREAKS",
     "CachedEncoder",
     "cached_encoder",

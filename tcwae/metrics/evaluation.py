@@ -1,4 +1,4 @@
-"""Every score of one model in one call, with sample sizes named by profile.
+"""Every score of one model in one call, with sample sizes named by profile (`tcwae.eval_profiles`).
 
 All array metrics share one train draw and one test draw (each metric's value has the distribution
 it would have with its own draw), and every code comes through one `CachedEncoder`, so each
@@ -18,6 +18,7 @@ from types import MappingProxyType
 
 import numpy as np
 
+from tcwae.eval_profiles import PROFILES
 from tcwae.metrics._checks import varying_factors
 from tcwae.metrics.dci_scores import dci
 from tcwae.metrics.factor_vae import GroundTruthData, Represent, cached_encoder, factor_vae_score
@@ -25,54 +26,6 @@ from tcwae.metrics.info_metrics import infomec, modularity
 from tcwae.metrics.information import discrete_entropy
 from tcwae.metrics.mutual_info_gap import mig_from_mutual_info, mutual_info_matrix
 from tcwae.metrics.sap_score import sap
-
-# `paper`: the reference library's sizes (disentanglement_lib unsupervised study configs).
-PROFILES = MappingProxyType(
-    {
-        "paper": MappingProxyType(
-            {
-                "num_train": 10_000,
-                "num_test": 5_000,
-                "factor_vae_train": 10_000,
-                "factor_vae_eval": 5_000,
-                "factor_vae_variance": 10_000,
-                "factor_vae_batch": 64,
-            }
-        ),
-        "quick": MappingProxyType(
-            {
-                "num_train": 5_000,
-                "num_test": 2_500,
-                "factor_vae_train": 2_000,
-                "factor_vae_eval": 1_000,
-                "factor_vae_variance": 5_000,
-                "factor_vae_batch": 64,
-            }
-        ),
-        # The scores of a successive-halving rung: MIG and SAP on more points than `smoke`, the
-        # FactorVAE score (the costly one: 64 images a vote) on smoke's small votes.
-        "rung": MappingProxyType(
-            {
-                "num_train": 1_000,
-                "num_test": 500,
-                "factor_vae_train": 100,
-                "factor_vae_eval": 100,
-                "factor_vae_variance": 1_000,
-                "factor_vae_batch": 16,
-            }
-        ),
-        "smoke": MappingProxyType(
-            {
-                "num_train": 400,
-                "num_test": 200,
-                "factor_vae_train": 100,
-                "factor_vae_eval": 50,
-                "factor_vae_variance": 400,
-                "factor_vae_batch": 16,
-            }
-        ),
-    }
-)
 
 
 def code_indices(codes: np.ndarray, codebook: np.ndarray) -> np.ndarray:
@@ -121,7 +74,7 @@ def evaluate(
     if unknown:
         raise ValueError(f"unknown score {unknown[0]!r}; evaluate computes {SCORE_NAMES}")
     groups = {group for group, names in SCORE_GROUPS.items() if wanted & set(names)}
-    sizes = PROFILES[profile]
+    sizes = PROFILES[profile].metric_sizes
     encoder = cached_encoder(dataset, represent)
     train_factors = dataset.sample_factors(sizes["num_train"], rng)
     test_factors = dataset.sample_factors(sizes["num_test"], rng)

@@ -1,0 +1,169 @@
+"""The Ray cluster a command runs on: join the one asked for or start a local one, and what it
+offers.
+
+Without `RAY_ADDRESS`, `ray.init()` joins the local cluster recorded in Ray's temporary folder
+(`ray_current_cluster`, written by the last Ray head started on this machine) even when that head
+died without cleaning up (kill -9, out of memory, a crash), and then retries for about 14 minutes
+before failing with a traceback. `connect` asks the recorded address first: one that does not
+answer within CONNECT_TIMEOUT_S is reported in one line, its record removed (as `ray stop` would)
+and a fresh local instance started instead. An address given explicitly (`RAY_ADDRESS`) that does
+not answer is a UserError.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from tcwae.errors import UserError
+
+CONNECT_TIMEOUT_S = 2.0
+ADDRESS_VARIABLE = "RAY_ADDRESS"
+
+
+def connect(verbose: bool = False) -> None:
+    """Join $RAY_ADDRESS, else the answering local cluster Ray recorded, else start a local Ray
+    instance; nothing when Ray is already initialised. Ray's own log lines from workers and actors
+    reach this console only when `verbose`."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    options = {
+        "log_to_driver": verbose,
+        "logging_level": logging.INFO if verbose else logging.WARNING,
+    }
+    asked = os.environ.get(ADDRESS_VARIABLE, "")
+    if asked:
+        address = recorded_address() if asked == "auto" else asked
+        if address is None or not answers(address):
+            raise UserError(
+                f"{ADDRESS_VARIABLE}={asked} names a Ray cluster that does not answer within "
+                f"{CONNECT_TIMEOUT_S:g} s (address {address or 'none recorded'}); start that "
+                f"cluster, or run `ray stop` and unset {ADDRESS_VARIABLE} to train on a local "
+                "Ray instance"
+            )
+        ray.init(**options)
+        return
+    recorded = recorded_address()
+    if recorded is not None and not answers(recorded):
+        record = recorded_address_file()
+        print(
+            f"ray: the local Ray cluster recorded at {recorded} ({record}) does not answer; "
+            "removed that record and starting a fresh local instance",
+            file=sys.stderr,
+            flush=True,
+        )
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(record)
+        ray.init(address="local", **options)
+        return
+    ray.init(**options)
+
+
+def recorded_address_file() -> str:
+    """Where Ray records the last local cluster started here ($RAY_TMPDIR/ray/...)."""
+    from ray._common.utils import get_ray_address_file
+
+    return get_ray_address_file(None)
+
+
+def recorded_address() -> str | None:
+    try:
+        with open(recorded_address_file()) as handle:
+            return handle.read().strip() or None
+    except OSError:
+        return None
+
+
+def answers(address: str) -> bool:
+    """Whether something accepts a connection at `address` ('host:port', optionally with a
+    scheme such as ray://) within CONNECT_TIMEOUT_S. Anything unparsable is left to Ray."""
+    host, _, port = address.split("://", 1)[-1].rstrip("/").rpartition(":")
+    if not host or not port.isdigit():
+        return True
+    try:
+        with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
+
+
+def available_resources() -> tuple[float, float, str]:
+    """(CPUs, GPUs, where): the connected Ray cluster's, else this machine's."""
+    import ray
+
+    if ray.is_initialized():
+        resources = ray.cluster_resources()
+        return resources.get("CPU", 0.0), resources.get("GPU", 0.0), "the Ray cluster"
+    import torch
+
+    return float(os.cpu_count() or 1), float(torch.cuda.device_count()), "this machine"
+
+
+def cluster_capacity() -> tuple[dict[str, float], bool]:
+    """The most CPUs and GPUs the cluster can offer: what it has now, or, on an autoscaling
+    cluster, what its node types add up to (Ray Train checks its workers the same way); and
+    whether it may grow beyond that unannounced.
+
+    The autoscaler of the cluster launcher (AWS, GCP) and of the fake local provider publishes no
+    limits, so a joined cluster whose head has no CPUs looks empty although nodes will come; Ray
+    Train then skips its check and lets the autoscaler decide. A Ray instance that this process
+    started is fixed."""
+    import ray
+    from ray._private.state import state
+
+    now = ray.cluster_resources()
+    ceiling = state.get_max_resources_from_cluster_config()
+    may_grow = ceiling is None and not ray._private.worker.global_worker.node.head
+    ceiling = ceiling or {}
+    most = {key: max(float(now.get(key, 0)), float(ceiling.get(key, 0))) for key in ("CPU", "GPU")}
+    return most, may_grow
+
+
+def resources_in_use() -> str:
+    """'Resources in use: 2/2 CPUs, 0/0 GPUs': what every task and actor of the cluster holds,
+    Ray Train's workers included (Tune counts only the trials' own drivers)."""
+    import ray
+
+    total, free = ray.cluster_resources(), ray.available_resources()
+    used = {key: total.get(key, 0.0) - free.get(key, 0.0) for key in ("CPU", "GPU")}
+    return (
+        f"Resources in use: {used['CPU']:g}/{total.get('CPU', 0.0):g} CPUs, "
+        f"{used['GPU']:g}/{total.get('GPU', 0.0):g} GPUs"
+    )
+
+
+@contextlib.contextmanager
+def printed_lines(prefix: str) -> Iterator[Any]:
+    """A Ray queue whose lines a thread of this process prints: how rank 0's progress reaches
+    this console while the workers' own output stays hidden (see `connect`)."""
+    from ray.util.queue import Empty, Queue
+
+    queue = Queue(actor_options={"num_cpus": 0})
+    done = threading.Event()
+
+    def pump() -> None:
+        while True:
+            try:
+                line = queue.get(timeout=0.5)
+            except Empty:
+                if done.is_set():
+                    return
+                continue
+            print(f"{prefix}{line}", flush=True)
+
+    thread = threading.Thread(target=pump, name="progress", daemon=True)
+    thread.start()
+    try:
+        yield queue
+    finally:
+        done.set()
+        thread.join(timeout=5)
+        queue.shutdown()

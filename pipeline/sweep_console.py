@@ -1,0 +1,63 @@
+"""What a person watching a sweep sees: Tune's trial table with the step, the main loss and the
+latest MIG of every trial and the resources really in use, and one line per trial report."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ray import tune
+from ray.tune import CLIReporter
+
+from pipeline import cluster
+from pipeline.report_ranking import METHOD_HYPERPARAMETERS
+from pipeline.worker import PROGRESS_KEY
+from tcwae.metrics import PAPER_SCORES
+
+TUNE_RESOURCE_LINE = "Logical resource usage"
+
+
+class SweepTable(CLIReporter):
+    """Tune's trial table with chosen metric columns.
+
+    Tune's own resource line counts only what Tune reserved: the trials' one-byte drivers, never
+    the Ray Train workers, hence '0/2 CPUs' while two trials train. It is replaced by what the
+    cluster's tasks and actors really hold."""
+
+    def __init__(self, columns: Mapping[str, str], every_s: int) -> None:
+        super().__init__(metric_columns=dict(columns), max_report_frequency=every_s)
+
+    def report(self, trials: list[Any], done: bool, *sys_info: str) -> None:
+        kept = [line for line in sys_info if not line.startswith(TUNE_RESOURCE_LINE)]
+        super().report(trials, done, *kept, cluster.resources_in_use())
+
+
+class ProgressLines(tune.Callback):
+    """One line per trial report (the worker's progress line), and one when a trial ends."""
+
+    def __init__(self, prog: str) -> None:
+        self.prog = prog
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info):
+        line = result.get(PROGRESS_KEY)
+        if line:
+            self._say(trial, line)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info):
+        last = trial.last_result or {}
+        scores = ", ".join(f"{key} {last[key]:.4g}" for key in PAPER_SCORES if key in last)
+        self._say(trial, f"finished: {scores}")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info):
+        self._say(trial, "failed (its MLflow run holds the error)")
+
+    def _say(self, trial: Any, text: str) -> None:
+        print(f"{self.prog}: {trial.trial_id} {trial_label(trial.config)}: {text}", flush=True)
+
+
+def trial_label(config: Mapping[str, Any]) -> str:
+    """'tcwae_mws beta=10 gamma=5 seed=0': a trial's method, its hyper-parameters and seed."""
+    method = config.get("method", "?")
+    names = METHOD_HYPERPARAMETERS.get(method, ())
+    values = [f"{name}={config[name]:g}" for name in names if name in config]
+    return " ".join([method, *values, f"seed={config.get('seed', '?')}"])

@@ -1,0 +1,455 @@
+"""The per-worker loop: one DDP rank of a run under Ray Train, or the only rank in this process.
+
+Every rank loads the data set, builds the `tcwae.trainer.Trainer`, resumes from the last
+checkpoint and trains. Every `report_every` steps all ranks report through their session (losses,
+speed and a progress line; at checkpoint steps the checkpoint too): `ray.train.report` under Ray
+Train, a checkpoint folder of this process with `--workers 0`. Rank 0 also writes the losses to
+the MLflow run, prints the progress line where a person watches, adds the rung scores at a
+successive-halving sweep's rung steps, and at the end scores the model, draws its pictures and
+logs them with the final checkpoint and the encoder.
+
+The driver (`pipeline/train.py`) hands every worker one frozen `WorkerTask`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from pipeline.rungs import RungCheck, rung_metric
+from pipeline.tracking import TAG_NON_FINITE, Tracking
+from tcwae.config import TrainConfig
+from tcwae.eval_profiles import PROFILES
+
+CHECKPOINTS_TO_KEEP = 2
+CHECKPOINT_FILE = "trainer.pt"
+TRAIN_PREFIX = "train/"
+LOSS_METRIC = f"{TRAIN_PREFIX}loss"
+MIG_CURVE_METRIC = f"{TRAIN_PREFIX}mig"  # every `mig_every` steps, on the eval profile's sizes
+SPEED_METRIC = f"{TRAIN_PREFIX}steps_per_second"
+RESUMED_METRIC = "resumed_from_step"
+PROGRESS_KEY = "progress"  # the report's one-line summary, for the console
+EVAL_SEED_STREAM = 7
+RUNG_SEED_STREAM = 13  # seeds each rung's draws from (seed, step), apart from training's streams
+PICTURE_IMAGES = 256
+RECONSTRUCTION_IMAGES = 16
+TRAVERSALS = "traversals.png"
+PICTURES = (TRAVERSALS, "reconstructions.png", "samples.png")
+
+
+@dataclasses.dataclass(frozen=True)
+class SigkillOnce:
+    """Test-only fault injection: rank `rank` SIGKILLs its own process at the first report at or
+    after step `step`, but only while `marker` does not exist (it is created just before), so the
+    restarted worker group runs through."""
+
+    rank: int
+    step: int
+    marker: str
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerTask:
+    """What the driver hands every worker: the run's configuration and where to record it.
+
+    `progress` is a `ray.util.queue.Queue` that rank 0 puts its progress lines in for the
+    driver's console, or None (a sweep prints them from Tune's results instead). `rung_check`
+    names the steps and scores of a successive-halving sweep's rungs.
+    """
+
+    config: TrainConfig
+    tracking_uri: str
+    run_id: str
+    data_root: str | None = None
+    use_gpu: bool = False
+    progress: Any = None
+    fault: SigkillOnce | None = None
+    rung_check: RungCheck | None = None
+
+
+class _Session(Protocol):
+    """What the loop needs from its runner (Ray Train, or this process)."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+    def restore(self, trainer: Any) -> bool: ...
+
+    def report(self, metrics: dict[str, Any], checkpoint_of: Any | None = None) -> None: ...
+
+    def show(self, line: str) -> None: ...
+
+
+class _RaySession:
+    """Ray Train: checkpoints through `ray.train.report`, restored with `get_checkpoint`."""
+
+    def __init__(self, task: WorkerTask) -> None:
+        import ray.train
+        import ray.train.torch
+
+        context = ray.train.get_context()
+        self.rank = context.get_world_rank()
+        self.world_size = context.get_world_size()
+        self.device = ray.train.torch.get_device() if task.use_gpu else torch.device("cpu")
+        self.progress = task.progress
+
+    def restore(self, trainer: Any) -> bool:
+        import ray.train
+
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            return False
+        with checkpoint.as_directory() as folder:
+            trainer.load(Path(folder) / CHECKPOINT_FILE)
+        return True
+
+    def report(self, metrics: dict[str, Any], checkpoint_of: Any | None = None) -> None:
+        """All ranks call this at the same steps; only rank 0 attaches the checkpoint."""
+        import ray.train
+
+        if checkpoint_of is None or self.rank != 0:
+            ray.train.report(metrics)
+            return
+        with tempfile.TemporaryDirectory(prefix="tcwae-checkpoint-") as folder:
+            checkpoint_of.save(Path(folder) / CHECKPOINT_FILE)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+
+    def show(self, line: str) -> None:
+        if self.progress is not None:
+            self.progress.put(line)
+
+
+class _InProcessSession:
+    """`--workers 0`: one rank in this process, checkpoints in `folder`, progress on stdout."""
+
+    def __init__(self, folder: Path, device: torch.device, prefix: str) -> None:
+        self.rank = 0
+        self.world_size = 1
+        self.device = device
+        self.folder = folder
+        self.prefix = prefix
+
+    def _checkpoints(self) -> list[Path]:
+        return sorted(self.folder.glob(f"checkpoint_*/{CHECKPOINT_FILE}"))
+
+    def restore(self, trainer: Any) -> bool:
+        checkpoints = self._checkpoints()
+        if not checkpoints:
+            return False
+        trainer.load(checkpoints[-1])
+        return True
+
+    def report(self, metrics: dict[str, Any], checkpoint_of: Any | None = None) -> None:
+        if checkpoint_of is None:
+            return
+        checkpoint_of.save(self.folder / f"checkpoint_{checkpoint_of.step:09d}" / CHECKPOINT_FILE)
+        for stale in self._checkpoints()[:-CHECKPOINTS_TO_KEEP]:
+            shutil.rmtree(stale.parent)
+
+    def show(self, line: str) -> None:
+        print(f"{self.prefix}{line}", flush=True)
+
+
+def progress_line(
+    step: int,
+    steps: int,
+    steps_per_second: float,
+    losses: dict[str, float],
+    mig: float | None = None,
+) -> str:
+    """'step 400/1000 (40%), 5.2 steps/s, ETA 1m55s, loss 130.2 rec 120.1 tc 2.31, MIG 0.081':
+    the objective (`loss`) first, then its terms."""
+    remaining = (steps - step) / steps_per_second if steps_per_second > 0 else math.inf
+    ordered = sorted(losses.items(), key=lambda item: item[0] != "loss")
+    terms = " ".join(f"{name} {value:.4g}" for name, value in ordered)
+    line = (
+        f"step {step}/{steps} ({100 * step / steps:.0f}%), {steps_per_second:.2f} steps/s, "
+        f"ETA {format_duration(remaining)}, {terms}"
+    )
+    return line if mig is None else f"{line}, MIG {mig:.3f}"
+
+
+def format_duration(seconds: float) -> str:
+    """'45s', '3m05s', '2h07m'; '?' when unknown."""
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class _Rank0Recorder:
+    """Rank 0's writes to the MLflow run, made safe to repeat after a restart.
+
+    A restarted worker group resumes from the checkpoint Ray Train last registered, which can be
+    older than the steps already logged by the attempt that died; those steps are not logged a
+    second time, so the run's history has exactly one point per step.
+    """
+
+    def __init__(self, tracking: Tracking, run_id: str) -> None:
+        self.tracking = tracking
+        self.run_id = run_id
+        self.logged_through = tracking.last_step(run_id, LOSS_METRIC)
+
+    def log_step(self, step: int, metrics: dict[str, float]) -> None:
+        if step > self.logged_through:
+            self.tracking.log_metrics(self.run_id, metrics, step)
+            self.logged_through = step
+
+
+class _Reporter:
+    """The trainer's callbacks: one `report` per report step for all ranks (losses and, at
+    checkpoint steps, the checkpoint together); rank 0 mirrors the losses into MLflow, shows
+    the progress line and adds the rung scores at rung steps (which Tune's scheduler judges)."""
+
+    def __init__(
+        self,
+        trainer: Any,
+        session: _Session,
+        recorder: _Rank0Recorder | None,
+        fault: SigkillOnce | None,
+        rung_check: RungCheck | None = None,
+    ) -> None:
+        self.trainer = trainer
+        self.session = session
+        self.recorder = recorder
+        self.fault = fault
+        self.rung_check = rung_check
+        self.cfg = trainer.cfg
+        self.pending: dict[str, Any] | None = None
+        self.last_time = time.perf_counter()
+        self.last_step = trainer.step
+        self.latest_mig: float | None = None
+        self._mig_points = PROFILES[self.cfg.eval_profile].metric_sizes["num_train"]
+
+    def _is_checkpoint_step(self, step: int) -> bool:
+        return step % self.cfg.checkpoint_every == 0 or step == self.cfg.steps
+
+    def on_report(self, step: int, losses: dict[str, float]) -> None:
+        self._maybe_inject_fault(step)
+        now = time.perf_counter()
+        speed = (step - self.last_step) / max(now - self.last_time, 1e-9)
+        self.last_time, self.last_step = now, step
+        metrics = {f"{TRAIN_PREFIX}{key}": value for key, value in losses.items()}
+        metrics[SPEED_METRIC] = speed
+        report: dict[str, Any] = {"step": step, **metrics}
+        if self.recorder is not None:
+            mig = self._mig_at(step)
+            if mig is not None:
+                metrics[MIG_CURVE_METRIC] = self.latest_mig = mig
+            if self.rung_check is not None and step in self.rung_check.steps:
+                rung = rung_scores(self.trainer, self.rung_check)
+                metrics.update(rung)
+                report.update(rung)
+            self.recorder.log_step(step, metrics)
+            line = progress_line(step, self.cfg.steps, speed, losses, mig)
+            self.session.show(line)
+            report[PROGRESS_KEY] = line
+            if self.latest_mig is not None:
+                report[MIG_CURVE_METRIC] = self.latest_mig  # the latest, for Tune's table
+        if self._is_checkpoint_step(step):
+            self.pending = report  # sent with the checkpoint, which the trainer asks for next
+        else:
+            self.session.report(report)
+
+    def _mig_at(self, step: int) -> float | None:
+        """MIG of the current encoder every `mig_every` steps, for the curve of MIG against
+        training steps; None at the other steps."""
+        if not self.cfg.mig_every or step % self.cfg.mig_every or not self.trainer.has_factors:
+            return None
+        return self.trainer.mig_now(self._mig_points)
+
+    def on_checkpoint(self, step: int) -> None:
+        report = self.pending or {"step": step}
+        self.pending = None
+        self.session.report(report, checkpoint_of=self.trainer)
+
+    def _maybe_inject_fault(self, step: int) -> None:
+        fault = self.fault
+        if fault is None or self.session.rank != fault.rank or step < fault.step:
+            return
+        marker = Path(fault.marker)
+        if not marker.exists():
+            marker.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def train_loop_per_worker(task: WorkerTask) -> None:
+    """The Ray Train worker function (bound to its task with `functools.partial`).
+
+    A non-finite loss is deterministic: Ray Train would retry it from the last checkpoint
+    `max_failures` times and diverge again each time. So every rank (all detect it at the same
+    step) ends cleanly instead, and rank 0 tags the MLflow run, which the driver turns into a
+    failure.
+    """
+    from tcwae.trainer import NonFiniteLossError
+
+    session = _RaySession(task)
+    try:
+        train_and_record(task, session)
+    except NonFiniteLossError as error:
+        if session.rank == 0:
+            Tracking.at(task.tracking_uri).set_tags(task.run_id, {TAG_NON_FINITE: str(error)})
+
+
+def train_in_process(task: WorkerTask, folder: Path, prefix: str) -> dict[str, Any]:
+    """`--workers 0`: the same loop in this process, checkpoints in `folder`."""
+    device = torch.device("cuda") if task.use_gpu else torch.device("cpu")
+    return train_and_record(task, _InProcessSession(folder, device, prefix))
+
+
+def train_and_record(task: WorkerTask, session: _Session) -> dict[str, Any]:
+    """Load the data, build and resume the trainer, train with reports and checkpoints, then on
+    rank 0 score, draw and log everything; every rank ends with a final `report` (rank 0's holds
+    the scores), with a checkpoint, so that Ray's Result.metrics are these."""
+    from tcwae.data import data_root, load_dataset
+    from tcwae.trainer import Trainer
+
+    cfg = task.config
+    dataset = load_dataset(cfg.dataset, root=task.data_root, source=cfg.data_source)
+    trainer = Trainer(cfg, dataset, device=session.device)
+    resumed = session.restore(trainer)
+
+    recorder = None
+    if session.rank == 0:
+        tracking = Tracking.at(task.tracking_uri)
+        recorder = _Rank0Recorder(tracking, task.run_id)
+        resolved = trainer.resolved_settings()
+        tracking.log_params(task.run_id, {k: v for k, v in resolved.items() if "." in k})
+        tracking.set_tags(
+            task.run_id, {"precision": resolved["precision"], "optimizer": resolved["optimizer"]}
+        )
+        tracking.set_tags(
+            task.run_id,
+            {
+                "dataset_source": dataset.source,
+                "dataset_size": len(dataset),
+                "device": _describe_device(session.device, session.world_size),
+                "world_size": session.world_size,
+            },
+        )
+        if resumed:
+            tracking.log_metrics(task.run_id, {RESUMED_METRIC: trainer.step}, trainer.step)
+
+    reporter = _Reporter(trainer, session, recorder, task.fault, task.rung_check)
+    losses = trainer.train(on_report=reporter.on_report, on_checkpoint=reporter.on_checkpoint)
+    final: dict[str, Any] = {"step": float(trainer.step)}
+    final.update({f"{TRAIN_PREFIX}{key}": value for key, value in losses.items()})
+    if recorder is not None and trainer.objective.sequences:
+        judge_root = Path(task.data_root or data_root())
+        final.update(
+            evaluate_and_log_sequences(
+                trainer, dataset, recorder.tracking, recorder.run_id, judge_root
+            )
+        )
+    elif recorder is not None:
+        final.update(evaluate_and_log(trainer, dataset, recorder.tracking, recorder.run_id))
+    session.report(final, checkpoint_of=trainer)
+    return final
+
+
+def _describe_device(device: torch.device, world_size: int) -> str:
+    if device.type == "cuda":
+        return f"{world_size} x {torch.cuda.get_device_name(device)}"
+    return f"{world_size} x cpu"
+
+
+def model_scores(
+    trainer: Any, rng: np.random.Generator, profile: str, scores: Sequence[str] | None = None
+) -> dict[str, float]:
+    """`rec` on the profile's `rec_images` and, for data sets with factors, the scores of
+    `tcwae.metrics.evaluate` with `profile`'s sizes (with its `eval_*` sizes); all of them, or
+    those in `scores`. Both the final scores and the rung scores come from here."""
+    from tcwae import metrics
+
+    result = {}
+    if scores is None or "rec" in scores:
+        result["rec"] = trainer.reconstruction_error(PROFILES[profile].rec_images, rng)
+    factor_scores = None if scores is None else [score for score in scores if score != "rec"]
+    if trainer.has_factors and (factor_scores is None or factor_scores):
+        result.update(
+            metrics.evaluate(
+                trainer.dataset,
+                trainer.represent,
+                rng,
+                profile,
+                factor_scores,
+                codebook=trainer.codebook(),
+            )
+        )
+    return {key: float(value) for key, value in result.items()}
+
+
+def rung_scores(trainer: Any, check: RungCheck) -> dict[str, float]:
+    """`rung/<score>` of the model now, with the check's profile; draws come from (seed, step),
+    never from the training streams."""
+    rng = np.random.default_rng([trainer.cfg.seed, RUNG_SEED_STREAM, trainer.step])
+    scores = model_scores(trainer, rng, check.profile, check.scores)
+    return {rung_metric(score): scores[score] for score in check.scores if score in scores}
+
+
+def evaluate_and_log(trainer: Any, dataset: Any, tracking: Tracking, run_id: str) -> dict:
+    """Scores (`rec` and, for data sets with factors, the disentanglement metrics), pictures,
+    the final checkpoint and the encoder model, all logged to the run. Returns the scores."""
+    from tcwae import viz
+
+    cfg = trainer.cfg
+    rng = np.random.default_rng([cfg.seed, EVAL_SEED_STREAM])
+    scores = model_scores(trainer, rng, cfg.eval_profile)
+    tracking.log_metrics(run_id, scores, trainer.step)
+
+    autoencoder = trainer.autoencoder  # viz and log_encoder handle its device and mode
+    picks = rng.choice(len(dataset), size=min(PICTURE_IMAGES, len(dataset)), replace=False)
+    images = dataset.images[torch.from_numpy(picks)]
+    with tempfile.TemporaryDirectory(prefix="tcwae-artifacts-") as folder:
+        folder = Path(folder)
+        traversals, reconstructions, samples = (folder / name for name in PICTURES)
+        viz.save_traversals(autoencoder, images, traversals)
+        viz.save_reconstructions(autoencoder, images[:RECONSTRUCTION_IMAGES], reconstructions)
+        viz.save_samples(autoencoder, samples, seed=cfg.seed)
+        for picture in (traversals, reconstructions, samples):
+            tracking.log_artifact(run_id, picture)
+        trainer.save(folder / CHECKPOINT_FILE)
+        tracking.log_artifact(run_id, folder / CHECKPOINT_FILE, "checkpoint")
+    example = images[:2].float().div(255.0).numpy()
+    tracking.log_encoder(run_id, autoencoder, example, trainer.step)
+    return scores
+
+
+def evaluate_and_log_sequences(
+    trainer: Any, dataset: Any, tracking: Tracking, run_id: str, judge_root: Path
+) -> dict:
+    """A sequence model's record: the judge's accuracy and the judged scores of
+    `tcwae.sequence_eval.score_and_draw` (the judge trained once and cached under `judge_root`),
+    its swap and generated-sequence pictures and the final checkpoint. Returns the scores."""
+    from tcwae.sequence_eval import score_and_draw
+
+    cfg = trainer.cfg
+    rng = np.random.default_rng([cfg.seed, EVAL_SEED_STREAM])
+    with tempfile.TemporaryDirectory(prefix="tcwae-artifacts-") as folder:
+        folder = Path(folder)
+        scores, pictures = score_and_draw(
+            trainer.autoencoder, dataset, judge_root, cfg.eval_profile, rng, folder, cfg.cost
+        )
+        scores = {key: float(value) for key, value in scores.items()}
+        tracking.log_metrics(run_id, scores, trainer.step)
+        for picture in pictures:
+            tracking.log_artifact(run_id, picture)
+        trainer.save(folder / CHECKPOINT_FILE)
+        tracking.log_artifact(run_id, folder / CHECKPOINT_FILE, "checkpoint")
+    return scores

@@ -1,0 +1,10 @@
+"""The one error type for input a person can fix: a flag, a file, a configuration, an environment.
+
+Every command line (`pipeline/train.py`, `sweep.py`, `report.py`) turns a `UserError` into one line
+on stderr and exit code 2, before anything is started or written. Its message names the problem
+and the fix. Errors of the code itself are any other exception.
+"""
+
+
+class UserError(Exception):
+    """Something the user gave or set up is wrong; the message is one line naming it and the fix."""
