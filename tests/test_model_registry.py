@@ -31,7 +31,7 @@ def _trial(tracking: Tracking, experiment_id: str, beta: float, mig: float, seed
     return run_row(params, {"rec": 3.0, "mig": mig}, run_id)
 
 
-def test_the_best_configuration_is_a_new_version_loadable_by_name(tmp_path):
+def test_the_best_configuration_is_a_new_version_loadable_by_name(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracking = Tracking.at(uri)
     experiment_id = tracking.experiment_id("registry")
@@ -50,7 +50,7 @@ def test_the_best_configuration_is_a_new_version_loadable_by_name(tmp_path):
     assert "beta: 10.0" in second.description and "sweep-b" in second.description
     assert int(tracking.client.get_model_version_by_alias(name, BEST_ALIAS).version) == 2
 
-    mlflow.set_tracking_uri(uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # what `models:/` resolves against
     encoder = mlflow.pytorch.load_model(f"models:/{name}/latest")
     images = torch.rand(5, 1, 64, 64)
     assert encoder(images).shape == (5, DZ)
