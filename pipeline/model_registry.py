@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from pipeline.tracking import Tracking
+
 BEST_ALIAS = "best"
 RANKING_ROWS = 10  # configurations listed in a version's description
 
@@ -20,17 +22,6 @@ RANKING_ROWS = 10  # configurations listed in a version's description
 def registered_model_name(space: str) -> str:
     """The registered model of a search space, e.g. 'tcwae-dsprites'."""
     return f"tcwae-{space}"
-
-
-def logged_encoder_of(client: Any, run_id: str) -> Any | None:
-    """The model the run logged (its 'model' output), or None when it logged none."""
-    run = client.get_run(run_id)
-    models = client.search_logged_models(
-        experiment_ids=[run.info.experiment_id],
-        filter_string=f"source_run_id = '{run_id}'",
-    )
-    ready = [model for model in models if str(model.status).endswith("READY")]
-    return ready[0] if ready else None
 
 
 def version_description(
@@ -55,7 +46,7 @@ def version_description(
 
 
 def register_best(
-    client: Any,
+    tracking: Tracking,
     space: str,
     sweep_name: str,
     ranked: list[Mapping[str, Any]],
@@ -67,13 +58,14 @@ def register_best(
     if not ranked:
         return None
     for run_id in ranked[0]["run_ids"]:
-        encoder = logged_encoder_of(client, run_id) if run_id else None
+        encoder = tracking.logged_encoder(run_id) if run_id else None
         if encoder is not None:
             break
     else:
         return None
     name = registered_model_name(space)
-    if not client.search_registered_models(filter_string=f"name = '{name}'"):
+    client = tracking.client
+    if not tracking.has_registered_model(name):
         client.create_registered_model(
             name, description=f"The best encoder of each `{space}` sweep, newest last."
         )

@@ -54,7 +54,7 @@ from pipeline.report_results import (
     describe_machine,
     write_results_md,
 )
-from pipeline.rungs import rung_metric
+from pipeline.rungs import RUNG_SCORES, rung_metric
 from pipeline.tracking import TAG_STOPPED_AT, Tracking, check_tracking_uri, resolve_tracking_uri
 from pipeline.worker import MIG_CURVE_METRIC, TRAVERSALS
 from tcwae.errors import UserError
@@ -233,7 +233,7 @@ def collect_rows(tracking: Tracking, parent_run_id: str) -> list[dict[str, Any]]
             row["stopped_at"] = int(run.data.tags[TAG_STOPPED_AT])
             row["rung_scores"] = {
                 score: value
-                for score in SCORES
+                for score in RUNG_SCORES
                 if (value := run.data.metrics.get(rung_metric(score))) is not None
             }
         rows.append(row)

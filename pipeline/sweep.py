@@ -40,7 +40,6 @@ from pipeline.search_space import (
     trial_train_config,
 )
 from pipeline.tracking import (
-    KILLED,
     TAG_STOP_REASON,
     TAG_STOPPED_AT,
     TAG_SWEEP,
@@ -309,10 +308,8 @@ class StopMarker:
         run = tracking.find_run(experiment_id, plan.trial_storage, plan.trial_name(trial_id))
         if run is None:
             return
-        run_id = run.info.run_id
         tags = {TAG_STOPPED_AT: decision.step, TAG_STOP_REASON: decision.reason()}
-        tracking.set_tags(run_id, tags)
-        tracking.client.set_terminated(run_id, KILLED)
+        tracking.stop_run(run.info.run_id, tags)
 
 
 def make_tuner(plan: SweepPlan, parent_run_id: str, max_concurrent: int) -> Any:
@@ -426,7 +423,7 @@ def run_sweep(plan: SweepPlan) -> tuple[str, Any]:
                 tracking, parent_run_id, scratch, plan.profile.rank_by, results_md=plan.results_md
             )
         version = register_best(
-            tracking.client, plan.space_name, plan.name, report.ranked, plan.profile.rank_by
+            tracking, plan.space_name, plan.name, report.ranked, plan.profile.rank_by
         )
         if version is not None:
             model = f"models:/{version.name}/{version.version}"

@@ -452,6 +452,25 @@ class Tracking:
         self.client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
         return f"runs:/{run_id}/{MODEL_NAME}"
 
+    def stop_run(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        """End a run that the sweep's scheduler stopped: KILLED, `tags` saying where and why."""
+        self.set_tags(run_id, tags)
+        self.client.set_terminated(run_id, KILLED)
+
+    def logged_encoder(self, run_id: str) -> Any | None:
+        """The READY model that `log_encoder` logged for the run, or None."""
+        from mlflow.entities import LoggedModelStatus
+
+        models = self.client.search_logged_models(
+            experiment_ids=[self._experiment_of(run_id)],
+            filter_string=f"source_run_id = '{_quoted(run_id)}'",
+        )
+        ready = [model for model in models if model.status == LoggedModelStatus.READY]
+        return ready[0] if ready else None
+
+    def has_registered_model(self, name: str) -> bool:
+        return bool(self.client.search_registered_models(f"name = '{_quoted(name)}'"))
+
     # Internals -----------------------------------------------------------------------------
 
     def _experiment_of(self, run_id: str) -> str:

@@ -42,8 +42,8 @@ def test_the_best_configuration_is_a_new_version_loadable_by_name(tmp_path, monk
     ranked = rank(aggregate(rows), RANK_BY)
     assert ranked[0]["label"] == "tcwae_mws beta=10 gamma=5"
 
-    first = register_best(tracking.client, "dsprites", "sweep-a", ranked, RANK_BY)
-    second = register_best(tracking.client, "dsprites", "sweep-b", ranked, RANK_BY)
+    first = register_best(tracking, "dsprites", "sweep-a", ranked, RANK_BY)
+    second = register_best(tracking, "dsprites", "sweep-b", ranked, RANK_BY)
     name = registered_model_name("dsprites")
     assert (int(first.version), int(second.version)) == (1, 2)
     assert first.run_id == ranked[0]["run_ids"][0]
@@ -63,5 +63,5 @@ def test_nothing_is_registered_when_the_winner_logged_no_encoder(tmp_path):
     params = {k: str(v) for k, v in TrainConfig(method="wae_mmd").to_dict().items()}
     tracking.end_run(run_id)
     ranked = rank(aggregate([run_row(params, {"rec": 3.0, "mig": 0.1}, run_id)]), RANK_BY)
-    assert register_best(tracking.client, "dsprites", "sweep", ranked, RANK_BY) is None
+    assert register_best(tracking, "dsprites", "sweep", ranked, RANK_BY) is None
     assert tracking.client.search_registered_models() == []
