@@ -145,6 +145,17 @@ class Profile:
         kept = {name: spec for name, spec in self.methods.items() if name in methods}
         return dataclasses.replace(self, methods=kept)
 
+    def with_seeds(self, seeds: Sequence[int] | None) -> Profile:
+        """This profile with its seeds replaced (None keeps the profile's), e.g. to add seeds to
+        a finished sweep or to re-run one that failed."""
+        if seeds is None:
+            return self
+        if not seeds or any(seed < 0 for seed in seeds) or len(set(seeds)) != len(seeds):
+            raise SearchSpaceError(
+                f"seeds must be distinct non-negative integers, got {', '.join(map(str, seeds))}"
+            )
+        return dataclasses.replace(self, seeds=tuple(seeds))
+
     @property
     def searched(self) -> bool:
         """Whether any method has a searched parameter (otherwise only grid mode makes sense)."""

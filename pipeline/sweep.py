@@ -143,6 +143,9 @@ def build_parser() -> cli.ArgumentParser:
     parser.add_argument("dataset", help="a search space: search_spaces/<DATASET>.yaml, or a path")
     parser.add_argument("--profile", default="cpu", help="profile of the search space (cpu)")
     parser.add_argument("--methods", help="comma-separated subset of the profile's methods")
+    parser.add_argument(
+        "--seeds", help="comma-separated seeds in place of the profile's (e.g. 2 or 3,4)"
+    )
     parser.add_argument("--mode", default="grid", help="grid (the file's grids) or optuna")
     parser.add_argument("--num-samples", type=int, help="optuna mode: trials (profile's default)")
     parser.add_argument("--max-concurrent", type=int, help="trials at once (from the cluster)")
@@ -165,6 +168,16 @@ def build_parser() -> cli.ArgumentParser:
     return parser
 
 
+def parse_seeds(text: str | None) -> list[int] | None:
+    """The --seeds flag as integers (None when absent); a malformed list is one UserError."""
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise UserError(f"--seeds must be comma-separated integers, got {text!r}") from None
+
+
 def plan_sweep(argv: Sequence[str] | None) -> SweepPlan:
     """Parse and validate the command line, the search space and the locations (storage and
     results folders writable, tracking store usable); raise one UserError."""
@@ -173,7 +186,7 @@ def plan_sweep(argv: Sequence[str] | None) -> SweepPlan:
         raise UserError(f"--mode must be one of {', '.join(MODES)}, got {args.mode!r}")
     space = load_search_space(args.dataset)
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
-    profile = space.profile(args.profile).select(methods)
+    profile = space.profile(args.profile).select(methods).with_seeds(parse_seeds(args.seeds))
     resources = profile.resources
     workers = resources.workers if args.workers_per_trial is None else args.workers_per_trial
     if workers < 1:
@@ -203,7 +216,10 @@ def plan_sweep(argv: Sequence[str] | None) -> SweepPlan:
     if local is not None:
         cli.require_writable(local, "Ray storage", "--storage")
     space_name = Path(space.source).stem
-    name = cli.check_folder_name(args.name or f"{space_name}-{profile.name}-{args.mode}")
+    seeds_part = f"-seeds{'_'.join(map(str, profile.seeds))}" if args.seeds else ""
+    name = cli.check_folder_name(
+        args.name or f"{space_name}-{profile.name}-{args.mode}{seeds_part}"
+    )
     results_md = None
     if args.results_md:
         results_path = Path(args.results_md).expanduser().resolve()
