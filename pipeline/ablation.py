@@ -40,12 +40,16 @@ def _cell(values: Sequence[float]) -> str:
     return f"{mean:.3f} ± {std:.3f}" if len(values) > 1 else f"{mean:.3f}"
 
 
-def load_arm(tracking: Tracking, experiment: str, sweep: str) -> dict[str, Any]:
-    """The finished runs of one sweep, with their MIG and Rec curves by method."""
-    parent = tracking.find_sweep_by_name(experiment, sweep)
-    runs = [row for row in collect_rows(tracking, parent) if row["status"] == FINISHED]
-    if not runs:
-        raise UserError(f"sweep {sweep!r} has no finished runs")
+def load_arm(tracking: Tracking, experiment: str, sweeps: Sequence[str]) -> dict[str, Any]:
+    """The finished runs of one arm's sweeps (e.g. a first sweep and one that added seeds), with
+    their MIG and Rec curves by method."""
+    runs = []
+    for sweep in sweeps:
+        parent = tracking.find_sweep_by_name(experiment, sweep)
+        found = [row for row in collect_rows(tracking, parent) if row["status"] == FINISHED]
+        if not found:
+            raise UserError(f"sweep {sweep!r} has no finished runs")
+        runs += found
     return {
         "runs": runs,
         "mig": curves_by_method(runs, collect_histories(tracking, runs, MIG_CURVE_METRIC)),
@@ -136,7 +140,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     parser = ArgumentParser(prog="ablation.py", description=__doc__.splitlines()[0])
     add_location_flags(parser, "--tracking-uri", "--experiment")
-    parser.add_argument("--sweep", action="append", required=True, help="NAME=LABEL, repeated")
+    parser.add_argument(
+        "--sweep",
+        action="append",
+        required=True,
+        help="NAME=LABEL, repeated; sweeps with the same LABEL are one arm",
+    )
     parser.add_argument("--steps", default="500,1000,2000", help="MIG table columns")
     parser.add_argument("--results-md", required=True)
     parser.add_argument("--figure", default="RESULTS_figures/optimizer_ablation.png")
@@ -154,7 +163,13 @@ def _main(argv: Sequence[str] | None) -> int:
     tracking_uri = resolve_tracking_uri(args.tracking_uri)
     check_tracking_uri(tracking_uri)
     tracking = Tracking.at(tracking_uri)
-    arms = {label: load_arm(tracking, args.experiment, name) for name, _, label in pairs}
+    sweeps_by_label: dict[str, list[str]] = {}
+    for name, _, label in pairs:
+        sweeps_by_label.setdefault(label, []).append(name)
+    arms = {
+        label: load_arm(tracking, args.experiment, names)
+        for label, names in sweeps_by_label.items()
+    }
     results = Path(args.results_md)
     figure = Path(args.figure)
     draw(arms, results.parent / figure)

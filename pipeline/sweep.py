@@ -216,10 +216,9 @@ def plan_sweep(argv: Sequence[str] | None) -> SweepPlan:
     if local is not None:
         cli.require_writable(local, "Ray storage", "--storage")
     space_name = Path(space.source).stem
-    seeds_part = f"-seeds{'_'.join(map(str, profile.seeds))}" if args.seeds else ""
-    name = cli.check_folder_name(
-        args.name or f"{space_name}-{profile.name}-{args.mode}{seeds_part}"
-    )
+    subset = f"-{'_'.join(profile.methods)}" if methods else ""
+    subset += f"-seeds{'_'.join(map(str, profile.seeds))}" if args.seeds else ""
+    name = cli.check_folder_name(args.name or f"{space_name}-{profile.name}-{args.mode}{subset}")
     results_md = None
     if args.results_md:
         results_path = Path(args.results_md).expanduser().resolve()

@@ -11,6 +11,7 @@ from tcwae.config import TrainConfig
 CURVES = {
     ("sweep-authors", "authors"): {0: (0.2, 0.3), 1: (0.2, 0.5)},
     ("sweep-paper", "paper"): {0: (0.05, 0.1), 1: (0.05, 0.1)},
+    ("sweep-authors-seeds2", "authors"): {2: (0.2, 0.4)},
 }
 
 
@@ -46,13 +47,14 @@ def two_sweeps(tmp_path):
     return uri
 
 
-def test_ablation_tables_each_arm_over_its_finished_seeds(two_sweeps, tmp_path):
+def test_ablation_tables_each_arm_over_its_sweeps_finished_seeds(two_sweeps, tmp_path):
     results = tmp_path / "RESULTS.md"
     results.write_text("# Results\n\n## Optimizer ablation\n\nold\n\n## Later section\n\nkept\n")
     code = ablation.main(
         [
             "--tracking-uri", two_sweeps, "--experiment", "space",
             "--sweep", "sweep-authors=authors", "--sweep", "sweep-paper=paper",
+            "--sweep", "sweep-authors-seeds2=authors",
             "--steps", "1,2", "--results-md", str(results), "--figure", "fig/ablation.png",
         ]
     )  # fmt: skip
@@ -60,7 +62,7 @@ def test_ablation_tables_each_arm_over_its_finished_seeds(two_sweeps, tmp_path):
     text = results.read_text()
     assert "old" not in text and "## Later section\n\nkept" in text
     rows = [line for line in text.splitlines() if line.startswith("| TCWAE-MWS")]
-    assert rows[0].startswith("| TCWAE-MWS | authors | 2 | 0.200 ± 0.000 | 0.400 ± 0.141 |")
+    assert rows[0].startswith("| TCWAE-MWS | authors | 3 | 0.200 ± 0.000 | 0.400 ± 0.100 |")
     assert rows[1].startswith("| TCWAE-MWS | paper | 2 | 0.050 ± 0.000 | 0.100 ± 0.000 |")
     assert (tmp_path / "fig" / "ablation.png").stat().st_size > 0
 

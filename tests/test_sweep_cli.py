@@ -123,14 +123,18 @@ def test_concurrency_comes_from_the_cluster_or_is_left_to_its_autoscaler(tmp_pat
         concurrent_trials(plan, {"CPU": 0, "GPU": 0})
 
 
-def test_seeds_flag_replaces_the_profile_seeds_and_names_the_sweep(tmp_path, capsys):
+def test_seeds_and_methods_flags_narrow_the_profile_and_name_the_sweep(tmp_path, capsys):
     path = write_space(tmp_path / "space.yaml", space_dict(GRID_METHODS))
     base = plan_sweep(sweep_args(path, tmp_path, tmp_path / "data"))
     plan = plan_sweep(sweep_args(path, tmp_path, tmp_path / "data", "--seeds", "3,4"))
+    subset = plan_sweep(
+        sweep_args(path, tmp_path, tmp_path / "data", "--methods", "wae_mmd", "--seeds", "3")
+    )
     assert plan.profile.seeds == (3, 4)
     assert {p["seed"] for p in plan.points} == {3, 4}
     assert plan.num_samples == 2 * base.num_samples // len(base.profile.seeds)
-    assert plan.name.endswith("-seeds3_4") and plan.name != base.name
+    assert plan.name == f"{base.name}-seeds3_4"
+    assert subset.name == f"{base.name}-wae_mmd-seeds3"
     for bad, expected in (
         ("2,x", "--seeds must be comma-separated integers"),
         ("1,1", "seeds must be distinct non-negative integers"),
