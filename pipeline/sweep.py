@@ -39,6 +39,7 @@ from pipeline.search_space import (
     objectives,
     trial_train_config,
 )
+from pipeline.shared_data import SharedData, share_datasets
 from pipeline.tracking import (
     TAG_STOP_REASON,
     TAG_STOPPED_AT,
@@ -88,6 +89,7 @@ class SweepPlan:
     seed: int
     results_md: str | None = None
     verbose: bool = False
+    share_data: bool = True  # False: every worker loads its own copy of the data set
     scheduler: SchedulerSpec | None = None  # None: FIFO, every trial trains its full budget
 
     @property
@@ -103,7 +105,13 @@ class SweepPlan:
         """A trial's Train run and MLflow child run are named after the Tune trial."""
         return f"{self.name}-{trial_id}"
 
-    def trial_spec(self, config: TrainConfig, trial_id: str, parent_run_id: str) -> RunSpec:
+    def trial_spec(
+        self,
+        config: TrainConfig,
+        trial_id: str,
+        parent_run_id: str,
+        shared_data: SharedData | None = None,
+    ) -> RunSpec:
         """The RunSpec of one trial."""
         return RunSpec(
             config=config,
@@ -117,10 +125,18 @@ class SweepPlan:
             data_root=self.data_root,
             parent_run_id=parent_run_id,
             rung_check=self.scheduler.rung_check(config.steps) if self.scheduler else None,
+            shared_data=shared_data,
         )
 
+    def trial_configs(self) -> list[TrainConfig]:
+        """The training configuration of every grid point (in optuna mode: every method's data
+        set and source appear among them)."""
+        return [trial_train_config(self.profile, point) for point in self.points]
 
-def run_trial(params: dict[str, Any], plan: SweepPlan, parent_run_id: str) -> None:
+
+def run_trial(
+    params: dict[str, Any], plan: SweepPlan, parent_run_id: str, shared_data: SharedData
+) -> None:
     """The Tune trainable: one configuration trained by the driver with a TorchTrainer, whose
     rank-0 reports reach Tune while it runs; then the final scores that the searcher ranks. Data
     that cannot be loaded fails the trial before training, recorded as a FAILED child run."""
@@ -128,7 +144,8 @@ def run_trial(params: dict[str, Any], plan: SweepPlan, parent_run_id: str) -> No
     from ray.tune.integration.ray_train import TuneReportCallback
 
     config = trial_train_config(plan.profile, params)
-    spec = plan.trial_spec(config, ray.tune.get_context().get_trial_id(), parent_run_id)
+    trial_id = ray.tune.get_context().get_trial_id()
+    spec = plan.trial_spec(config, trial_id, parent_run_id, shared_data)
     try:
         check_data(spec)
     except UserError as error:
@@ -163,6 +180,12 @@ def build_parser() -> cli.ArgumentParser:
     )
     parser.add_argument(
         "--results-md", help="also write RESULTS.md here: paper Table 1a beside ours (issue 8)"
+    )
+    parser.add_argument(
+        "--data-per-worker",
+        action="store_true",
+        help="every training worker loads its own copy of the data set instead of reading the "
+        "one the driver puts in Ray's object store (for a head node too small to hold it)",
     )
     cli.add_verbose_flag(parser)
     return parser
@@ -245,6 +268,7 @@ def plan_sweep(argv: Sequence[str] | None) -> SweepPlan:
         seed=args.seed,
         results_md=results_md,
         verbose=args.verbose,
+        share_data=not args.data_per_worker,
         scheduler=_chosen_scheduler(profile, args.scheduler),
     )
 
@@ -327,9 +351,12 @@ class StopMarker:
         tracking.stop_run(run.info.run_id, tags)
 
 
-def make_tuner(plan: SweepPlan, parent_run_id: str, max_concurrent: int) -> Any:
+def make_tuner(
+    plan: SweepPlan, parent_run_id: str, max_concurrent: int, shared_data: SharedData
+) -> Any:
     """The sweep's Tuner (or, with --resume, the interrupted one restored), with multi-objective
-    successive halving judging the trials' rung reports when the plan has a scheduler."""
+    successive halving judging the trials' rung reports when the plan has a scheduler. Every
+    trial reads the data sets in `shared_data`."""
     from ray import tune
 
     from pipeline.scheduler import MultiObjectiveAsha, SchedulerCallback
@@ -343,7 +370,9 @@ def make_tuner(plan: SweepPlan, parent_run_id: str, max_concurrent: int) -> Any:
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
 
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, plan=plan, parent_run_id=parent_run_id),
+        tune.with_parameters(
+            run_trial, plan=plan, parent_run_id=parent_run_id, shared_data=shared_data
+        ),
         TRIAL_DRIVER_RESOURCES,
     )
     scheduler, callbacks = None, [ProgressLines(PROG)]
@@ -415,6 +444,19 @@ def _check_restorable(plan: SweepPlan) -> None:
         )
 
 
+def _share_data(plan: SweepPlan) -> SharedData:
+    if not plan.share_data:
+        return SharedData({})
+    loading = time.perf_counter()
+    shared = share_datasets(plan.trial_configs(), plan.data_root)
+    print(
+        f"{PROG}: loaded {len(shared.refs)} data set(s) into Ray's object store in "
+        f"{time.perf_counter() - loading:.0f} s; every trial reads them from there",
+        flush=True,
+    )
+    return shared
+
+
 def run_sweep(plan: SweepPlan) -> tuple[str, Any]:
     """Run (or resume) the sweep on the connected Ray cluster; returns (parent run id, report)."""
     from pipeline.report import report_sweep
@@ -429,7 +471,8 @@ def run_sweep(plan: SweepPlan) -> tuple[str, Any]:
         flush=True,
     )
     try:
-        grid = make_tuner(plan, parent_run_id, max_concurrent).fit()
+        shared = _share_data(plan)
+        grid = make_tuner(plan, parent_run_id, max_concurrent, shared).fit()
         failed = [result for result in grid if result.error is not None]
         if failed:
             print(f"{PROG}: {len(failed)} of {len(grid)} trials failed (see MLflow)", flush=True)

@@ -42,6 +42,7 @@ from pipeline.cli import (
     run_command,
 )
 from pipeline.rungs import RungCheck
+from pipeline.shared_data import SharedData, share_datasets
 from pipeline.tracking import (
     TAG_KIND,
     TAG_NON_FINITE,
@@ -93,6 +94,8 @@ class RunSpec:
     `storage` is the Ray Train storage and `name` the run's folder in it; together they identify
     the run for resuming. `parent_run_id` makes the MLflow run a sweep's child run;
     `rung_check` (a successive-halving sweep's) has rank 0 add rung scores at its rung steps.
+    `shared_data`: the data sets a sweep put in Ray's object store once for all its trials (a run
+    with several workers and none given puts its own).
     """
 
     config: TrainConfig
@@ -108,6 +111,7 @@ class RunSpec:
     parent_run_id: str | None = None
     verbose: bool = False
     rung_check: RungCheck | None = None
+    shared_data: SharedData | None = None
 
     @property
     def use_gpu(self) -> bool:
@@ -374,6 +378,9 @@ def run_training(
             run_id,
         )
         return RunResult(run_id, tracking.latest_metrics(run_id))
+    shared = spec.shared_data
+    if shared is None and spec.workers > 1:
+        shared = share_datasets([spec.config], spec.data_root)
     task = WorkerTask(
         config=spec.config,
         tracking_uri=spec.tracking_uri,
@@ -382,6 +389,8 @@ def run_training(
         use_gpu=spec.use_gpu,
         fault=fault,
         rung_check=spec.rung_check,
+        shared_data=shared,
+        launched_at=time.time(),
     )
     started = time.perf_counter()
     try:

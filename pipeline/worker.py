@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from pipeline.rungs import RungCheck, rung_metric
+from pipeline.shared_data import SharedData, worker_dataset
 from pipeline.tracking import TAG_NON_FINITE, Tracking
 from tcwae.config import TrainConfig
 from tcwae.eval_profiles import PROFILES
@@ -39,6 +40,9 @@ LOSS_METRIC = f"{TRAIN_PREFIX}loss"
 MIG_CURVE_METRIC = f"{TRAIN_PREFIX}mig"  # every `mig_every` steps, on the eval profile's sizes
 SPEED_METRIC = f"{TRAIN_PREFIX}steps_per_second"
 RESUMED_METRIC = "resumed_from_step"
+# Seconds from the run's launch (its TorchTrainer starting, or train_in_process) to the first
+# training step: worker start-up, data loading, model building and restoring.
+STARTUP_METRIC = "startup_s"
 PROGRESS_KEY = "progress"  # the report's one-line summary, for the console
 EVAL_SEED_STREAM = 7
 RUNG_SEED_STREAM = 13  # seeds each rung's draws from (seed, step), apart from training's streams
@@ -65,7 +69,8 @@ class WorkerTask:
 
     `progress` is a `ray.util.queue.Queue` that rank 0 puts its progress lines in for the
     driver's console, or None (a sweep prints them from Tune's results instead). `rung_check`
-    names the steps and scores of a successive-halving sweep's rungs.
+    names the steps and scores of a successive-halving sweep's rungs. `shared_data` holds the
+    data sets the driver put in Ray's object store (None: each worker loads its own).
     """
 
     config: TrainConfig
@@ -76,6 +81,8 @@ class WorkerTask:
     progress: Any = None
     fault: SigkillOnce | None = None
     rung_check: RungCheck | None = None
+    shared_data: SharedData | None = None
+    launched_at: float | None = None  # time.time() when the driver launched the run
 
 
 class _Session(Protocol):
@@ -317,11 +324,11 @@ def train_and_record(task: WorkerTask, session: _Session) -> dict[str, Any]:
     """Load the data, build and resume the trainer, train with reports and checkpoints, then on
     rank 0 score, draw and log everything; every rank ends with a final `report` (rank 0's holds
     the scores), with a checkpoint, so that Ray's Result.metrics are these."""
-    from tcwae.data import data_root, load_dataset
+    from tcwae.data import data_root
     from tcwae.trainer import Trainer
 
     cfg = task.config
-    dataset = load_dataset(cfg.dataset, root=task.data_root, source=cfg.data_source)
+    dataset, data_loading = worker_dataset(cfg, task.shared_data, task.data_root)
     trainer = Trainer(cfg, dataset, device=session.device)
     resumed = session.restore(trainer)
 
@@ -341,10 +348,15 @@ def train_and_record(task: WorkerTask, session: _Session) -> dict[str, Any]:
                 "dataset_size": len(dataset),
                 "device": _describe_device(session.device, session.world_size),
                 "world_size": session.world_size,
+                "data_loading": data_loading,
             },
         )
         if resumed:
             tracking.log_metrics(task.run_id, {RESUMED_METRIC: trainer.step}, trainer.step)
+
+        if task.launched_at is not None:
+            startup = {STARTUP_METRIC: time.time() - task.launched_at}
+            tracking.log_metrics(task.run_id, startup, trainer.step)
 
     reporter = _Reporter(trainer, session, recorder, task.fault, task.rung_check)
     losses = trainer.train(on_report=reporter.on_report, on_checkpoint=reporter.on_checkpoint)

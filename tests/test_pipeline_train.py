@@ -19,6 +19,7 @@ import yaml
 from mlflow_store import run_statuses
 
 from pipeline.rungs import RungCheck
+from pipeline.shared_data import FROM_OBJECT_STORE, LOADED_BY_WORKER
 from pipeline.tracking import (
     TAG_ERROR,
     TAG_PARENT,
@@ -282,6 +283,7 @@ def test_workers_0_trains_in_process_and_records_a_complete_run(tiny_data_root, 
     assert out[-1].startswith("train: MLflow run page: http://127.0.0.1:5000/#/experiments/")
     assert out[-1].endswith(f"/runs/{run_id}")
     assert tracking.tags(run_id)["device"] == "1 x cpu"
+    assert tracking.tags(run_id)["data_loading"] == LOADED_BY_WORKER
     assert set(PICTURES) | {"config.yaml", "checkpoint/trainer.pt"} <= set(
         tracking.artifact_paths(run_id)
     )
@@ -351,6 +353,9 @@ def test_killed_worker_restarts_from_checkpoint_in_the_same_mlflow_run(
     tracking = Tracking.at(spec.tracking_uri)
     [(run_id, status)] = run_statuses(tmp_path / "mlflow.db")
     assert status == "FINISHED"
+    # Two workers: the driver put the data set in the object store once; the restarted worker
+    # read it from there again.
+    assert tracking.tags(run_id)["data_loading"] == FROM_OBJECT_STORE
     [(resumed_at, _)] = tracking.metric_history(run_id, RESUMED_METRIC)
     assert resumed_at in (CHECKPOINT_EVERY, 2 * CHECKPOINT_EVERY)
     # One point per step, continuing after the checkpoint: no gap, no repeat.

@@ -31,7 +31,9 @@ from mlflow_store import PARENT_TAG, last_logged_step, runs_in_store
 from sweep_spaces import GRID_METHODS, SEARCHED_METHODS, space_dict, sweep_args, write_space
 
 from pipeline.rungs import RUNG_SCORES
+from pipeline.shared_data import FROM_OBJECT_STORE
 from pipeline.sweep import main
+from pipeline.worker import STARTUP_METRIC
 from tcwae.metrics import SCORES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -450,6 +452,11 @@ def test_successive_halving_stops_trials_at_the_rung_and_ranks_only_the_finished
         assert not set(SCORES) & set(run.data.metrics)
     for run in finished:
         assert all(math.isfinite(run.data.metrics[score]) for score in SCORES)
+    # The data set was loaded once, by the driver, and every trial read it from the object store.
+    assert "sweep: loaded 1 data set(s) into Ray's object store" in output
+    for run in children:
+        assert run.data.tags["data_loading"] == FROM_OBJECT_STORE
+        assert run.data.metrics[STARTUP_METRIC] > 0
 
     assert f"Stopped at a rung by successive halving ({len(stopped)}; not ranked):" in output
     header = re.search(r"^#\s+configuration\s+n\s+Rec \(min\)", output, re.M)
