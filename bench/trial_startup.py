@@ -5,9 +5,10 @@ by every worker: two concurrent trials of a short sweep on the full procedural d
 Start-up is each trial's `startup_s` (its TorchTrainer starting to its first training step:
 worker start, data loading, model building). Memory is the sweep's whole process tree (driver,
 Ray's head processes, trial and Train worker processes) summed as proportional set size (PSS,
-/proc/PID/smaps_rollup) every 0.5 s, its peak reported: a page shared by several processes (the
-object store's) counts once in total, and other work on the machine does not count. Replaces the
-"## Trial start-up" section of BENCHMARKS.md.
+/proc/PID/smaps_rollup) every 0.5 s; its median (the trials train for most of the sweep) and peak
+are reported. A page shared by several processes (the object store's) counts once in total, and
+other work on the machine does not count. Replaces the "## Trial start-up" section of
+BENCHMARKS.md.
 
 Usage: python bench/trial_startup.py [--rounds 1] [--steps 20] [--output BENCHMARKS.md]
 """
@@ -108,7 +109,7 @@ def run_arm(flags: list[str], steps: int, folder: Path) -> dict[str, float]:
     ]  # fmt: skip
     env = dict(os.environ, RAY_TMPDIR=str(folder / "ray"), PYTHONPATH=str(ROOT))
     (folder / "ray").mkdir()
-    peak = [0]
+    samples: list[int] = []
     started = time.perf_counter()
     with subprocess.Popen(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
@@ -117,7 +118,7 @@ def run_arm(flags: list[str], steps: int, folder: Path) -> dict[str, float]:
 
         def sample() -> None:
             while not done.wait(0.5):
-                peak[0] = max(peak[0], tree_pss_bytes(sweep.pid))
+                samples.append(tree_pss_bytes(sweep.pid))
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
@@ -132,7 +133,12 @@ def run_arm(flags: list[str], steps: int, folder: Path) -> dict[str, float]:
         startups = [row[0] for row in db.execute("select value from metrics where key='startup_s'")]
     if len(startups) != 2:
         raise SystemExit(f"trial_startup: expected 2 trials' startup_s, found {len(startups)}")
-    return {"peak_gib": peak[0] / 2**30, "startup_s": startups, "wall_s": wall}
+    return {
+        "peak_gib": max(samples) / 2**30,
+        "median_gib": statistics.median(samples) / 2**30,
+        "startup_s": startups,
+        "wall_s": wall,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,15 +154,16 @@ def main(argv: list[str] | None = None) -> int:
                 results[arm].append(run_arm(flags, args.steps, Path(folder)))
                 print(arm, results[arm][-1], flush=True)
     rows = ["| Data set reaches the workers | trials | start-up s (median, range) | "
-            "peak memory of the sweep's processes (PSS), GiB (median) | sweep wall s (median) |",
+            "sweep's memory (PSS) GiB: median / peak | sweep wall s |",
             "|---|---|---|---|---|"]  # fmt: skip
     for arm, runs in results.items():
         startups = [s for run in runs for s in run["startup_s"]]
         peak = statistics.median(run["peak_gib"] for run in runs)
+        steady = statistics.median(run["median_gib"] for run in runs)
         wall = statistics.median(run["wall_s"] for run in runs)
         rows.append(
             f"| {arm} | {len(startups)} | {statistics.median(startups):.1f} "
-            f"({min(startups):.1f}-{max(startups):.1f}) | {peak:.2f} | {wall:.0f} |"
+            f"({min(startups):.1f}-{max(startups):.1f}) | {steady:.2f} / {peak:.2f} | {wall:.0f} |"
         )
     load = os.getloadavg()[0]
     body = "\n".join(
