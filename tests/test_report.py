@@ -78,7 +78,7 @@ def test_run_row_types_mlflow_strings_back_and_drops_other_params():
     assert row["beta"] == 10.0 and isinstance(row["beta"], float)
     assert row["seed"] == 2 and isinstance(row["seed"], int)
     assert row["precision"] == "auto" and row["lr"] is None
-    assert row["channels_last"] is False
+    assert row["channels_last"] is True  # the image methods' default
     assert row["method"] == "tcwae_mws"
     assert row["mig"] == 0.3
     assert "ray_trial_id" not in row and "loss" not in row

@@ -187,3 +187,25 @@ def test_trainer_records_the_adam_it_built():
         "0.0008",
         "0.0001",
     )
+
+
+def test_channels_last_is_the_image_default_and_off_for_sequence_models():
+    assert TrainConfig(method="tcwae_mws").channels_last is True
+    assert TrainConfig(method="rwae_mmd", dataset="sprite_videos").channels_last is False
+    assert TrainConfig(method="tcwae_mws", channels_last=False).channels_last is False
+
+
+# NHWC changes only the order of the convolutions' sums: over a few steps (Adam included) the loss
+# terms agree with NCHW's to float32 rounding.
+@pytest.mark.parametrize("method", ["tcwae_mws", "factor_vae", "beta_tcvae"])
+def test_channels_last_trains_like_nchw(method):
+    dataset = tiny_dsprites()
+    losses = {}
+    for channels_last in (False, True):
+        cfg = TrainConfig(
+            method=method, steps=4, batch_size=16, report_every=4, channels_last=channels_last
+        )
+        losses[channels_last] = Trainer(cfg, dataset).train()
+    assert losses[True].keys() == losses[False].keys()
+    for name, expected in losses[False].items():
+        assert losses[True][name] == pytest.approx(expected, rel=1e-3, abs=1e-4), name

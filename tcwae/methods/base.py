@@ -154,6 +154,9 @@ class Method(nn.Module):
     discrete_latents: ClassVar[bool] = False
     sequences: ClassVar[bool] = False  # trains on sequences [B, T, C, 64, 64], not images
     num_discriminators: ClassVar[int] = 0
+    # The convolutions in NHWC memory order unless the config says otherwise: the same arithmetic,
+    # 1.1-2x the images per second of NCHW on CPU (BENCHMARKS.md, "Training throughput").
+    default_channels_last: ClassVar[bool] = True
 
     def __init__(self, cfg: TrainConfig, nchan: int, dataset_size: int) -> None:
         super().__init__()

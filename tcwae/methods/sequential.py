@@ -160,6 +160,7 @@ class SequenceMethod(Method):
 
     hyperparameters = SEQUENCE_HYPERPARAMETERS
     sequences = True
+    default_channels_last = False
     uses_prior_samples = True
 
     @classmethod
