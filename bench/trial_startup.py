@@ -172,8 +172,9 @@ def main(argv: list[str] | None = None) -> int:
             f"load average {load:.1f} at the end; `python bench/trial_startup.py "
             f"--rounds {args.rounds} --steps {args.steps}`: a sweep of two WAE-MMD trials at once "
             "(1 worker each) on the full procedural dSprites, each arm in turn. Start-up is a "
-            "trial's TorchTrainer starting to its first step; memory is the peak of the sweep's "
-            "process tree summed as PSS (shared pages count once).",
+            "trial's TorchTrainer starting to its first step; memory is the sweep's process tree "
+            "summed as PSS (shared pages count once), sampled every 0.5 s: its median and its "
+            "peak.",
             "",
             *rows,
         ]
