@@ -20,6 +20,7 @@ bench: setup
 	$(PY) bench/throughput.py
 	$(PY) bench/metrics.py
 	$(PY) bench/sweep.py
+	$(PY) bench/trial_startup.py
 
 sweep: setup
 	$(PY) pipeline/sweep.py dsprites --profile cpu
