@@ -17,46 +17,37 @@ MLflow run instead of starting another.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from pipeline import cli, cluster
 from pipeline.model_registry import BEST_ALIAS, register_best
-from pipeline.rungs import Decision, SchedulerSpec
+from pipeline.rungs import Decision
 from pipeline.search_space import (
     GridDefineByRun,
     OptunaDefineByRun,
-    Profile,
-    grid_points,
     grid_sampler_space,
-    load_search_space,
     objectives,
     trial_train_config,
 )
 from pipeline.shared_data import SharedData, share_datasets
+from pipeline.sweep_plan import SweepPlan, concurrent_trials, plan_from_args
 from pipeline.tracking import (
     TAG_STOP_REASON,
     TAG_STOPPED_AT,
     TAG_SWEEP,
     TAG_SWEEP_STORAGE,
     Tracking,
-    check_tracking_uri,
-    resolve_tracking_uri,
 )
-from pipeline.train import RunSpec, check_data, print_run_page, record_failed_run, run_training
+from pipeline.train import check_data, print_run_page, record_failed_run, run_training
 from pipeline.worker import LOSS_METRIC, MIG_CURVE_METRIC
-from tcwae.config import TrainConfig
 from tcwae.errors import UserError
 
 PROG = "sweep"
-MODES = ("grid", "optuna")
-TRIALS_DIR = "trials"
 TAG_REGISTERED_MODEL = "tcwae.registered_model"
 # A trial's own process only waits on its TorchTrainer, whose workers reserve the CPUs and GPUs.
 # Tune's default of 1 CPU per trial would halve a 2-core laptop's concurrency, and Tune refuses an
@@ -64,74 +55,6 @@ TAG_REGISTERED_MODEL = "tcwae.registered_model"
 TRIAL_DRIVER_RESOURCES = {"memory": 1}
 TABLE_COLUMNS = {"step": "step", LOSS_METRIC: "loss", MIG_CURVE_METRIC: "MIG"}
 TABLE_EVERY_S = 30
-
-
-@dataclasses.dataclass(frozen=True)
-class SweepPlan:
-    """A validated sweep: everything decided before Ray or MLflow is touched, every location
-    resolved (absolute, or a URI)."""
-
-    profile: Profile
-    space_name: str
-    mode: str
-    points: tuple[dict[str, Any], ...]
-    num_samples: int
-    workers: int
-    cpus_per_worker: float
-    gpus_per_worker: float
-    max_concurrent: int | None
-    tracking_uri: str
-    experiment: str
-    storage: str
-    name: str
-    resume: bool
-    data_root: str | None
-    seed: int
-    results_md: str | None = None
-    verbose: bool = False
-    share_data: bool = True  # False: every worker loads its own copy of the data set
-    scheduler: SchedulerSpec | None = None  # None: FIFO, every trial trains its full budget
-
-    @property
-    def experiment_path(self) -> str:
-        return f"{self.storage.rstrip('/')}/{self.name}"
-
-    @property
-    def trial_storage(self) -> str:
-        """The trials' Ray Train storage: a folder of their own beside the sweep's Tune state."""
-        return f"{self.storage.rstrip('/')}/{self.name}-{TRIALS_DIR}"
-
-    def trial_name(self, trial_id: str) -> str:
-        """A trial's Train run and MLflow child run are named after the Tune trial."""
-        return f"{self.name}-{trial_id}"
-
-    def trial_spec(
-        self,
-        config: TrainConfig,
-        trial_id: str,
-        parent_run_id: str,
-        shared_data: SharedData | None = None,
-    ) -> RunSpec:
-        """The RunSpec of one trial."""
-        return RunSpec(
-            config=config,
-            tracking_uri=self.tracking_uri,
-            experiment=self.experiment,
-            storage=self.trial_storage,
-            name=self.trial_name(trial_id),
-            workers=self.workers,
-            cpus_per_worker=self.cpus_per_worker,
-            gpus_per_worker=self.gpus_per_worker,
-            data_root=self.data_root,
-            parent_run_id=parent_run_id,
-            rung_check=self.scheduler.rung_check(config.steps) if self.scheduler else None,
-            shared_data=shared_data,
-        )
-
-    def trial_configs(self) -> list[TrainConfig]:
-        """The training configuration of every grid point (in optuna mode: every method's data
-        set and source appear among them)."""
-        return [trial_train_config(self.profile, point) for point in self.points]
 
 
 def run_trial(
@@ -191,125 +114,9 @@ def build_parser() -> cli.ArgumentParser:
     return parser
 
 
-def parse_seeds(text: str | None) -> list[int] | None:
-    """The --seeds flag as integers (None when absent); a malformed list is one UserError."""
-    if text is None:
-        return None
-    try:
-        return [int(part) for part in text.split(",")]
-    except ValueError:
-        raise UserError(f"--seeds must be comma-separated integers, got {text!r}") from None
-
-
 def plan_sweep(argv: Sequence[str] | None) -> SweepPlan:
-    """Parse and validate the command line, the search space and the locations (storage and
-    results folders writable, tracking store usable); raise one UserError."""
-    args = build_parser().parse_args(argv)
-    if args.mode not in MODES:
-        raise UserError(f"--mode must be one of {', '.join(MODES)}, got {args.mode!r}")
-    space = load_search_space(args.dataset)
-    methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
-    profile = space.profile(args.profile).select(methods).with_seeds(parse_seeds(args.seeds))
-    resources = profile.resources
-    workers = resources.workers if args.workers_per_trial is None else args.workers_per_trial
-    if workers < 1:
-        raise UserError(f"--workers-per-trial must be >= 1, got {workers}")
-    gpus_per_worker = resources.gpus_per_worker
-    if args.gpus_per_trial is not None:
-        if args.gpus_per_trial < 0:
-            raise UserError(f"--gpus-per-trial must be >= 0, got {args.gpus_per_trial}")
-        gpus_per_worker = args.gpus_per_trial / workers
-    if args.max_concurrent is not None and args.max_concurrent < 1:
-        raise UserError(f"--max-concurrent must be >= 1, got {args.max_concurrent}")
-    points = tuple(grid_points(profile))
-    if args.mode == "grid":
-        num_samples = len(points)
-        if args.num_samples is not None:
-            raise UserError("--num-samples is for --mode optuna; grid mode runs every grid point")
-    else:
-        if not profile.searched:
-            raise UserError(
-                f"{profile.source}: profile {profile.name!r} searches no parameter; use --mode grid"
-            )
-        num_samples = profile.num_samples if args.num_samples is None else args.num_samples
-        if num_samples < 1:
-            raise UserError(f"--num-samples must be >= 1, got {num_samples}")
-    storage = cli.resolve_storage(args.storage)
-    local = cli.local_path(storage)
-    if local is not None:
-        cli.require_writable(local, "Ray storage", "--storage")
-    space_name = Path(space.source).stem
-    subset = f"-{'_'.join(profile.methods)}" if methods else ""
-    subset += f"-seeds{'_'.join(map(str, profile.seeds))}" if args.seeds else ""
-    name = cli.check_folder_name(args.name or f"{space_name}-{profile.name}-{args.mode}{subset}")
-    results_md = None
-    if args.results_md:
-        results_path = Path(args.results_md).expanduser().resolve()
-        cli.require_writable(results_path.parent, "the folder of --results-md", "--results-md")
-        results_md = str(results_path)
-    tracking_uri = resolve_tracking_uri(args.tracking_uri)
-    check_tracking_uri(tracking_uri)
-    return SweepPlan(
-        profile=profile,
-        space_name=space_name,
-        mode=args.mode,
-        points=points,
-        num_samples=num_samples,
-        workers=workers,
-        cpus_per_worker=resources.cpus_per_worker,
-        gpus_per_worker=gpus_per_worker,
-        max_concurrent=args.max_concurrent,
-        tracking_uri=tracking_uri,
-        experiment=args.experiment or profile.dataset,
-        storage=storage,
-        name=name,
-        resume=args.resume,
-        data_root=cli.resolve_data_root(args.data_root),
-        seed=args.seed,
-        results_md=results_md,
-        verbose=args.verbose,
-        share_data=not args.data_per_worker,
-        scheduler=_chosen_scheduler(profile, args.scheduler),
-    )
-
-
-def _chosen_scheduler(profile: Profile, flag: str | None) -> SchedulerSpec | None:
-    """The successive-halving spec the sweep runs, or None for FIFO: `--scheduler` picks
-    between FIFO and the profile's `scheduler:` block, which holds the rungs."""
-    block = profile.scheduler if profile.scheduler and profile.scheduler.type == "mo-asha" else None
-    if flag is None:
-        return block
-    if flag == "fifo":
-        return None
-    if flag != "mo-asha":
-        raise UserError(f"--scheduler must be fifo or mo-asha, got {flag!r}")
-    if block is None:
-        raise UserError(
-            f"--scheduler mo-asha: {profile.source}: profile {profile.name!r} has no "
-            "`scheduler: {type: mo-asha, grace: ...}` block; add one or drop --scheduler"
-        )
-    return block
-
-
-def concurrent_trials(plan: SweepPlan, capacity: dict[str, float], may_grow: bool = False) -> int:
-    """How many trials fit at once; an impossible request is a UserError naming the numbers.
-    On a cluster that `may_grow`, a trial that does not fit yet waits for the autoscaler, so
-    every trial may start (up to --max-concurrent) and its workers wait for their nodes."""
-    cpus = plan.workers * plan.cpus_per_worker
-    gpus = plan.workers * plan.gpus_per_worker
-    if cpus > capacity["CPU"] or gpus > capacity["GPU"]:
-        if may_grow:
-            return min(plan.num_samples, plan.max_concurrent or plan.num_samples)
-        raise UserError(
-            f"a trial needs {cpus:g} CPUs and {gpus:g} GPUs ({plan.workers} workers) but the "
-            f"cluster has at most {capacity['CPU']:g} CPUs and {capacity['GPU']:g} GPUs; "
-            "lower --workers-per-trial / --gpus-per-trial or use a bigger cluster"
-        )
-    fits = math.floor(capacity["CPU"] / cpus) if cpus else plan.num_samples
-    if gpus:
-        fits = min(fits, math.floor(capacity["GPU"] / gpus))
-    fits = max(1, min(fits, plan.num_samples))
-    return fits if plan.max_concurrent is None else min(fits, plan.max_concurrent)
+    """Parse and validate the command line (see `pipeline.sweep_plan.plan_from_args`)."""
+    return plan_from_args(build_parser().parse_args(argv))
 
 
 def search_algorithm(plan: SweepPlan) -> Any:
