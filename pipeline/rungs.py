@@ -12,8 +12,14 @@ what the paper's ranking needs (Rec down; MIG, FactorVAE score, SAP up). Here th
 
 A trial that is the p-th of the n trials at a rung (itself included) continues when
 p <= ceil(n / eta): the first trial at a rung always continues, as in Ray's ASHA, whose percentile
-cut-off this matches. Decisions are final: a trial that reports the same rung again (a resumed
-trial) gets the decision it got the first time. `pipeline/scheduler.py` wraps this for Ray Tune;
+cut-off this matches. That is what makes an asynchronous rung a poor judge of a small sweep: on 6
+configurations two at a time, whichever arrives first trains on. With `synchronous` (successive
+halving as Jamieson and Talwalkar 2016 wrote it) a rung decides nothing until every trial that can
+reach it has: the sweep's `trials` at the first rung, the ones promoted at the rung before after
+that, less any that ended on their own (an error) on the way. Then the best ceil(n / eta) of its n
+arrivals continue and the rest stop; arrivals wait in between (the Tune scheduler pauses them).
+Decisions are final: a trial that reports the same rung again (a resumed trial) gets the decision
+it got the first time. `pipeline/scheduler.py` wraps this for Ray Tune;
 `bench/sweep.py` replays it on recorded scores.
 """
 
@@ -73,6 +79,7 @@ class SchedulerSpec:
     selection: str = "pareto"
     tie_break: str = "mean_rank"
     rung_profile: str = "smoke"
+    synchronous: bool = False
 
     def rungs(self, steps: int) -> tuple[int, ...]:
         """The rung steps for a budget of `steps` (none for fifo)."""
@@ -100,6 +107,7 @@ class SchedulerSpec:
             "selection": self.selection,
             "tie_break": self.tie_break,
             "rung_profile": self.rung_profile,
+            "synchronous": self.synchronous,
         }
 
 
@@ -143,33 +151,113 @@ class SuccessiveHalving:
     the decisions. `judge` is the whole algorithm; `state` / `from_state` round-trip it as plain
     data (for Tune's experiment checkpoint)."""
 
-    def __init__(self, spec: SchedulerSpec, steps: int) -> None:
+    def __init__(self, spec: SchedulerSpec, steps: int, trials: int | None = None) -> None:
+        if spec.synchronous and trials is None:
+            raise ValueError("synchronous successive halving needs the sweep's number of trials")
         self.spec = spec
         self.steps = steps
+        self.trials = trials
         self.rungs = spec.rungs(steps)
         self.arrivals: dict[int, list[tuple[str, dict[str, float]]]] = {r: [] for r in self.rungs}
         self.decisions: dict[str, list[Decision]] = {}
+        self.ended: list[str] = []  # trials that ended on their own (errors), synchronous only
+        self.closed: list[int] = []  # synchronous rungs that have decided
 
     def judge(self, trial_id: str, step: int, scores: Mapping[str, float]) -> Decision | None:
-        """The decision for `trial_id` reaching `step` with these rung scores; None when `step`
-        is not a rung. A rung the trial already reached gets its earlier decision."""
+        """Asynchronous: the decision for `trial_id` reaching `step` with these rung scores;
+        None when `step` is not a rung. A rung the trial already reached gets its earlier
+        decision."""
         if step not in self.arrivals:
             return None
-        for earlier in self.decisions.get(trial_id, []):
-            if earlier.step == step:
-                return earlier
+        earlier = self.decision_at(trial_id, step)
+        if earlier is not None:
+            return earlier
         arrivals = self.arrivals[step]
         arrivals.append((trial_id, {key: float(value) for key, value in scores.items()}))
         order = rung_order([entry for _, entry in arrivals], self.spec)
-        position = order.index(len(arrivals) - 1) + 1
-        kept = kept_at_rung(len(arrivals), self.spec.eta)
+        return self._decide(trial_id, step, order.index(len(arrivals) - 1) + 1, len(arrivals))
+
+    def arrive(self, trial_id: str, step: int, scores: Mapping[str, float]) -> list[Decision]:
+        """Every decision that `trial_id` reaching `step` settles: its own alone when
+        asynchronous; when synchronous, none while the rung waits for more trials and all of
+        the rung's when it is the last to come (or its earlier decision, when it had one)."""
+        if not self.spec.synchronous:
+            decision = self.judge(trial_id, step, scores)
+            return [] if decision is None else [decision]
+        if step not in self.arrivals:
+            return []
+        earlier = self.decision_at(trial_id, step)
+        if earlier is not None:
+            return [earlier]
+        if trial_id not in self.arrived(step):
+            entry = {key: float(value) for key, value in scores.items()}
+            self.arrivals[step].append((trial_id, entry))
+        return self._close_ready()
+
+    def end(self, trial_id: str) -> list[Decision]:
+        """Synchronous: `trial_id` ended without a stop decision (an error, or its budget): the
+        rungs stop waiting for it. Returns the decisions this settles."""
+        if not self.spec.synchronous or trial_id in self.ended:
+            return []
+        self.ended.append(trial_id)
+        return self._close_ready()
+
+    def release(self) -> list[Decision]:
+        """Synchronous: decide the lowest waiting rung with the trials it has (no other trial
+        will come: the search ended with fewer trials than expected)."""
+        rung = next((r for r in self.rungs if r not in self.closed and self.arrivals[r]), None)
+        return [] if rung is None or not self.spec.synchronous else self._close(rung)
+
+    def waiting(self, trial_id: str) -> bool:
+        """Synchronous: `trial_id` has reached a rung that has not decided yet."""
+        open_rungs = [rung for rung in self.rungs if rung not in self.closed]
+        return self.spec.synchronous and any(trial_id in self.arrived(r) for r in open_rungs)
+
+    def arrived(self, step: int) -> list[str]:
+        return [trial for trial, _ in self.arrivals[step]]
+
+    def decision_at(self, trial_id: str, step: int) -> Decision | None:
+        return next((d for d in self.decisions.get(trial_id, []) if d.step == step), None)
+
+    def _expected(self, index: int) -> int:
+        """How many trials can still reach rung `index` (0-based) that have not yet."""
+        step = self.rungs[index]
+        arrived = set(self.arrived(step))
+        if index == 0:
+            gone = {trial for trial in self.ended if trial not in arrived}
+            return self.trials - len(arrived) - len(gone)
+        before = self.rungs[index - 1]
+        promoted = {t for t in self.arrived(before) if self.decision_at(t, before).proceed}
+        return len(promoted - arrived - set(self.ended))
+
+    def _close_ready(self) -> list[Decision]:
+        settled: list[Decision] = []
+        for index, step in enumerate(self.rungs):
+            if step in self.closed:
+                continue
+            if not self.arrivals[step] or self._expected(index) > 0:
+                break
+            settled.extend(self._close(step))
+        return settled
+
+    def _close(self, step: int) -> list[Decision]:
+        self.closed.append(step)
+        arrivals = self.arrivals[step]
+        order = rung_order([entry for _, entry in arrivals], self.spec)
+        return [
+            self._decide(trial_id, step, order.index(index) + 1, len(arrivals))
+            for index, (trial_id, _) in enumerate(arrivals)
+        ]
+
+    def _decide(self, trial_id: str, step: int, position: int, arrived: int) -> Decision:
+        kept = kept_at_rung(arrived, self.spec.eta)
         decision = Decision(
             trial_id=trial_id,
             step=step,
             rung=self.rungs.index(step) + 1,
             rungs=len(self.rungs),
             position=position,
-            arrived=len(arrivals),
+            arrived=arrived,
             kept=kept,
             proceed=position <= kept,
             order=self.spec.describe_order(),
@@ -188,6 +276,9 @@ class SuccessiveHalving:
         return {
             "spec": dataclasses.asdict(self.spec),
             "steps": self.steps,
+            "trials": self.trials,
+            "ended": list(self.ended),
+            "closed": list(self.closed),
             "arrivals": {
                 step: [list(entry) for entry in rows] for step, rows in self.arrivals.items()
             },
@@ -201,7 +292,9 @@ class SuccessiveHalving:
     def from_state(cls, state: Mapping[str, Any]) -> SuccessiveHalving:
         spec = dict(state["spec"])
         spec["rank_by"] = tuple(tuple(pair) for pair in spec["rank_by"])
-        halving = cls(SchedulerSpec(**spec), state["steps"])
+        halving = cls(SchedulerSpec(**spec), state["steps"], state.get("trials"))
+        halving.ended = list(state.get("ended", []))
+        halving.closed = [int(step) for step in state.get("closed", [])]
         halving.arrivals = {
             int(step): [(trial, dict(scores)) for trial, scores in rows]
             for step, rows in state["arrivals"].items()

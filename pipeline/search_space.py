@@ -48,7 +48,16 @@ SEARCH_SET_KEYS = {
 HYPERPARAMETERS = tuple(all_hyperparameters())
 GRID_PARAMETER = "config_id"
 RESOURCE_KEYS = ("workers", "cpus_per_worker", "gpus_per_worker")
-SCHEDULER_KEYS = ("type", "grace", "eta", "rank_by", "selection", "tie_break", "rung_profile")
+SCHEDULER_KEYS = (
+    "type",
+    "grace",
+    "eta",
+    "rank_by",
+    "selection",
+    "tie_break",
+    "rung_profile",
+    "synchronous",
+)
 DEFAULT_SCHEDULER = SchedulerSpec()
 PROFILE_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 

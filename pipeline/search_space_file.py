@@ -332,7 +332,8 @@ class _SpaceParser:
         """A profile's `scheduler:` block: `type: fifo` alone, or `type: mo-asha` with `grace`
         (the first rung, in steps: a multiple of the profile's report_every below its steps) and
         optionally `eta`, `rank_by` (the rung scores; default the file's), `selection`,
-        `tie_break` (pareto only) and `rung_profile` (metric sizes of the rung scores)."""
+        `tie_break` (pareto only), `rung_profile` (metric sizes of the rung scores) and
+        `synchronous` (rungs wait for every trial; grace a multiple of checkpoint_every)."""
         entry = self.mapping(raw, path, required=("type",), optional=SCHEDULER_KEYS[1:])
         kind = entry["type"]
         if kind not in SCHEDULERS:
@@ -372,7 +373,20 @@ class _SpaceParser:
         if "tie_break" in entry and selection != "pareto":
             raise self.fail(_join(path, "tie_break"), "only for selection: pareto")
         profile = self.choice(entry, "rung_profile", "rung", tuple(PROFILES), path)
-        return SchedulerSpec("mo-asha", grace, eta, scores, selection, tie_break, profile)
+        synchronous = entry.get("synchronous", False)
+        if not isinstance(synchronous, bool):
+            raise self.fail(
+                _join(path, "synchronous"), f"must be true or false, got {_describe(synchronous)}"
+            )
+        if synchronous and grace % config.checkpoint_every:
+            raise self.fail(
+                _join(path, "grace"),
+                f"{grace} is not a multiple of checkpoint_every ({config.checkpoint_every}): a "
+                "synchronous rung pauses its trials, which resume from a checkpoint at the rung",
+            )
+        return SchedulerSpec(
+            "mo-asha", grace, eta, scores, selection, tie_break, profile, synchronous
+        )
 
     def choice(
         self, entry: dict[str, Any], key: str, default: str, allowed: Sequence[str], path: str

@@ -166,7 +166,7 @@ def make_tuner(
     trial reads the data sets in `shared_data`."""
     from ray import tune
 
-    from pipeline.scheduler import MultiObjectiveAsha, SchedulerCallback
+    from pipeline.scheduler import MultiObjectiveAsha, RungConcurrencyLimiter, SchedulerCallback
     from pipeline.sweep_console import ProgressLines, SweepTable
 
     # The searcher's scores arrive only in a trial's last report; the reports before it carry
@@ -183,9 +183,14 @@ def make_tuner(
         TRIAL_DRIVER_RESOURCES,
     )
     scheduler, callbacks = None, [ProgressLines(PROG)]
+    searcher, limit = search_algorithm(plan), max_concurrent
     if plan.scheduler is not None:
-        scheduler = MultiObjectiveAsha(plan.scheduler, budget_steps(plan))
+        scheduler = MultiObjectiveAsha(
+            plan.scheduler, budget_steps(plan), plan.num_samples, max_concurrent
+        )
         callbacks.append(SchedulerCallback(scheduler, StopMarker(plan)))
+        # Trials paused at a synchronous rung must not count against the concurrency limit.
+        searcher, limit = RungConcurrencyLimiter(searcher, max_concurrent), None
     if plan.resume:
         # The callbacks (and with them the scheduler's rungs) come back from the checkpoint.
         return tune.Tuner.restore(
@@ -194,10 +199,10 @@ def make_tuner(
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=search_algorithm(plan),
+            search_alg=searcher,
             scheduler=scheduler,
             num_samples=plan.num_samples,
-            max_concurrent_trials=max_concurrent,
+            max_concurrent_trials=limit,
         ),
         run_config=tune.RunConfig(
             name=plan.name,

@@ -84,3 +84,61 @@ def test_state_round_trips_and_the_restored_rungs_judge_alike():
     assert restored.spec == halving.spec
     late = {"rec": 5.5, "mig": 0.06}
     assert restored.judge("t5", 10, late) == halving.judge("t5", 10, late)
+
+
+SYNC = SchedulerSpec("mo-asha", 10, 2, TWO, "mean_rank", synchronous=True)
+# Five trials for a sweep of five; quality q scores rec 10 - q and mig q / 10, so the order is
+# total and the best have the highest q.
+QUALITY = {"a": 1, "b": 4, "c": 0, "d": 3, "e": 2}
+
+
+def sync_scores(trial: str) -> dict[str, float]:
+    return {"rec": 10.0 - QUALITY[trial], "mig": QUALITY[trial] / 10}
+
+
+def test_a_synchronous_rung_waits_for_every_trial_then_keeps_the_best_regardless_of_order():
+    halving = SuccessiveHalving(SYNC, steps=40, trials=5)
+    assert halving.rungs == (10, 20)
+    for trial in "abcd":
+        assert halving.arrive(trial, 10, sync_scores(trial)) == []
+        assert halving.waiting(trial)
+    decisions = {d.trial_id: d for d in halving.arrive("e", 10, sync_scores("e"))}
+    # ceil(5 / 2) = 3 continue: b, d, e. The first arrival (a) stops, as ASHA would not have it.
+    assert {t for t, d in decisions.items() if d.proceed} == {"b", "d", "e"}
+    assert decisions["a"].reason() == (
+        "stopped at rung 1 of 2 (step 10): 4th of 5 trials at this rung by mean rank on rec, "
+        "mig; the best 3 continue"
+    )
+    assert not any(halving.waiting(trial) for trial in QUALITY)
+    # A resumed trial reporting the rung again gets its decision; the next rung waits for the
+    # three promoted trials only.
+    assert halving.arrive("b", 10, sync_scores("b")) == [decisions["b"]]
+    assert halving.arrive("e", 20, sync_scores("e")) == []
+    assert halving.arrive("b", 20, sync_scores("b")) == []
+    settled = halving.arrive("d", 20, sync_scores("d"))
+    assert {d.trial_id: d.proceed for d in settled} == {"b": True, "d": True, "e": False}
+
+
+def test_a_trial_that_ends_before_a_rung_is_not_waited_for_and_release_decides_early():
+    halving = SuccessiveHalving(SYNC, steps=40, trials=4)
+    assert halving.arrive("a", 10, sync_scores("a")) == []
+    assert halving.arrive("b", 10, sync_scores("b")) == []
+    assert halving.end("c") == []  # an error before the rung: three can still arrive, two did
+    settled = halving.arrive("d", 10, sync_scores("d"))
+    assert {d.trial_id: d.proceed for d in settled} == {"a": False, "b": True, "d": True}
+    assert all(d.arrived == 3 for d in settled)
+    # The search ended with one trial fewer than planned: release decides with what came.
+    short = SuccessiveHalving(SYNC, steps=40, trials=3)
+    short.arrive("a", 10, sync_scores("a"))
+    short.arrive("b", 10, sync_scores("b"))
+    assert {d.trial_id: d.proceed for d in short.release()} == {"a": False, "b": True}
+    restored = SuccessiveHalving.from_state(short.state())
+    assert restored.state() == short.state() and restored.closed == [10]
+
+
+def test_synchronous_needs_the_number_of_trials_and_asynchronous_never_waits():
+    with pytest.raises(ValueError, match="number of trials"):
+        SuccessiveHalving(SYNC, steps=40)
+    halving, _ = judged("pareto")
+    assert not halving.waiting("t1")
+    assert halving.end("t1") == [] and halving.release() == []

@@ -123,3 +123,85 @@ def test_scheduler_save_and_restore_round_trip(tmp_path):
     other.restore(str(tmp_path / "state.pkl"))
     assert other.halving.state() == scheduler.halving.state()
     assert "1 stopped" not in other.debug_string() and "10: 1" in other.debug_string()
+
+
+SYNC_SPEC = SchedulerSpec(
+    "mo-asha", grace=10, eta=2, rank_by=(("rec", "min"), ("mig", "max")), synchronous=True
+)
+SYNC_LIMIT = 2
+
+
+def timed_trainable(config: dict) -> None:
+    """`trainable`, which notes when each of its runs starts and ends (a paused trial that Tune
+    resumes runs again, from step 5: these trials keep no checkpoint)."""
+    import time
+
+    from ray import tune
+
+    log = Path(config["log"])
+    trial_id = tune.get_context().get_trial_id()
+    with log.open("a") as handle:
+        handle.write(f"{time.monotonic()} 1 {trial_id}\n")
+    try:
+        for step in range(5, STEPS + 1, 5):
+            time.sleep(0.2)
+            report = {"step": step}
+            if step in SYNC_SPEC.rungs(STEPS):
+                report.update({rung_metric(k): v for k, v in scores(config["quality"]).items()})
+            if step == STEPS:
+                report.update(scores(config["quality"]))
+            tune.report(report)
+    finally:
+        with log.open("a") as handle:
+            handle.write(f"{time.monotonic()} -1 {trial_id}\n")
+
+
+@pytest.mark.ray
+def test_synchronous_rungs_wait_for_every_trial_and_keep_the_best_within_the_limit(
+    ray_session, tmp_path, monkeypatch
+):
+    """Six trials, two at a time: no trial passes rung 10 before all six reach it, the best
+    three continue whatever their order, the best two of those finish; paused trials free their
+    slot (the sweep ends) and never more than two run at once."""
+    from ray import cloudpickle, tune
+
+    from pipeline.scheduler import RungConcurrencyLimiter
+
+    monkeypatch.setenv("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    log = tmp_path / "runs.log"
+    scheduler = MultiObjectiveAsha(SYNC_SPEC, STEPS, len(QUALITIES), SYNC_LIMIT)
+    stopped: list = []
+    searcher = PruningOptunaSearch(
+        space=define_by_run,
+        metric=["rec", "mig"],
+        mode=["min", "max"],
+        sampler=optuna.samplers.GridSampler({"quality": QUALITIES}, seed=3),
+    )
+    tuner = tune.Tuner(
+        tune.with_parameters(timed_trainable),
+        param_space={"log": str(log)},
+        tune_config=tune.TuneConfig(
+            search_alg=RungConcurrencyLimiter(searcher, SYNC_LIMIT),
+            scheduler=scheduler,
+            num_samples=len(QUALITIES),
+        ),
+        run_config=tune.RunConfig(
+            name="sync",
+            storage_path=str(tmp_path),
+            verbose=0,
+            callbacks=[SchedulerCallback(scheduler, lambda t, d: stopped.append(d))],
+        ),
+    )
+    results = tuner.fit()
+    assert len(results) == len(QUALITIES) and not results.errors
+    final = {r.config["quality"]: r.metrics["step"] for r in results}
+    assert final == {0.0: 10, 1.0: 10, 2.0: 10, 3.0: 20, 4.0: STEPS, 5.0: STEPS}
+    assert sorted((d.step, d.arrived) for d in stopped) == [(10, 6)] * 3 + [(20, 3)]
+    assert sorted(d.position for d in stopped if d.step == 10) == [4, 5, 6]
+
+    running, most = 0, 0
+    for line in sorted(log.read_text().splitlines(), key=lambda row: float(row.split()[0])):
+        running += int(line.split()[1])
+        most = max(most, running)
+    assert most == SYNC_LIMIT

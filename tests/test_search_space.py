@@ -402,6 +402,17 @@ BAD_CASES = [
                 "profiles.cpu_grid.scheduler.rung_profile: must be one of smoke, rung, quick, "
                 "paper",
             ),
+            (
+                "synchronous not a boolean",
+                {"type": "mo-asha", "grace": 500, "synchronous": "yes"},
+                "profiles.cpu_grid.scheduler.synchronous: must be true or false, got 'yes'",
+            ),
+            (
+                "synchronous rung without a checkpoint",
+                {"type": "mo-asha", "grace": 100, "synchronous": True},
+                "profiles.cpu_grid.scheduler.grace: 100 is not a multiple of checkpoint_every "
+                "(500): a synchronous rung pauses its trials",
+            ),
         ]
     ],
     (

@@ -30,10 +30,10 @@ from fake_cluster import FAST_NODE_DEATH_SYSTEM_CONFIG, FakeCluster, fake_cluste
 from mlflow_store import PARENT_TAG, last_logged_step, runs_in_store
 from sweep_spaces import GRID_METHODS, SEARCHED_METHODS, space_dict, sweep_args, write_space
 
-from pipeline.rungs import RUNG_SCORES
+from pipeline.rungs import RUNG_SCORES, SchedulerSpec, rung_order
 from pipeline.shared_data import FROM_OBJECT_STORE
 from pipeline.sweep import main
-from pipeline.worker import STARTUP_METRIC
+from pipeline.worker import RESUMED_METRIC, STARTUP_METRIC
 from tcwae.metrics import SCORES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -415,9 +415,9 @@ def test_trial_survives_losing_its_node_and_continues_from_its_checkpoint(
     assert math.isfinite(child.data.metrics["rec"])
 
 
-# Successive halving: 6 steps, one rung at step 2 where only the best quarter continues.
+# Successive halving: 6 steps, one synchronous rung at step 2 where only the best third continues.
 HALVING_TRAIN = {"steps": 6}
-HALVING_SCHEDULER = {"type": "mo-asha", "grace": 2, "eta": 4}
+HALVING_SCHEDULER = {"type": "mo-asha", "grace": 2, "eta": 3, "synchronous": True}
 HALVING_METHODS = {
     "tcwae_mws": GRID_METHODS["tcwae_mws"],
     "wae_mmd": GRID_METHODS["wae_mmd"],
@@ -428,14 +428,15 @@ HALVING_METHODS = {
 def test_successive_halving_stops_trials_at_the_rung_and_ranks_only_the_finished(
     ray_session, tiny_data_root: Path, tmp_path: Path, capsys
 ) -> None:
-    """Three trials, one at a time (so they reach the rung in grid order): the first always
-    continues, a later one only when it is the best so far. Stopped trials are KILLED child runs
-    with their rung scores, step and reason, and no final scores; finished ones have final scores
-    and are the only ones ranked; the winner's encoder is registered."""
+    """Three trials, two at a time, one synchronous rung: the trials that reach it first pause
+    until the third arrives, then the best of the three by the rung's order finishes, resumed
+    from its rung checkpoint, and the others stop. Stopped trials are KILLED child runs with
+    their rung scores, step and reason, and no final scores; the finished one has final scores
+    and is the only one ranked; its encoder is registered."""
     space = space_dict(HALVING_METHODS, HALVING_TRAIN)
     space["profiles"]["smoke"]["scheduler"] = HALVING_SCHEDULER
     path = write_space(tmp_path / "halving.yaml", space)
-    code = main(sweep_args(path, tmp_path, tiny_data_root, "--max-concurrent", "1"))
+    code = main(sweep_args(path, tmp_path, tiny_data_root, "--max-concurrent", "2"))
     output = capsys.readouterr().out
     assert code == 0, output[-5000:]
 
@@ -443,26 +444,35 @@ def test_successive_halving_stops_trials_at_the_rung_and_ranks_only_the_finished
     [parent], children = parent_and_children(client)
     assert len(children) == 3
     stopped = [run for run in children if run.info.status == "KILLED"]
-    finished = [run for run in children if run.info.status == "FINISHED"]
-    assert stopped and finished and len(stopped) + len(finished) == 3
+    [winner] = [run for run in children if run.info.status == "FINISHED"]
+    assert len(stopped) == 2
     for run in stopped:
         assert run.data.tags["tcwae.stopped_at_step"] == "2"
-        assert "stopped at rung 1 of 1 (step 2)" in run.data.tags["tcwae.stop_reason"]
+        reason = run.data.tags["tcwae.stop_reason"]
+        assert "stopped at rung 1 of 1 (step 2)" in reason and "of 3 trials" in reason
         assert {f"rung/{score}" for score in RUNG_SCORES} <= set(run.data.metrics)
         assert not set(SCORES) & set(run.data.metrics)
-    for run in finished:
-        assert all(math.isfinite(run.data.metrics[score]) for score in SCORES)
+    assert all(math.isfinite(winner.data.metrics[score]) for score in SCORES)
+    rank_by = tuple(space["rank_by"].items())
+    spec = SchedulerSpec("mo-asha", 2, 3, rank_by, synchronous=True)
+    table = [{s: run.data.metrics[f"rung/{s}"] for s, _ in rank_by} for run in children]
+    assert children[rung_order(table, spec)[0]].info.run_id == winner.info.run_id
+    # The winner was paused at the rung and resumed from the checkpoint it wrote there.
+    assert winner.data.metrics[RESUMED_METRIC] == 2
+    assert len(client.get_metric_history(winner.info.run_id, STARTUP_METRIC)) == 2
+    losses = client.get_metric_history(winner.info.run_id, "train/loss")
+    assert sorted(metric.step for metric in losses) == [2, 4, 6]
     # The data set was loaded once, by the driver, and every trial read it from the object store.
     assert "sweep: loaded 1 data set(s) into Ray's object store" in output
     for run in children:
         assert run.data.tags["data_loading"] == FROM_OBJECT_STORE
         assert run.data.metrics[STARTUP_METRIC] > 0
 
-    assert f"Stopped at a rung by successive halving ({len(stopped)}; not ranked):" in output
+    assert "Stopped at a rung by successive halving (2; not ranked):" in output
     header = re.search(r"^#\s+configuration\s+n\s+Rec \(min\)", output, re.M)
     assert header, output[-5000:]
     ranked_rows = re.findall(r"^\d+\*?\s+(\w+) ", output[header.end() :], re.M)
-    assert len(ranked_rows) == len(finished)
+    assert len(ranked_rows) == 1
     assert parent.data.tags["tcwae.registered_model"] == "models:/tcwae-halving/1"
     [version] = client.search_model_versions("name = 'tcwae-halving'")
-    assert version.run_id in {run.info.run_id for run in finished}
+    assert version.run_id == winner.info.run_id
