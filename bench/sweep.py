@@ -381,45 +381,86 @@ def replay(
     }
 
 
+def replay_synchronous(
+    recording: Recording, spec: SchedulerSpec, order: Sequence[str]
+) -> dict[str, Any]:
+    """One synchronous successive-halving sweep over the recorded grid: every point trains to
+    the first rung, the rung keeps the best ceil(n / eta) of them, and so on up the rungs, as
+    MultiObjectiveAsha with `synchronous` does. Neither the order nor the number of trials at
+    a time changes what it decides (only the order among exact ties); it returns what `replay`
+    returns."""
+    halving = SuccessiveHalving(spec, recording.budget, trials=len(order))
+    missing = sorted(set(halving.rungs) - set(recording.rungs))
+    if missing:
+        raise SystemExit(f"sweep bench: rung steps {missing} were not recorded")
+    alive, used, reached = list(order), 0, 0
+    for step in halving.rungs:
+        used += (step - reached) * len(alive)
+        decisions: list[Any] = []
+        for name in alive:
+            scores = recording.scores_at(name, step)
+            decisions += halving.arrive(name, step, {k: scores[k] for k, _ in spec.rank_by})
+        kept = {d.trial_id for d in decisions if d.proceed}
+        alive, reached = [name for name in alive if name in kept], step
+    used += (recording.budget - reached) * len(alive)
+    chosen = recording.rank(alive)[0]["id"]
+    return {
+        "fraction": used / (recording.budget * len(order)),
+        "finished": len({recording.configuration[name] for name in alive}),
+        "hit": chosen == recording.best,
+        "regret": recording.mean_rank[chosen] - recording.mean_rank[recording.best],
+    }
+
+
 def replay_table(
     recording: Recording, replays: int, workers: Sequence[int]
 ) -> list[dict[str, Any]]:
     """Every selection rule of `pipeline.rungs` at the recorded grace and eta, replayed in
-    GridSampler's orders for seeds 0 .. replays-1, at each number of concurrent trials."""
+    GridSampler's orders for seeds 0 .. replays-1: asynchronous at each number of concurrent
+    trials, and synchronous (where concurrency does not matter, reported as 'any')."""
     grace = recording.rungs[0]
     eta = recording.rungs[1] // grace if len(recording.rungs) > 1 else SchedulerSpec.eta
     points = [recording.points[name]["point"] for name in recording.points]
     orders = [grid_sampler_permutation(points, seed) for seed in range(replays)]
     rules = [("pareto", "mean_rank"), ("pareto", "crowding"), ("mean_rank", "mean_rank")]
     rows = []
-    for selection, tie_break in rules:
-        spec = SchedulerSpec(
-            "mo-asha",
-            grace,
-            eta,
-            recording.rank_by,
-            selection,
-            tie_break,
-            recording.cache["rung_profile"],
-        )
-        for concurrent in workers:
-            runs = [replay(recording, spec, order, concurrent) for order in orders]
-            misses = [run["regret"] for run in runs if not run["hit"]]
-            rows.append(
-                {
-                    "rule": spec.describe_order(),
-                    "workers": concurrent,
-                    "replays": len(runs),
-                    "fraction": float(np.mean([run["fraction"] for run in runs])),
-                    "fraction_max": float(np.max([run["fraction"] for run in runs])),
-                    "finished": float(np.mean([run["finished"] for run in runs])),
-                    "hits": float(np.mean([run["hit"] for run in runs])),
-                    "regret": float(np.mean(misses)) if misses else 0.0,
-                    "regret_max": float(np.max(misses)) if misses else 0.0,
-                }
+    for synchronous in (False, True):
+        for selection, tie_break in rules:
+            spec = SchedulerSpec(
+                "mo-asha",
+                grace,
+                eta,
+                recording.rank_by,
+                selection,
+                tie_break,
+                recording.cache["rung_profile"],
+                synchronous,
             )
-            print(_replay_row(rows[-1]), flush=True)
+            for concurrent in ["any"] if synchronous else workers:
+                if synchronous:
+                    runs = [replay_synchronous(recording, spec, order) for order in orders]
+                else:
+                    runs = [replay(recording, spec, order, concurrent) for order in orders]
+                rows.append(_replay_summary(spec, concurrent, runs))
+                print(_replay_row(rows[-1]), flush=True)
     return rows
+
+
+def _replay_summary(
+    spec: SchedulerSpec, concurrent: int | str, runs: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    misses = [run["regret"] for run in runs if not run["hit"]]
+    return {
+        "rule": ("synchronous, " if spec.synchronous else "") + spec.describe_order(),
+        "workers": concurrent,
+        "replays": len(runs),
+        "fraction": float(np.mean([run["fraction"] for run in runs])),
+        "fraction_max": float(np.max([run["fraction"] for run in runs])),
+        "finished": float(np.mean([run["finished"] for run in runs])),
+        "hits": float(np.mean([run["hit"] for run in runs])),
+        "regret": float(np.mean(misses)) if misses else 0.0,
+        "regret_max": float(np.max(misses)) if misses else 0.0,
+    }
 
 
 def _replay_row(row: Mapping[str, Any]) -> str:
@@ -456,7 +497,9 @@ def replay_section(recording: Recording, rows: Sequence[Mapping[str, Any]]) -> s
         "",
         "Each replay runs the grid in GridSampler's order for one seed (what `--mode grid` does), "
         "the given number of trials at a time, all at one speed; the scheduler judges each trial "
-        "at each rung with the recorded scores. Steps used: the fraction of the full grid's "
+        "at each rung with the recorded scores (asynchronous: against the trials that reached "
+        "the rung before it; synchronous: once every trial has reached it, so that neither the "
+        "order nor the concurrency matters). Steps used: the fraction of the full grid's "
         "training steps (mean, and the largest in brackets). Finds the best: the configuration "
         "the report ranks first among those trained to the full budget is the grid's best. "
         "Regret: its mean rank in the whole grid's ranking minus the best's, over the replays "

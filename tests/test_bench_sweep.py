@@ -134,8 +134,20 @@ def test_replay_that_stops_the_best_reports_its_mean_rank_regret(bench_sweep):
     assert late_bloomer.best == bench_sweep._configuration(late_bloomer.points[P3])
 
 
+def test_synchronous_replay_keeps_the_best_whatever_the_order(bench_sweep):
+    # Rung 10 keeps 2 of 4 (P3, P2), rung 20 keeps 1 of 2 (P3): 4 x 10 + 2 x 10 + 20 of 160.
+    spec = SchedulerSpec("mo-asha", 10, 2, TWO, synchronous=True)
+    for order in ([P0, P1, P2, P3], [P3, P2, P1, P0], [P1, P3, P0, P2]):
+        replayed = bench_sweep.replay_synchronous(recording(bench_sweep), spec, order)
+        assert replayed == {"fraction": 80 / 160, "finished": 1, "hit": True, "regret": 0.0}
+    # A best point that looks worst at the first rung is stopped there, in every order.
+    late = bench_sweep.replay_synchronous(recording(bench_sweep, {3: -1}), spec, [P3, P2, P1, P0])
+    assert late["hit"] is False and late["regret"] == 1.0
+
+
 def test_replay_table_rows_cover_each_rule_and_concurrency(bench_sweep):
     rows = bench_sweep.replay_table(recording(bench_sweep), replays=3, workers=[1, 2])
-    assert len(rows) == 6 and {row["replays"] for row in rows} == {3}
+    assert len(rows) == 9 and {row["replays"] for row in rows} == {3}
+    assert [row["workers"] for row in rows].count("any") == 3
     assert all(0 < row["fraction"] <= row["fraction_max"] <= 1 for row in rows)
     assert all(row["hits"] == 1.0 for row in rows)  # rungs agree with the final scores here
