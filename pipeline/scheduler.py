@@ -59,6 +59,8 @@ class MultiObjectiveAsha(FIFOScheduler):
         if self.halving.waiting(trial.trial_id):
             # A trial restarted by --resume while its rung waits goes back to waiting.
             return self._pause(tune_controller, trial.trial_id)
+        if self.halving.stopped(trial.trial_id) is not None:
+            return TrialScheduler.STOP  # restarted by --resume after its rung stopped it
         scores = rung_scores(result, self.halving.spec)
         if scores is None:
             return TrialScheduler.CONTINUE
@@ -106,14 +108,19 @@ class MultiObjectiveAsha(FIFOScheduler):
         return TrialScheduler.PAUSE
 
     def _settle(self, tune_controller: Any, decisions: list[Decision]) -> None:
-        """Stop the paused trials that `decisions` stop; promoted ones wait for
-        `choose_trial_to_run`. The trial being judged gets its decision from the caller."""
-        losers = {d.trial_id for d in decisions if not d.proceed} & self.paused
+        """Stop the waiting trials that `decisions` stop; promoted ones wait for
+        `choose_trial_to_run`. A running one (the trial being judged, or one that --resume
+        restarted) gets STOP at its next result."""
+        losers = {d.trial_id for d in decisions if not d.proceed}
+        if not self.halving.spec.synchronous or not losers:
+            return
         for trial in tune_controller.get_trials():
-            if trial.trial_id in losers and trial.status == Trial.PAUSED:
+            if trial.trial_id in losers and trial.status in (Trial.PAUSED, Trial.PENDING):
                 tune_controller.stop_trial(trial)
 
     def _set_paused(self, tune_controller: Any, paused: set[str]) -> None:
+        if paused == self.paused:
+            return
         self.paused = paused
         limiter = getattr(tune_controller.search_alg, "searcher", None)
         if isinstance(limiter, RungConcurrencyLimiter):

@@ -205,3 +205,63 @@ def test_synchronous_rungs_wait_for_every_trial_and_keep_the_best_within_the_lim
         running += int(line.split()[1])
         most = max(most, running)
     assert most == SYNC_LIMIT
+
+
+class Controller:
+    """The part of Tune's controller a scheduler may call (`get_trials`, `stop_trial`,
+    `search_alg`), holding trials whose status a test sets; used where a real Tune run cannot
+    be stopped at the moment under test (the driver killed while trials wait at a rung)."""
+
+    class Search:
+        searcher = None
+
+        def is_finished(self) -> bool:
+            return False
+
+    def __init__(self, trial_ids: list[str]) -> None:
+        from ray.tune.experiment import Trial
+
+        self.trials = [Trial("trainable", trial_id=trial_id, stub=True) for trial_id in trial_ids]
+        self.search_alg = self.Search()
+        self.stopped: list[str] = []
+
+    def get_trials(self) -> list:
+        return self.trials
+
+    def stop_trial(self, trial) -> None:
+        self.stopped.append(trial.trial_id)
+        trial.set_status("TERMINATED")
+
+
+def rung_report(quality: float, step: int = 10) -> dict:
+    return {"step": step, **{rung_metric(k): v for k, v in scores(quality).items()}}
+
+
+def test_a_trial_restarted_while_its_rung_waits_pauses_again_and_the_rung_decides_once():
+    from ray.tune.schedulers import TrialScheduler
+
+    controller = Controller(["t0", "t1", "t2"])
+    first, second, third = controller.trials
+    scheduler = MultiObjectiveAsha(SYNC_SPEC, STEPS, trials=3, max_concurrent=1)
+    assert scheduler.on_trial_result(controller, first, rung_report(2.0)) == TrialScheduler.PAUSE
+    first.set_status("PAUSED")
+    # The driver dies here; --resume restores the rungs from the callback's state, and Tune
+    # restarts the waiting trial, which resumes from its rung checkpoint and reports step 15.
+    state = SchedulerCallback(scheduler).get_state()
+    restored = MultiObjectiveAsha(SYNC_SPEC, STEPS, trials=3, max_concurrent=1)
+    SchedulerCallback(restored).set_state(state)
+    first.set_status("RUNNING")
+    assert restored.on_trial_result(controller, first, {"step": 15}) == TrialScheduler.PAUSE
+    first.set_status("PAUSED")
+    second.set_status("RUNNING")
+    assert restored.on_trial_result(controller, second, rung_report(0.0)) == TrialScheduler.PAUSE
+    second.set_status("PAUSED")
+    third.set_status("RUNNING")
+    # ceil(3 / 2) = 2 continue: the last arrival (best) and the first; the second is stopped.
+    assert restored.on_trial_result(controller, third, rung_report(5.0)) == "CONTINUE"
+    assert controller.stopped == ["t1"]
+    assert restored.on_trial_result(controller, second, {"step": 15}) == TrialScheduler.STOP
+    # With one trial running and a limit of one, the promoted paused trial waits its turn.
+    assert restored.choose_trial_to_run(controller) is None
+    third.set_status("TERMINATED")
+    assert restored.choose_trial_to_run(controller) is first
