@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 from benchmarks_md import cpu_model
+from sweep_replay import RUNG_CACHE
 
 from pipeline.rungs import RUNG_SCORES, SchedulerSpec
 from pipeline.search_space import (
@@ -40,8 +41,6 @@ from pipeline.worker import EVAL_SEED_STREAM, model_scores, rung_scores
 from tcwae.atomic import write_text_atomically
 from tcwae.config import TrainConfig
 from tcwae.methods import hyperparameter_names
-
-RUNG_CACHE = Path(__file__).resolve().parent / "sweep_rung_scores.json"
 
 
 def scheduler_spec(profile: Profile, args: argparse.Namespace) -> SchedulerSpec:

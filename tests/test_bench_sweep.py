@@ -27,6 +27,12 @@ def bench_sweep():
 
 
 @pytest.fixture(scope="module")
+def bench_replay(bench_sweep):
+    """bench/sweep_replay.py, as bench/sweep.py imports it."""
+    return sys.modules["sweep_replay"]
+
+
+@pytest.fixture(scope="module")
 def grid(bench_sweep):
     cache = json.loads(bench_sweep.CACHE.read_text())
     profile = load_search_space(cache["space"]).profile(cache["profile"])
@@ -91,7 +97,7 @@ def point(quality):
 P0, P1, P2, P3 = (point(q) for q in range(4))
 
 
-def recording(bench_sweep, rung_quality=None):
+def recording(bench_replay, rung_quality=None):
     """Points P0..P3 with final quality 0..3; `rung_quality` overrides what the rungs see."""
     rung_quality = rung_quality or {}
     points = {
@@ -103,50 +109,50 @@ def recording(bench_sweep, rung_quality=None):
         for q in range(4)
     }
     cache = {"steps": 40, "rungs": [10, 20], "rung_profile": "rung", "points": points}
-    return bench_sweep.Recording(cache, TWO)
+    return bench_replay.Recording(cache, TWO)
 
 
 SPEC = SchedulerSpec("mo-asha", 10, 2, TWO)
 
 
-def test_replay_in_increasing_quality_trains_everything(bench_sweep):
-    replayed = bench_sweep.replay(recording(bench_sweep), SPEC, [P0, P1, P2, P3], 1)
+def test_replay_in_increasing_quality_trains_everything(bench_replay):
+    replayed = bench_replay.replay(recording(bench_replay), SPEC, [P0, P1, P2, P3], 1)
     assert replayed == {"fraction": 1.0, "finished": 4, "hit": True, "regret": 0.0}
 
 
-def test_replay_best_first_stops_the_rest_at_the_first_rung(bench_sweep):
+def test_replay_best_first_stops_the_rest_at_the_first_rung(bench_replay):
     # One at a time: P3 trains 40 steps; P2, P1, P0 are 2nd of 2, 3rd of 3, 4th of 4 at rung 10
     # (keep 1, 2, 2) and stop there: 40 + 3 x 10 of 160 steps.
-    replayed = bench_sweep.replay(recording(bench_sweep), SPEC, [P3, P2, P1, P0], 1)
+    replayed = bench_replay.replay(recording(bench_replay), SPEC, [P3, P2, P1, P0], 1)
     assert replayed == {"fraction": 70 / 160, "finished": 1, "hit": True, "regret": 0.0}
     # Two at a time: P3 and P2 reach rung 10 together (P3, started first, is judged first), P2
     # stops and P1 starts at t=10, stops at t=20, P0 stops at t=30: the same 70 steps.
-    two = bench_sweep.replay(recording(bench_sweep), SPEC, [P3, P2, P1, P0], 2)
+    two = bench_replay.replay(recording(bench_replay), SPEC, [P3, P2, P1, P0], 2)
     assert two["fraction"] == 70 / 160
 
 
-def test_replay_that_stops_the_best_reports_its_mean_rank_regret(bench_sweep):
+def test_replay_that_stops_the_best_reports_its_mean_rank_regret(bench_replay):
     # The best point (P3) looks worst at the rungs: after P2 it is 2nd of 2 and stops; of the
     # points trained to the end P2 ranks first, whose mean rank in the whole grid is 2 to P3's 1.
-    late_bloomer = recording(bench_sweep, rung_quality={3: -1})
-    replayed = bench_sweep.replay(late_bloomer, SPEC, [P2, P3, P1, P0], 1)
+    late_bloomer = recording(bench_replay, rung_quality={3: -1})
+    replayed = bench_replay.replay(late_bloomer, SPEC, [P2, P3, P1, P0], 1)
     assert replayed["hit"] is False and replayed["regret"] == 1.0
-    assert late_bloomer.best == bench_sweep._configuration(late_bloomer.points[P3])
+    assert late_bloomer.best == bench_replay._configuration(late_bloomer.points[P3])
 
 
-def test_synchronous_replay_keeps_the_best_whatever_the_order(bench_sweep):
+def test_synchronous_replay_keeps_the_best_whatever_the_order(bench_replay):
     # Rung 10 keeps 2 of 4 (P3, P2), rung 20 keeps 1 of 2 (P3): 4 x 10 + 2 x 10 + 20 of 160.
     spec = SchedulerSpec("mo-asha", 10, 2, TWO, synchronous=True)
     for order in ([P0, P1, P2, P3], [P3, P2, P1, P0], [P1, P3, P0, P2]):
-        replayed = bench_sweep.replay_synchronous(recording(bench_sweep), spec, order)
+        replayed = bench_replay.replay_synchronous(recording(bench_replay), spec, order)
         assert replayed == {"fraction": 80 / 160, "finished": 1, "hit": True, "regret": 0.0}
     # A best point that looks worst at the first rung is stopped there, in every order.
-    late = bench_sweep.replay_synchronous(recording(bench_sweep, {3: -1}), spec, [P3, P2, P1, P0])
+    late = bench_replay.replay_synchronous(recording(bench_replay, {3: -1}), spec, [P3, P2, P1, P0])
     assert late["hit"] is False and late["regret"] == 1.0
 
 
-def test_replay_table_rows_cover_each_rule_and_concurrency(bench_sweep):
-    rows = bench_sweep.replay_table(recording(bench_sweep), replays=3, workers=[1, 2])
+def test_replay_table_rows_cover_each_rule_and_concurrency(bench_replay):
+    rows = bench_replay.replay_table(recording(bench_replay), replays=3, workers=[1, 2])
     assert len(rows) == 9 and {row["replays"] for row in rows} == {3}
     assert [row["workers"] for row in rows].count("any") == 3
     assert all(0 < row["fraction"] <= row["fraction_max"] <= 1 for row in rows)
