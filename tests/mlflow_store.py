@@ -5,8 +5,26 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 PARENT_TAG = "mlflow.parentRunId"
+SWEEP_EXPERIMENT = "dsprites"  # the sweep's default experiment: the search space's data set
+
+
+def mlflow_client(tmp_path: Path) -> Any:
+    """An MlflowClient on the store a test's sweep writes, `<tmp_path>/mlflow.db`."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+
+def parent_and_children(client: Any) -> tuple[list[Any], list[Any]]:
+    """(top-level runs, child runs) of the sweep's experiment, every status."""
+    experiment = client.get_experiment_by_name(SWEEP_EXPERIMENT)
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    parents = [run for run in runs if PARENT_TAG not in run.data.tags]
+    children = [run for run in runs if PARENT_TAG in run.data.tags]
+    return parents, children
 
 
 def runs_in_store(database: Path) -> list[dict[str, str]]:

@@ -27,13 +27,15 @@ from typing import Any
 
 import pytest
 from fake_cluster import FAST_NODE_DEATH_SYSTEM_CONFIG, FakeCluster, fake_cluster
-from mlflow_store import PARENT_TAG, last_logged_step, runs_in_store
+from mlflow_store import (
+    PARENT_TAG,
+    last_logged_step,
+    mlflow_client,
+    parent_and_children,
+    runs_in_store,
+)
 from sweep_spaces import GRID_METHODS, SEARCHED_METHODS, space_dict, sweep_args, write_space
 
-from pipeline.rungs import RUNG_SCORES, SchedulerSpec, rung_order
-from pipeline.shared_data import FROM_OBJECT_STORE
-from pipeline.sweep import main
-from pipeline.worker import RESUMED_METRIC, STARTUP_METRIC
 from tcwae.metrics import SCORES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +43,6 @@ SWEEP_SCRIPT = REPO_ROOT / "pipeline" / "sweep.py"
 PYTHON = str(Path(sys.executable).absolute())
 RAY_EXECUTABLE = str(Path(sys.executable).absolute().with_name("ray"))
 
-EXPERIMENT = "dsprites"  # the sweep's default experiment: the search space's data set
 ERROR_TAG = "tcwae.error"
 CHILD_ARTIFACTS = {
     "traversals.png",
@@ -100,12 +101,6 @@ def wait_for(
         time.sleep(POLL_S)
 
 
-def mlflow_client(tmp_path: Path):
-    from mlflow import MlflowClient
-
-    return MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-
-
 def artifact_paths(client: Any, run_id: str) -> set[str]:
     found, pending = set(), [None]
     while pending:
@@ -113,15 +108,6 @@ def artifact_paths(client: Any, run_id: str) -> set[str]:
         for info in client.list_artifacts(run_id, folder):
             (pending.append if info.is_dir else found.add)(info.path)
     return found
-
-
-def parent_and_children(client: Any) -> tuple[list[Any], list[Any]]:
-    """(top-level runs, child runs) of the sweep's experiment, every status."""
-    experiment = client.get_experiment_by_name(EXPERIMENT)
-    runs = client.search_runs([experiment.experiment_id], max_results=1000)
-    parents = [run for run in runs if PARENT_TAG not in run.data.tags]
-    children = [run for run in runs if PARENT_TAG in run.data.tags]
-    return parents, children
 
 
 # Fixtures --------------------------------------------------------------------------------------
@@ -413,66 +399,3 @@ def test_trial_survives_losing_its_node_and_continues_from_its_checkpoint(
     steps = [metric.step for metric in client.get_metric_history(child.info.run_id, "train/loss")]
     assert steps == list(range(10, NODE_LOSS_TRAIN["steps"] + 1, NODE_LOSS_TRAIN["report_every"]))
     assert math.isfinite(child.data.metrics["rec"])
-
-
-# Successive halving: 6 steps, one synchronous rung at step 2 where only the best third continues.
-HALVING_TRAIN = {"steps": 6}
-HALVING_SCHEDULER = {"type": "mo-asha", "grace": 2, "eta": 3, "synchronous": True}
-HALVING_METHODS = {
-    "tcwae_mws": GRID_METHODS["tcwae_mws"],
-    "wae_mmd": GRID_METHODS["wae_mmd"],
-}
-
-
-@pytest.mark.ray
-def test_successive_halving_stops_trials_at_the_rung_and_ranks_only_the_finished(
-    ray_session, tiny_data_root: Path, tmp_path: Path, capsys
-) -> None:
-    """Three trials, two at a time, one synchronous rung: the trials that reach it first pause
-    until the third arrives, then the best of the three by the rung's order finishes, resumed
-    from its rung checkpoint, and the others stop. Stopped trials are KILLED child runs with
-    their rung scores, step and reason, and no final scores; the finished one has final scores
-    and is the only one ranked; its encoder is registered."""
-    space = space_dict(HALVING_METHODS, HALVING_TRAIN)
-    space["profiles"]["smoke"]["scheduler"] = HALVING_SCHEDULER
-    path = write_space(tmp_path / "halving.yaml", space)
-    code = main(sweep_args(path, tmp_path, tiny_data_root, "--max-concurrent", "2"))
-    output = capsys.readouterr().out
-    assert code == 0, output[-5000:]
-
-    client = mlflow_client(tmp_path)
-    [parent], children = parent_and_children(client)
-    assert len(children) == 3
-    stopped = [run for run in children if run.info.status == "KILLED"]
-    [winner] = [run for run in children if run.info.status == "FINISHED"]
-    assert len(stopped) == 2
-    for run in stopped:
-        assert run.data.tags["tcwae.stopped_at_step"] == "2"
-        reason = run.data.tags["tcwae.stop_reason"]
-        assert "stopped at rung 1 of 1 (step 2)" in reason and "of 3 trials" in reason
-        assert {f"rung/{score}" for score in RUNG_SCORES} <= set(run.data.metrics)
-        assert not set(SCORES) & set(run.data.metrics)
-    assert all(math.isfinite(winner.data.metrics[score]) for score in SCORES)
-    rank_by = tuple(space["rank_by"].items())
-    spec = SchedulerSpec("mo-asha", 2, 3, rank_by, synchronous=True)
-    table = [{s: run.data.metrics[f"rung/{s}"] for s, _ in rank_by} for run in children]
-    assert children[rung_order(table, spec)[0]].info.run_id == winner.info.run_id
-    # The winner was paused at the rung and resumed from the checkpoint it wrote there.
-    assert winner.data.metrics[RESUMED_METRIC] == 2
-    assert len(client.get_metric_history(winner.info.run_id, STARTUP_METRIC)) == 2
-    losses = client.get_metric_history(winner.info.run_id, "train/loss")
-    assert sorted(metric.step for metric in losses) == [2, 4, 6]
-    # The data set was loaded once, by the driver, and every trial read it from the object store.
-    assert "sweep: loaded 1 data set(s) into Ray's object store" in output
-    for run in children:
-        assert run.data.tags["data_loading"] == FROM_OBJECT_STORE
-        assert run.data.metrics[STARTUP_METRIC] > 0
-
-    assert "Stopped at a rung by successive halving (2; not ranked):" in output
-    header = re.search(r"^#\s+configuration\s+n\s+Rec \(min\)", output, re.M)
-    assert header, output[-5000:]
-    ranked_rows = re.findall(r"^\d+\*?\s+(\w+) ", output[header.end() :], re.M)
-    assert len(ranked_rows) == 1
-    assert parent.data.tags["tcwae.registered_model"] == "models:/tcwae-halving/1"
-    [version] = client.search_model_versions("name = 'tcwae-halving'")
-    assert version.run_id == winner.info.run_id
