@@ -78,8 +78,27 @@ class Recording:
         ]
         return rank_configurations(table, self.rank_by)
 
-    def scores_at(self, name: str, step: int) -> dict[str, float]:
-        return self.points[name]["rungs"][str(step)]
+    def rung_scores(self, name: str, step: int, spec: SchedulerSpec) -> dict[str, float]:
+        """The recorded rung scores of point `name` at `step` that `spec` orders by."""
+        scores = self.points[name]["rungs"][str(step)]
+        return {score: scores[score] for score, _ in spec.rank_by}
+
+    def check_rungs(self, rungs: Sequence[int]) -> None:
+        missing = sorted(set(rungs) - set(self.rungs))
+        if missing:
+            raise SystemExit(f"sweep bench: rung steps {missing} were not recorded")
+
+    def outcome(self, finished: Sequence[str], used: int, points: int) -> dict[str, Any]:
+        """What a replay that trained `used` steps of `points` points, `finished` of them to
+        the budget, ends with: the fraction of the grid's steps, the configurations finished,
+        whether the report's first is the grid's best, and the mean-rank regret if not."""
+        chosen = self.rank(finished)[0]["id"]
+        return {
+            "fraction": used / (self.budget * points),
+            "finished": len({self.configuration[name] for name in finished}),
+            "hit": chosen == self.best,
+            "regret": self.mean_rank[chosen] - self.mean_rank[self.best],
+        }
 
 
 def _configuration(entry: Mapping[str, Any]) -> str:
@@ -96,9 +115,7 @@ def replay(
     it before, as MultiObjectiveAsha judges it in a sweep. Returns the steps trained, the points
     trained to the full budget and the configuration the sweep's report would rank first."""
     halving = SuccessiveHalving(spec, recording.budget)
-    missing = sorted(set(halving.rungs) - set(recording.rungs))
-    if missing:
-        raise SystemExit(f"sweep bench: rung steps {missing} were not recorded")
+    recording.check_rungs(halving.rungs)
     milestones = (*halving.rungs, recording.budget)
     waiting = list(order)
     events: list[tuple[int, int, str, int]] = []  # (time, start order, point, milestone index)
@@ -118,8 +135,7 @@ def replay(
         step = milestones[index]
         decision = None
         if step < recording.budget:
-            scores = recording.scores_at(name, step)
-            decision = halving.judge(name, step, {k: scores[k] for k, _ in spec.rank_by})
+            decision = halving.judge(name, step, recording.rung_scores(name, step, spec))
         if decision is not None and decision.proceed:
             following = milestones[index + 1]
             heapq.heappush(events, (now + following - step, rank_in_start, name, index + 1))
@@ -129,13 +145,7 @@ def replay(
             finished.append(name)
         if waiting:
             start(now)
-    chosen = recording.rank(finished)[0]["id"]
-    return {
-        "fraction": used / (recording.budget * len(order)),
-        "finished": len({recording.configuration[name] for name in finished}),
-        "hit": chosen == recording.best,
-        "regret": recording.mean_rank[chosen] - recording.mean_rank[recording.best],
-    }
+    return recording.outcome(finished, used, len(order))
 
 
 def replay_synchronous(
@@ -147,26 +157,17 @@ def replay_synchronous(
     a time changes what it decides (only the order among exact ties); it returns what `replay`
     returns."""
     halving = SuccessiveHalving(spec, recording.budget, trials=len(order))
-    missing = sorted(set(halving.rungs) - set(recording.rungs))
-    if missing:
-        raise SystemExit(f"sweep bench: rung steps {missing} were not recorded")
+    recording.check_rungs(halving.rungs)
     alive, used, reached = list(order), 0, 0
     for step in halving.rungs:
         used += (step - reached) * len(alive)
         decisions: list[Any] = []
         for name in alive:
-            scores = recording.scores_at(name, step)
-            decisions += halving.arrive(name, step, {k: scores[k] for k, _ in spec.rank_by})
+            decisions += halving.arrive(name, step, recording.rung_scores(name, step, spec))
         kept = {d.trial_id for d in decisions if d.proceed}
         alive, reached = [name for name in alive if name in kept], step
     used += (recording.budget - reached) * len(alive)
-    chosen = recording.rank(alive)[0]["id"]
-    return {
-        "fraction": used / (recording.budget * len(order)),
-        "finished": len({recording.configuration[name] for name in alive}),
-        "hit": chosen == recording.best,
-        "regret": recording.mean_rank[chosen] - recording.mean_rank[recording.best],
-    }
+    return recording.outcome(alive, used, len(order))
 
 
 def replay_table(
