@@ -89,11 +89,21 @@ class FakeCluster:
         )
         return env
 
+    @property
+    def state_api(self) -> str:
+        """The address to give Ray's state API (`ray.util.state.list_*`): the dashboard's URL.
+
+        Given a GCS address instead, the state API points this process's global internal-KV
+        client at that GCS to look the dashboard up, and leaves it there. After the cluster stops,
+        the next KV call of this process's own Ray (Tune and Train make them) waits 60 s for the
+        dead GCS and then ends the whole process with exit code 1."""
+        return self.dashboard_url
+
     def nodes(self) -> list[NodeInfo]:
         """Every node the cluster has had, head included, alive or dead."""
         from ray.util.state import list_nodes
 
-        states = list_nodes(address=self.gcs_address, limit=1000, raise_on_missing_output=False)
+        states = list_nodes(address=self.state_api, limit=1000, raise_on_missing_output=False)
         return [
             NodeInfo(
                 node_id=state.node_id,
@@ -273,6 +283,9 @@ def fake_cluster(
         session_id=starter.pid,
         launched_at_s=launched_at_s,
     )
+    from ray.experimental import internal_kv
+
+    own_kv_client = internal_kv.internal_kv_get_gcs_client()
     succeeded = False
     try:
         try:
@@ -282,6 +295,15 @@ def fake_cluster(
         if starter.returncode != 0:
             raise FakeClusterError(f"`ray start` failed ({starter.returncode}):\n{output}")
         yield cluster
+        if internal_kv.internal_kv_get_gcs_client() is not own_kv_client:
+            internal_kv._internal_kv_reset()
+            if own_kv_client is not None:
+                internal_kv._initialize_internal_kv(own_kv_client)
+            raise FakeClusterError(
+                "this process's Ray internal-KV client was pointed at the fake cluster's GCS "
+                "(Ray's state API given a GCS address does that); it would outlive the cluster "
+                "and end this process. Give the state API `FakeCluster.state_api`"
+            )
         succeeded = True
     finally:
         cluster.stop()

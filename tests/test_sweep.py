@@ -371,7 +371,7 @@ def test_trial_survives_losing_its_node_and_continues_from_its_checkpoint(
 
         trial = wait_for(trial_past_its_first_checkpoint, SWEEP_TIMEOUT_S, "checkpoint", sweep)
         workers = list_actors(
-            address=idle_cluster.gcs_address,
+            address=idle_cluster.state_api,
             filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")],
         )
         assert len(workers) == NODE_LOSS_RESOURCES["workers"]
