@@ -15,6 +15,7 @@ from tcwae.config import CONFIG_KEYS, ConfigError, TrainConfig
 from tcwae.methods import METHODS, MODULES, REGISTRY, StepRandomness, build_method
 from tcwae.methods.annealed_vae import capacity
 from tcwae.methods.factor_qvae import (
+    INTENSITY_EPS,
     codebook_perplexity,
     gumbel_temperature,
     permute_latents,
@@ -229,8 +230,8 @@ def test_quantised_terms_match_a_hand_computation(variant):
     weights /= weights.sum(-1, keepdims=True)
     soft_values = weights @ codebook
     with torch.no_grad():
-        pixels = torch.sigmoid(method.autoencoder.decode(torch.from_numpy(soft_values).float()))
-    rec = float(((numpy(pixels) - numpy(x)) ** 2).mean())
+        intensities = method.autoencoder.decoder(torch.from_numpy(soft_values).float())
+    rec = float(((numpy(intensities) - (numpy(x) - 0.5)) ** 2).mean())
     q = np.exp(-distances) / np.exp(-distances).sum(-1, keepdims=True)
     kl = float((q * np.log(q * 8)).sum(-1).mean())
     usage = np.bincount(weights.argmax(-1).ravel(), minlength=8) / weights[..., 0].size
@@ -302,3 +303,31 @@ def test_quantised_representation_is_the_nearest_code_and_scores_as_indices():
     np.testing.assert_array_equal(codes, codebook[nearest])
     np.testing.assert_array_equal(code_indices(codes, codebook), nearest)
     assert Trainer(TrainConfig(method="beta_vae", batch_size=4), dataset).codebook() is None
+
+
+def test_quantised_decode_gives_the_logits_of_the_centred_intensities():
+    method = build("qvae", codebook_size=8)
+    codes = torch.randn(5, 10, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        intensities = method.autoencoder.decoder(codes)
+        pixels = torch.sigmoid(method.autoencoder.decode(codes))
+    expected = (intensities + 0.5).clamp(INTENSITY_EPS, 1 - INTENSITY_EPS)
+    torch.testing.assert_close(pixels, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_qvae_keeps_its_codes_in_use_on_dsprites():
+    """The collapse that MSE on sigmoid outputs caused: on dSprites the encoder's scalars left the
+    codebook's range within ten steps, after which every latent took the last code, the code
+    posterior was one-hot (KL = log K) and the reconstruction stopped improving."""
+    cfg = TrainConfig.from_dict(
+        {"method": "qvae", "steps": 60, "batch_size": 32, "report_every": 60, "seed": 0}
+    )
+    with one_thread():
+        trainer = Trainer(cfg, tiny_dsprites())
+        first = trainer.train_step()
+        for _ in range(cfg.steps - 2):
+            trainer.train_step()
+        last = trainer.train_step()
+    assert last["kl"].item() < 0.5 * math.log(64)
+    assert last["perplexity"].item() > 1.5
+    assert last["rec"].item() < first["rec"].item()
