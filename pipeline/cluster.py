@@ -8,6 +8,10 @@ before failing with a traceback. `connect` asks the recorded address first: one 
 answer within CONNECT_TIMEOUT_S is reported in one line, its record removed (as `ray stop` would)
 and a fresh local instance started instead. An address given explicitly (`RAY_ADDRESS`) that does
 not answer is a UserError.
+
+A local instance is started by `start_local`, which tells every process of the instance where its
+dashboard is (see there): without that, Ray Train cannot release the CPUs of a trial that Tune
+paused or stopped while another Ray instance runs on the machine.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from tcwae.errors import UserError
 
 CONNECT_TIMEOUT_S = 2.0
 ADDRESS_VARIABLE = "RAY_ADDRESS"
+API_SERVER_VARIABLE = "RAY_API_SERVER_ADDRESS"
+LOCAL_HOST = "127.0.0.1"
 
 
 def connect(verbose: bool = False) -> None:
@@ -62,9 +68,47 @@ def connect(verbose: bool = False) -> None:
         )
         with contextlib.suppress(FileNotFoundError):
             os.remove(record)
-        ray.init(address="local", **options)
+        start_local(**options)
+        return
+    if recorded is None:
+        start_local(**options)
         return
     ray.init(**options)
+
+
+def start_local(**options: Any) -> None:
+    """Start a fresh local Ray instance (`ray.init(address="local", **options)`) with its
+    dashboard on a free port that every process of the instance knows.
+
+    Ray Train's placement-group cleaner watches each run's controller through Ray's state API
+    without an address. A local instance started by `ray.init` records no address, so the state
+    API then looks for running GCS processes, and with a second Ray instance on the machine (two
+    sweeps, a test's fake cluster) it finds two, fails, and the placement group of a trial that
+    Tune paused or stopped is never released: the sweep waits for CPUs forever. The state API
+    reads RAY_API_SERVER_ADDRESS first, so the instance's runtime environment (inherited by every
+    actor: Tune's trials, Train's controllers and cleaners) sets it to this dashboard."""
+    import ray
+
+    port = free_port(LOCAL_HOST)
+    runtime_env = dict(options.pop("runtime_env", None) or {})
+    env_vars = dict(runtime_env.get("env_vars", {}))
+    env_vars[API_SERVER_VARIABLE] = f"http://{LOCAL_HOST}:{port}"
+    runtime_env["env_vars"] = env_vars
+    ray.init(
+        address="local",
+        include_dashboard=True,
+        dashboard_host=LOCAL_HOST,
+        dashboard_port=port,
+        runtime_env=runtime_env,
+        **options,
+    )
+
+
+def free_port(host: str) -> int:
+    """A TCP port on `host` that nothing listens on now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
 
 
 def recorded_address_file() -> str:

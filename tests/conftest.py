@@ -25,11 +25,11 @@ def tiny_data_root(tmp_path_factory) -> Path:
 def ray_session():
     """One local Ray instance (2 CPUs) shared by every test that needs Ray.
 
-    Starting Ray costs 15-25 s here, so it is started once per test session, on first use. It
-    runs the dashboard as `make sweep`'s Ray does: Ray Train's PlacementGroupCleaner asks the
-    dashboard's state API whether a trial's controller is dead, so without it the placement group
-    of a trial that Tune stopped is never released and the next trial waits for CPUs forever.
-    `address="local"` starts a fresh instance even when others run on this machine.
+    Starting Ray costs 15-25 s here, so it is started once per test session, on first use. It is
+    started as `make sweep` starts one (`pipeline.cluster.start_local`): a fresh instance even when
+    others run on this machine, with its dashboard, whose state API Ray Train's placement-group
+    cleaner asks whether a trial's controller is dead (without it the placement group of a trial
+    that Tune stopped is never released and the next trial waits for CPUs forever).
     A killed worker's process group is given 3 s (instead of 30) to shut down, which keeps the
     fault-tolerance tests short; a worker group may take 5 min (instead of 60 s) to start, because
     on a loaded 2-core machine importing torch in two fresh workers can take a minute and a
@@ -37,10 +37,10 @@ def ray_session():
     """
     import ray
 
-    ray.init(
-        address="local",
+    from pipeline.cluster import start_local
+
+    start_local(
         num_cpus=2,
-        include_dashboard=True,
         runtime_env={
             "env_vars": {
                 "TORCH_PROCESS_GROUP_SHUTDOWN_TIMEOUT_S": "3",

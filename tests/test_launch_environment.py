@@ -21,6 +21,7 @@ import pytest
 from mlflow_store import run_statuses
 
 from pipeline import report, sweep, train
+from pipeline.cluster import API_SERVER_VARIABLE
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PYTHON = str(Path(sys.executable).absolute())
@@ -112,6 +113,26 @@ def test_a_dead_recorded_local_cluster_is_named_and_a_fresh_one_trains(tiny_data
     assert [status for _, status in run_statuses(tmp_path / "mlflow.db")] == ["FINISHED"]
     assert "train: step 2/2 (100%)" in done.stdout
     assert done.stdout.strip().splitlines()[-1].startswith("train: MLflow run page: http")
+
+
+@pytest.mark.ray
+def test_every_process_of_a_started_instance_finds_its_own_state_api(ray_session):
+    """A local instance started like `make sweep`'s (`start_local`, as `ray_session` is) tells its
+    actors where its dashboard is, so Ray's state API called without an address, as Ray Train's
+    placement-group cleaner calls it, answers for this instance even with other Ray instances on
+    the machine (without it the call fails: "Found multiple active Ray instances")."""
+    ray = ray_session
+
+    @ray.remote(num_cpus=0)
+    def ask_the_state_api() -> tuple[str, list[str]]:
+        from ray.util.state import list_nodes
+
+        nodes = list_nodes(raise_on_missing_output=False)
+        return os.environ[API_SERVER_VARIABLE], [node.node_id for node in nodes]
+
+    url, node_ids = ray.get(ask_the_state_api.remote())
+    assert url == f"http://{ray._private.worker.get_dashboard_url()}"
+    assert node_ids == [node["NodeID"] for node in ray.nodes()]
 
 
 # A tracking URI MLflow cannot use ----------------------------------------------------------------

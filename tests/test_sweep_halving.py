@@ -1,9 +1,9 @@
 """Successive halving in a real sweep (Ray, Optuna, MLflow, training on tiny procedural dSprites).
 
-Apart from tests/test_sweep.py on purpose: that module keeps a fake autoscaling cluster alive for
-its tests, and with two Ray instances on the machine Ray Train's placement-group cleaner cannot
-tell which one is its own (its state-API call finds both), so the CPUs of a trial that the
-scheduler paused or stopped are never released (README, "Not done yet").
+Apart from tests/test_sweep.py, whose fake autoscaling cluster is a second Ray instance on the
+machine: the test once failed beside it (Ray Train's placement-group cleaner found two clusters
+and never released a paused trial's CPUs), which `pipeline.cluster.start_local` fixed; it also
+passed beside a running sweep's Ray instance. Keeping it apart keeps the module's cluster idle.
 """
 
 from __future__ import annotations
