@@ -58,7 +58,10 @@ def connect(verbose: bool = False) -> None:
         ray.init(**options)
         return
     recorded = recorded_address()
-    if recorded is not None and not answers(recorded):
+    if recorded is not None and answers(recorded):
+        ray.init(**options)
+        return
+    if recorded is not None:
         record = recorded_address_file()
         print(
             f"ray: the local Ray cluster recorded at {recorded} ({record}) does not answer; "
@@ -68,12 +71,7 @@ def connect(verbose: bool = False) -> None:
         )
         with contextlib.suppress(FileNotFoundError):
             os.remove(record)
-        start_local(**options)
-        return
-    if recorded is None:
-        start_local(**options)
-        return
-    ray.init(**options)
+    start_local(**options)
 
 
 def start_local(**options: Any) -> None:

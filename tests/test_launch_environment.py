@@ -10,7 +10,6 @@ that only catches a hang) or through `main` where no Ray is involved.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,19 +20,12 @@ import pytest
 from mlflow_store import run_statuses
 
 from pipeline import report, sweep, train
-from pipeline.cluster import API_SERVER_VARIABLE
+from pipeline.cluster import API_SERVER_VARIABLE, LOCAL_HOST, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PYTHON = str(Path(sys.executable).absolute())
 HANG_GUARD_S = 300
 CONCURRENT_OPENERS = 3
-
-
-def closed_port() -> int:
-    """A local TCP port nothing listens on (bound, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def train_command(data_root: Path, tmp_path: Path, *extra: str) -> list[str]:
@@ -83,7 +75,7 @@ def one_error_line(err: str, prog: str) -> str:
 def test_an_explicit_ray_address_that_does_not_answer_is_one_line_and_exit_2(
     tiny_data_root, tmp_path
 ):
-    address = f"127.0.0.1:{closed_port()}"
+    address = f"{LOCAL_HOST}:{free_port(LOCAL_HOST)}"
     done = run_command(train_command(tiny_data_root, tmp_path), {"RAY_ADDRESS": address})
     assert done.returncode == 2, done.stderr[-3000:]
     line = one_error_line(done.stderr, "train")
@@ -99,7 +91,7 @@ def test_a_dead_recorded_local_cluster_is_named_and_a_fresh_one_trains(tiny_data
     ray_tmp = Path(tempfile.mkdtemp(prefix="r13-", dir="/tmp"))
     record = ray_tmp / "ray" / "ray_current_cluster"
     record.parent.mkdir()
-    dead = f"127.0.0.1:{closed_port()}"
+    dead = f"{LOCAL_HOST}:{free_port(LOCAL_HOST)}"
     record.write_text(dead)
     tiny_run = ["--steps", "2", "--batch-size", "8", "--eval-profile", "smoke"]
     done = run_command(
@@ -141,7 +133,10 @@ def test_every_process_of_a_started_instance_finds_its_own_state_api(ray_session
 def _bad_tracking_uris() -> dict[str, tuple[str, str]]:
     return {
         "unknown scheme": ("bogus://x", "MLflow has no store for 'bogus' URIs"),
-        "no server": (f"http://127.0.0.1:{closed_port()}", "no MLflow server answers at"),
+        "no server": (
+            f"http://{LOCAL_HOST}:{free_port(LOCAL_HOST)}",
+            "no MLflow server answers at",
+        ),
     }
 
 
