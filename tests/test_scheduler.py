@@ -132,13 +132,21 @@ SYNC_SPEC = SchedulerSpec(
 SYNC_LIMIT = 2
 
 
-def sync_trainable(config: dict) -> None:
-    """`trainable` with a pause between reports, so that trials overlap (a paused trial that
-    Tune resumes runs again from step 5: these trials keep no checkpoint)."""
+def sync_trainable(config: dict, arrivals: str) -> None:
+    """`trainable` with a pause between reports (a paused trial that Tune resumes runs again
+    from step 5: these trials keep no checkpoint). On its first start a trial leaves a mark in
+    `arrivals`, and the first two wait (up to a minute) for each other: how long an actor takes
+    to start must not decide whether the test sees two trials at once."""
     import time
 
     from ray import tune
 
+    mark = Path(arrivals) / str(config["quality"])
+    if not mark.exists():
+        mark.touch()
+        deadline = time.monotonic() + 60.0
+        while len(list(Path(arrivals).iterdir())) < SYNC_LIMIT and time.monotonic() < deadline:
+            time.sleep(0.1)
     for step in range(5, STEPS + 1, 5):
         time.sleep(0.2)
         report = {"step": step}
@@ -166,7 +174,7 @@ def test_synchronous_rungs_wait_for_every_trial_and_keep_the_best_within_the_lim
 ):
     """Six trials, two at a time: no trial passes rung 10 before all six reach it, the best
     three continue whatever their order, the best two of those finish; paused trials free their
-    slot (the sweep ends) and never more than two run at once."""
+    slot (the sweep ends); two trials do run at once, never more."""
     from ray import cloudpickle, tune
 
     from pipeline.scheduler import RungConcurrencyLimiter
@@ -184,8 +192,10 @@ def test_synchronous_rungs_wait_for_every_trial_and_keep_the_best_within_the_lim
     )
     on_stop = SchedulerCallback(scheduler, lambda trial_id, decision: stopped.append(decision))
     callbacks = [on_stop, RunningCounts(running)]
+    arrivals = tmp_path / "arrivals"
+    arrivals.mkdir()
     tuner = tune.Tuner(
-        sync_trainable,
+        tune.with_parameters(sync_trainable, arrivals=str(arrivals)),
         tune_config=tune.TuneConfig(
             search_alg=RungConcurrencyLimiter(searcher, SYNC_LIMIT),
             scheduler=scheduler,
