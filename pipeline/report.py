@@ -30,6 +30,7 @@ from pipeline.report_ranking import (
     aggregate,
     best_per_method,
     beta_slices,
+    configuration_key,
     format_stopped,
     format_table,
     identity,
@@ -240,6 +241,19 @@ def collect_rows(tracking: Tracking, parent_run_id: str) -> list[dict[str, Any]]
     return rows
 
 
+def pool_sweeps(row_lists: Sequence[Sequence[Mapping[str, Any]]]) -> list[dict[str, Any]]:
+    """The rows of a sweep and of the sweeps that re-ran its missing trials (`sweep.py --methods
+    M --seeds S`), as one list: a trial that did not finish is dropped when another sweep
+    finished the same configuration and seed."""
+    rows = [dict(row) for found in row_lists for row in found]
+    done = {(configuration_key(row), row["seed"]) for row in rows if is_complete(row)}
+    return [
+        row
+        for row in rows
+        if is_complete(row) or (configuration_key(row), row.get("seed")) not in done
+    ]
+
+
 def collect_histories(
     tracking: Tracking, runs: Sequence[Mapping[str, Any]], metric: str = MIG_CURVE_METRIC
 ) -> dict[str, dict[int, float]]:
@@ -284,10 +298,15 @@ def report_sweep(
     results_md: str | Path | None = None,
     budget: str | None = None,
     machine: str | None = None,
+    added_parent_run_ids: Sequence[str] = (),
 ) -> Report:
-    """Collect a sweep's children, build the report in `out_dir`, log it to the parent run; with
+    """Collect a sweep's children (pooled with those of `added_parent_run_ids`, re-runs of its
+    missing trials), build the report in `out_dir`, log it to the parent run; with
     `results_md`, also write RESULTS.md (paper Table 1a beside ours) and log it too."""
-    report = build_report(collect_rows(tracking, parent_run_id), out_dir, rank_by)
+    rows = pool_sweeps(
+        [collect_rows(tracking, pid) for pid in (parent_run_id, *added_parent_run_ids)]
+    )
+    report = build_report(rows, out_dir, rank_by)
     if results_md is not None:
         figures = {}
         tcwae_run = best_tcwae_run(report)
@@ -347,6 +366,14 @@ def build_parser() -> ArgumentParser:
     )
     add_location_flags(parser, "--experiment")
     parser.add_argument(
+        "--add-sweep",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a sweep that re-ran some of this sweep's trials (sweep.py --methods/--seeds), "
+        "pooled into the report; repeatable; needs --experiment",
+    )
+    parser.add_argument(
         "--rank-by",
         default=",".join(f"{s}:{m}" for s, m in PAPER_RANKING),
         help="score:min|max,... (default: the paper's four scores)",
@@ -368,13 +395,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    if args.sweep and not args.experiment:
-        raise UserError("--sweep needs --experiment (see --help)")
+    if (args.sweep or args.add_sweep) and not args.experiment:
+        raise UserError("--sweep and --add-sweep need --experiment (see --help)")
     rank_by = parse_rank_by(args.rank_by)
     tracking_uri = resolve_tracking_uri(args.tracking_uri)
     check_tracking_uri(tracking_uri)
     tracking = Tracking.at(tracking_uri)
     parent_id = args.parent_run_id or tracking.find_sweep_by_name(args.experiment, args.sweep)
+    added = [tracking.find_sweep_by_name(args.experiment, name) for name in args.add_sweep]
     with tempfile.TemporaryDirectory(prefix="tcwae-report-") as scratch:
         report = report_sweep(
             tracking,
@@ -384,6 +412,7 @@ def _main(argv: Sequence[str] | None) -> int:
             args.results_md,
             args.budget,
             args.machine,
+            added,
         )
     print(report.text)
     print(f"\nbest: {report.best_overall['label']}")

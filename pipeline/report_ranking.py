@@ -17,7 +17,7 @@ import numpy as np
 
 from pipeline.tracking import FINISHED
 from tcwae.config import CONFIG_KEYS
-from tcwae.methods import METHODS, REGISTRY
+from tcwae.methods import METHODS, REGISTRY, all_hyperparameters
 from tcwae.metrics import PAPER_RANKING, SCORES, rank_configurations
 from tcwae.values import is_finite_number
 
@@ -27,6 +27,7 @@ _FIELD_TYPES = dict(CONFIG_KEYS)
 METHOD_HYPERPARAMETERS = {
     name: tuple(p.name for p in method.hyperparameters) for name, method in REGISTRY.items()
 }
+HYPERPARAMETER_NAMES = frozenset(all_hyperparameters())
 METHOD_LABELS = {name: method.label for name, method in REGISTRY.items()}
 
 SCORE_LABELS = {
@@ -62,8 +63,10 @@ def run_row(
 
 
 def configuration_key(row: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
-    """What identifies a configuration: every TrainConfig value of the row except the seed."""
-    return tuple((name, row[name]) for name in CONFIG_FIELDS if name in row)
+    """What identifies a configuration: every TrainConfig value of the row except the seed and
+    the hyper-parameters its method does not read (older runs logged those too)."""
+    unread = HYPERPARAMETER_NAMES - set(METHOD_HYPERPARAMETERS.get(row.get("method"), ()))
+    return tuple((name, row[name]) for name in CONFIG_FIELDS if name in row and name not in unread)
 
 
 def configuration_label(row: Mapping[str, Any]) -> str:

@@ -72,6 +72,25 @@ def hand_made_rows():
     ]
 
 
+def test_a_hyperparameter_the_method_does_not_read_does_not_split_a_configuration():
+    old = {**mlflow_params("B", 0), "lam": "1.0"}  # older runs logged every hyper-parameter
+    rows = [run_row(old, mlflow_metrics("B", 0), "B0"), *hand_made_rows()[4:6]]
+    assert rows[0]["lam"] == 1.0 and "lam" not in rows[1]
+    table = aggregate(rows)
+    assert len(table) == 1 and table[0]["seeds"] == [0, 1, 2]
+
+
+def test_pooled_sweeps_drop_an_unfinished_trial_that_a_re_run_finished():
+    first = [
+        run_row(mlflow_params("B", 0), mlflow_metrics("B", 0), "B0"),
+        run_row(mlflow_params("B", 1), {}, "B1-killed", "RUNNING"),
+        run_row(mlflow_params("E", 0), {}, "E0-killed", "FAILED"),
+    ]
+    re_run = [run_row(mlflow_params("B", 1), mlflow_metrics("B", 1), "B1")]
+    pooled = report.pool_sweeps([first, re_run])
+    assert [row["run_id"] for row in pooled] == ["B0", "E0-killed", "B1"]
+
+
 def test_run_row_types_mlflow_strings_back_and_drops_other_params():
     params = {**mlflow_params("B", 2), "ray_trial_id": "abc"}
     row = run_row(params, {"mig": 0.3, "loss": 7.0}, "run-1", "FINISHED")
