@@ -4,7 +4,8 @@ Each `--sweep NAME=LABEL` is a finished sweep (its parent run's name) of the sam
 runs are matched by method, and for each (method, label) the MIG curve logged during training
 (`mig_every`) and the training reconstruction loss are averaged over seeds. Writes a markdown
 section (a table at chosen steps and the final scores, mean ± std over seeds) into RESULTS.md
-in place of the section with the same heading, and a figure with one panel per method.
+in place of the section with the same heading (`--heading`, so that ablations at different
+budgets keep their own sections), and a figure with one panel per method.
 
     python pipeline/ablation.py --tracking-uri sqlite:///$PWD/mlflow.db \
         --experiment dsprites_table1a --sweep dsprites_table1a-cpu-grid=authors \
@@ -150,6 +151,9 @@ def _main(argv: Sequence[str] | None) -> int:
     parser.add_argument("--results-md", required=True)
     parser.add_argument("--figure", default="RESULTS_figures/optimizer_ablation.png")
     parser.add_argument("--note", default="", help="text put above the table (budget, command)")
+    parser.add_argument(
+        "--heading", default=HEADING, help=f"the section it replaces (default {HEADING!r})"
+    )
     args = parser.parse_args(argv)
     pairs = [item.partition("=") for item in args.sweep]
     if any(not name or not label for name, _, label in pairs):
@@ -160,6 +164,8 @@ def _main(argv: Sequence[str] | None) -> int:
         steps = [int(step) for step in args.steps.split(",")]
     except ValueError:
         raise UserError(f"--steps takes integers separated by commas, got {args.steps!r}") from None
+    if not args.heading.startswith("## "):
+        raise UserError(f"--heading must start with '## ', got {args.heading!r}")
     tracking_uri = resolve_tracking_uri(args.tracking_uri)
     check_tracking_uri(tracking_uri)
     tracking = Tracking.at(tracking_uri)
@@ -183,7 +189,7 @@ def _main(argv: Sequence[str] | None) -> int:
         ]
     )
     old = results.read_text() if results.exists() else "# Results\n"
-    write_text_atomically(results, replace_section(old, HEADING, body))
+    write_text_atomically(results, replace_section(old, args.heading, body))
     print("\n".join(ablation_table(arms, steps)))
     return 0
 

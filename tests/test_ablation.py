@@ -71,3 +71,20 @@ def test_ablation_refuses_a_sweep_without_a_label(two_sweeps, tmp_path, capsys):
     args = ["--tracking-uri", two_sweeps, "--experiment", "space", "--sweep", "sweep-paper"]
     assert ablation.main([*args, "--results-md", str(tmp_path / "R.md")]) == 2
     assert "NAME=LABEL" in capsys.readouterr().err
+
+
+def test_ablation_under_its_own_heading_keeps_the_other_ablation(two_sweeps, tmp_path):
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Results\n\n## Optimizer ablation\n\nshort budget\n")
+    args = ["--tracking-uri", two_sweeps, "--experiment", "space", "--steps", "1,2"]
+    code = ablation.main(
+        [
+            *args, "--sweep", "sweep-paper=paper", "--results-md", str(results),
+            "--figure", "long.png", "--heading", "## Optimizer ablation, long",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    text = results.read_text()
+    assert "## Optimizer ablation\n\nshort budget\n" in text
+    assert text.index("## Optimizer ablation, long") > text.index("short budget")
+    assert "| TCWAE-MWS | paper | 2 |" in text
