@@ -332,7 +332,12 @@ class Tracking:
 
     def end_run(self, run_id: str, error: BaseException | None = None) -> None:
         """End a run: FINISHED, or FAILED with the error as a tag and its traceback as an artifact
-        `errors/<time>.txt` (one per failed attempt; KILLED for an interrupt)."""
+        `errors/<time>.txt` (one per failed attempt; KILLED for an interrupt). A run the sweep's
+        scheduler stopped stays KILLED: the error its trial may still raise is its workers being
+        torn down by that stop (Ray's ActorDiedError), not a failure of the run."""
+        if TAG_STOPPED_AT in self.tags(run_id):
+            self.client.set_terminated(run_id, KILLED)
+            return
         if error is None:
             self.client.set_terminated(run_id, FINISHED)
             return

@@ -273,3 +273,17 @@ def test_a_trial_restarted_while_its_rung_waits_pauses_again_and_the_rung_decide
     assert restored.choose_trial_to_run(controller) is None
     third.set_status("TERMINATED")
     assert restored.choose_trial_to_run(controller) is first
+
+
+def test_a_stopped_trial_stays_killed_when_its_torn_down_workers_raise(tmp_path):
+    """The scheduler's stop marks the run KILLED; the trial's driver may then see its workers die
+    (ActorDiedError) and end the run with that error, which must not turn it into FAILED."""
+    from pipeline.tracking import KILLED, TAG_ERROR, TAG_STOPPED_AT, Tracking
+
+    tracking = Tracking.at(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run_id = tracking.start_run(tracking.experiment_id("halving"), "stopped-trial")
+    tracking.stop_run(run_id, {TAG_STOPPED_AT: 2, "tcwae.stop_reason": "2nd of 3"})
+    tracking.end_run(run_id, RuntimeError("The actor died unexpectedly"))
+    run = tracking.client.get_run(run_id)
+    assert run.info.status == KILLED
+    assert run.data.tags[TAG_STOPPED_AT] == "2" and TAG_ERROR not in run.data.tags
