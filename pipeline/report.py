@@ -246,7 +246,7 @@ def pool_sweeps(row_lists: Sequence[Sequence[Mapping[str, Any]]]) -> list[dict[s
     M --seeds S`), as one list: a trial that did not finish is dropped when another sweep
     finished the same configuration and seed."""
     rows = [dict(row) for found in row_lists for row in found]
-    done = {(configuration_key(row), row["seed"]) for row in rows if is_complete(row)}
+    done = {(configuration_key(row), row.get("seed")) for row in rows if is_complete(row)}
     return [
         row
         for row in rows
