@@ -56,11 +56,12 @@ from pipeline.report_results import (
     write_results_md,
 )
 from pipeline.rungs import RUNG_SCORES, rung_metric
+from pipeline.search_space import SCORES
 from pipeline.tracking import TAG_STOPPED_AT, Tracking, check_tracking_uri, resolve_tracking_uri
 from pipeline.worker import MIG_CURVE_METRIC, TRAVERSALS
 from tcwae.errors import UserError
 from tcwae.methods import all_hyperparameters
-from tcwae.metrics import PAPER_RANKING, SCORES
+from tcwae.metrics import PAPER_RANKING
 from tcwae.viz import save_curves, save_heatmaps, save_method_scores_vs_rec, save_scores_vs_rec
 
 PROG = "report"

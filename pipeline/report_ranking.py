@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.search_space import SCORES
 from pipeline.tracking import FINISHED
 from tcwae.config import CONFIG_KEYS
 from tcwae.methods import METHODS, REGISTRY, all_hyperparameters
-from tcwae.metrics import PAPER_RANKING, SCORES, rank_configurations
+from tcwae.metrics import PAPER_RANKING, rank_configurations
 from tcwae.values import is_finite_number
 
 CONFIG_FIELDS = tuple(name for name in CONFIG_KEYS if name != "seed")

@@ -91,6 +91,24 @@ def test_pooled_sweeps_drop_an_unfinished_trial_that_a_re_run_finished():
     assert [row["run_id"] for row in pooled] == ["B0", "E0-killed", "B1"]
 
 
+def test_a_sequence_sweep_is_averaged_and_ranked_on_its_judged_scores():
+    def trial(method, seed, static, dynamics):
+        config = TrainConfig(
+            dataset="sprite_videos", method=method, seed=seed, steps=10, batch_size=4
+        )
+        params = {key: str(value) for key, value in config.to_dict().items()}
+        metrics = {"rec": 900.0, "kept_static_acc": static, "kept_dynamics_acc": dynamics}
+        return run_row(params, metrics, f"{method}{seed}")
+
+    rows = [trial("dsvae", 0, 0.5, 0.2), trial("dsvae", 1, 0.7, 0.4)]
+    rows += [trial("rwae_mmd", 0, 0.9, 0.5), trial("rwae_mmd", 1, 0.9, 0.7)]
+    rank_by = (("rec", "min"), ("kept_dynamics_acc", "max"), ("kept_static_acc", "max"))
+    ranked = rank(aggregate(rows), rank_by)
+    assert [row["method"] for row in ranked] == ["rwae_mmd", "dsvae"]
+    assert ranked[1]["kept_static_acc"] == pytest.approx(0.6)
+    assert ranked[1]["kept_static_acc_std"] == pytest.approx(math.sqrt(0.02))
+
+
 def test_run_row_types_mlflow_strings_back_and_drops_other_params():
     params = {**mlflow_params("B", 2), "ray_trial_id": "abc"}
     row = run_row(params, {"mig": 0.3, "loss": 7.0}, "run-1", "FINISHED")
