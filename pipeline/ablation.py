@@ -22,7 +22,7 @@ from typing import Any
 from pipeline.cli import ArgumentParser, add_location_flags, run_command
 from pipeline.report import collect_histories, collect_rows
 from pipeline.report_ranking import METHOD_LABELS, mean_and_std
-from pipeline.report_results import curves_by_method
+from pipeline.report_results import curves_by_method, replace_section
 from pipeline.tracking import FINISHED, Tracking, check_tracking_uri, resolve_tracking_uri
 from pipeline.worker import MIG_CURVE_METRIC, TRAIN_PREFIX
 from tcwae.atomic import atomic_path, write_text_atomically
@@ -118,18 +118,6 @@ def draw(arms: Mapping[str, Mapping[str, Any]], path: Path) -> None:
     with atomic_path(path) as temporary:
         figure.savefig(temporary, dpi=110, format="png")
     plt.close(figure)
-
-
-def replace_section(text: str, heading: str, body: str) -> str:
-    """`text` with the `## ` section named `heading` replaced by `body` (or `body` appended)."""
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == heading), None)
-    if start is None:
-        before, after = lines, []
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), None)
-        before, after = lines[:start], lines[end:] if end is not None else []
-    return "\n".join([*before, heading, "", body.strip(), "", *after]).rstrip("\n") + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -53,14 +53,23 @@ from pipeline.report_results import (
     curves_by_method,
     describe_budget,
     describe_machine,
+    replace_section,
     write_results_md,
 )
+from pipeline.report_sequences import SECTION_HEADING, sequence_section
 from pipeline.rungs import RUNG_SCORES, rung_metric
 from pipeline.search_space import SCORES
-from pipeline.tracking import TAG_STOPPED_AT, Tracking, check_tracking_uri, resolve_tracking_uri
+from pipeline.tracking import (
+    TAG_STOPPED_AT,
+    TAG_SWEEP,
+    Tracking,
+    check_tracking_uri,
+    resolve_tracking_uri,
+)
 from pipeline.worker import MIG_CURVE_METRIC, TRAVERSALS
+from tcwae.atomic import write_text_atomically
 from tcwae.errors import UserError
-from tcwae.methods import all_hyperparameters
+from tcwae.methods import REGISTRY, all_hyperparameters
 from tcwae.metrics import PAPER_RANKING
 from tcwae.viz import save_curves, save_heatmaps, save_method_scores_vs_rec, save_scores_vs_rec
 
@@ -303,12 +312,15 @@ def report_sweep(
 ) -> Report:
     """Collect a sweep's children (pooled with those of `added_parent_run_ids`, re-runs of its
     missing trials), build the report in `out_dir`, log it to the parent run; with
-    `results_md`, also write RESULTS.md (paper Table 1a beside ours) and log it too."""
+    `results_md`, also write RESULTS.md (paper Table 1a beside ours; for a sequence sweep its
+    section of the page) and log it too."""
     rows = pool_sweeps(
         [collect_rows(tracking, pid) for pid in (parent_run_id, *added_parent_run_ids)]
     )
     report = build_report(rows, out_dir, rank_by)
-    if results_md is not None:
+    if results_md is not None and all(REGISTRY[row["method"]].sequences for row in report.ranked):
+        write_sequence_results(tracking, parent_run_id, report, results_md, budget, machine)
+    elif results_md is not None:
         figures = {}
         tcwae_run = best_tcwae_run(report)
         if tcwae_run is not None:
@@ -357,6 +369,29 @@ def report_sweep(
     return report
 
 
+def write_sequence_results(
+    tracking: Tracking,
+    parent_run_id: str,
+    report: Report,
+    results_md: str | Path,
+    budget: str | None,
+    machine: str | None,
+) -> None:
+    """Replace (or add) the sequence models' section of `results_md` from the trials' metrics."""
+    run_ids = [run_id for row in report.ranked for run_id in row["run_ids"]]
+    body = sequence_section(
+        report.ranked,
+        {run_id: tracking.latest_metrics(run_id) for run_id in run_ids},
+        budget or describe_budget(report.runs),
+        machine or describe_machine(),
+        tracking.tags(parent_run_id).get(TAG_SWEEP, parent_run_id),
+    )
+    path = Path(results_md)
+    old = path.read_text() if path.exists() else "# Results\n"
+    write_text_atomically(path, replace_section(old, SECTION_HEADING, body))
+    report.files.append(path)
+
+
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="report.py", description=__doc__.splitlines()[0])
     add_location_flags(parser, "--tracking-uri")
@@ -381,7 +416,9 @@ def build_parser() -> ArgumentParser:
     )
     parser.add_argument("--out", help="directory for the report files (default: a temporary one)")
     parser.add_argument(
-        "--results-md", help="also write RESULTS.md here (paper Table 1a beside ours)"
+        "--results-md",
+        help="also write RESULTS.md here (an image sweep: paper Table 1a beside ours; a "
+        "sequence sweep: its section of the page)",
     )
     parser.add_argument("--budget", help="budget line for RESULTS.md (default: read from the runs)")
     parser.add_argument("--machine", help="machine line for RESULTS.md (default: this machine)")

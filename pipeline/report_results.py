@@ -264,7 +264,7 @@ def write_results_md(
     header = ["Method", "n"]
     for score in PAPER_SCORES:
         header += [f"{SCORE_LABELS[score]} (ours)", f"{SCORE_LABELS[score]} (paper)"]
-    lines += _markdown_table(
+    lines += markdown_table(
         header,
         [
             [
@@ -285,7 +285,7 @@ def write_results_md(
         ],
     )
     lines += ["", "Disentanglement beyond the paper's scores (ours only):", ""]
-    lines += _markdown_table(
+    lines += markdown_table(
         ["Method", *[SCORE_LABELS[s] for s in EXTRA_SCORES]],
         [
             [
@@ -333,7 +333,7 @@ def _budget_section(budget: Sequence[BudgetStep], methods: Sequence[str]) -> lis
         "",
     ]
     verdict = {True: "holds", False: "no", None: "-"}
-    lines += _markdown_table(
+    lines += markdown_table(
         ["Step", *[METHOD_LABELS.get(m, m) for m in present], "TCWAE > WAE + 3 std", "on par"],
         [
             [
@@ -391,7 +391,19 @@ def _paper_cell(paper_row: Mapping[str, Any], score: str) -> str:
     return mean_std_text(*paper_row[score])
 
 
-def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return lines
+
+
+def replace_section(text: str, heading: str, body: str) -> str:
+    """`text` with the `## ` section named `heading` replaced by `body` (or `body` appended)."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.strip() == heading), None)
+    if start is None:
+        before, after = lines, []
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), None)
+        before, after = lines[:start], lines[end:] if end is not None else []
+    return "\n".join([*before, heading, "", body.strip(), "", *after]).rstrip("\n") + "\n"

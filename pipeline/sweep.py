@@ -102,7 +102,9 @@ def build_parser() -> cli.ArgumentParser:
         "block: multi-objective successive halving); default: the profile's block, else fifo",
     )
     parser.add_argument(
-        "--results-md", help="also write RESULTS.md here: paper Table 1a beside ours (issue 8)"
+        "--results-md",
+        help="also write RESULTS.md here: paper Table 1a beside ours (issue 8); a sequence "
+        "sweep replaces its own section of the page (issue 18)",
     )
     parser.add_argument(
         "--data-per-worker",

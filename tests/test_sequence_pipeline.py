@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from pipeline import sweep, train
+from pipeline.report_sequences import SECTION_HEADING
 from pipeline.search_space import SEARCH_SPACE_DIR
 from pipeline.tracking import Tracking
 from tcwae.data.sprite_videos import DYNAMIC_FACTORS, FACTOR_NAMES, STATIC_FACTORS
@@ -62,7 +63,10 @@ def test_smoke_sweep_trains_judges_and_logs_the_three_sequence_models(ray_sessio
         str(tmp_path / "runs"),
         "--tracking-uri",
         uri,
+        "--results-md",
+        str(tmp_path / "RESULTS.md"),
     ]
+    (tmp_path / "RESULTS.md").write_text("# Results\n\n## Another sweep\n\nkept as it is\n")
     assert sweep.main(argv) == 0
 
     tracking = Tracking.at(uri)
@@ -97,3 +101,15 @@ def test_smoke_sweep_trains_judges_and_logs_the_three_sequence_models(ray_sessio
     judges = list((data_root / "judges").iterdir())
     assert len(judges) == 1 and judges[0].name.endswith(f"-steps{JUDGE_STEPS['smoke']}-seed0.pt")
     assert "report/ranking.csv" in set(tracking.artifact_paths(parent.info.run_id))
+    # The ranking reads the judged scores; --results-md replaces only the sequence section.
+    ranking = tracking.download_artifact(parent.info.run_id, "report/ranking.csv", tmp_path)
+    header = ranking.read_text().splitlines()[0].split(",")
+    assert {"kept_static_acc", "kept_dynamics_acc"} <= set(header)
+    results = (tmp_path / "RESULTS.md").read_text()
+    assert "## Another sweep\n\nkept as it is" in results
+    section = results.split(SECTION_HEADING)[1]
+    for label in ("R-WAE(MMD)", "R-WAE(GAN)", "DSVAE"):
+        assert section.count(f"| {label} (") == 2  # the judged scores and the per-factor table
+    judge = tracking.latest_metrics(children[0].info.run_id)["judge_accuracy"]
+    assert f"held-out accuracy {judge:.3f} on all factors" in section
+    assert "| chance |  |  | 0.014 |" in section
