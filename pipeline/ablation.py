@@ -64,13 +64,11 @@ def _methods(arms: Mapping[str, Mapping[str, Any]]) -> list[str]:
 
 
 def ablation_table(arms: Mapping[str, Mapping[str, Any]], steps: Sequence[int]) -> list[str]:
-    """Markdown rows: MIG at `steps`, then the final scores, per method and arm."""
-    header = ["Method", "Arm", "n", *(f"MIG @{s}" for s in steps), *FINAL_SCORES]
+    """Markdown rows: MIG at `steps`, then the steps each arm trained and its final scores (at
+    that length), per method and arm."""
+    header = ["Method", "Arm", "n", *(f"MIG @{s}" for s in steps), "trained", *FINAL_SCORES]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    methods = sorted(
-        {m for arm in arms.values() for m in arm["mig"]}, key=list(METHOD_LABELS).index
-    )
-    for method in methods:
+    for method in _methods(arms):
         for label, arm in arms.items():
             runs = [run for run in arm["runs"] if run["method"] == method]
             if not runs:
@@ -78,6 +76,7 @@ def ablation_table(arms: Mapping[str, Mapping[str, Any]], steps: Sequence[int]) 
             curve = arm["mig"].get(method, {})
             cells = [METHOD_LABELS[method], label, str(len(runs))]
             cells += [_cell(curve.get(step, [])) for step in steps]
+            cells.append("/".join(str(n) for n in sorted({run["steps"] for run in runs})))
             cells += [_cell([run[s] for run in runs if s in run]) for s in FINAL_SCORES]
             lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -92,9 +91,7 @@ def draw(arms: Mapping[str, Mapping[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    methods = sorted(
-        {m for arm in arms.values() for m in arm["mig"]}, key=list(METHOD_LABELS).index
-    )
+    methods = _methods(arms)
     figure, axes = plt.subplots(2, len(methods), figsize=(4 * len(methods), 6), squeeze=False)
     for column, method in enumerate(methods):
         for row, key in enumerate(("mig", "rec")):

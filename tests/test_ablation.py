@@ -26,7 +26,8 @@ def two_sweeps(tmp_path):
             child = client.create_run(
                 experiment, run_name=f"{sweep}-{seed}", tags={"mlflow.parentRunId": parent}
             ).info.run_id
-            config = TrainConfig(method="tcwae_mws", seed=seed, optimizer=preset)
+            steps = 2 if preset == "authors" else 4  # arms of different lengths
+            config = TrainConfig(method="tcwae_mws", seed=seed, optimizer=preset, steps=steps)
             client.log_batch(
                 child,
                 params=[Param(k, str(v)) for k, v in config.to_dict().items()],
@@ -62,8 +63,8 @@ def test_ablation_tables_each_arm_over_its_sweeps_finished_seeds(two_sweeps, tmp
     text = results.read_text()
     assert "old" not in text and "## Later section\n\nkept" in text
     rows = [line for line in text.splitlines() if line.startswith("| TCWAE-MWS")]
-    assert rows[0].startswith("| TCWAE-MWS | authors | 3 | 0.200 ± 0.000 | 0.400 ± 0.100 |")
-    assert rows[1].startswith("| TCWAE-MWS | paper | 2 | 0.050 ± 0.000 | 0.100 ± 0.000 |")
+    assert rows[0].startswith("| TCWAE-MWS | authors | 3 | 0.200 ± 0.000 | 0.400 ± 0.100 | 2 |")
+    assert rows[1].startswith("| TCWAE-MWS | paper | 2 | 0.050 ± 0.000 | 0.100 ± 0.000 | 4 |")
     assert (tmp_path / "fig" / "ablation.png").stat().st_size > 0
 
 
