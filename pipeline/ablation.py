@@ -23,7 +23,8 @@ from pipeline.cli import ArgumentParser, add_location_flags, run_command
 from pipeline.report import collect_histories, collect_rows
 from pipeline.report_ranking import METHOD_LABELS, mean_and_std
 from pipeline.report_results import curves_by_method, replace_section
-from pipeline.tracking import FINISHED, Tracking, check_tracking_uri, resolve_tracking_uri
+from pipeline.tracking import FINISHED, Tracking
+from pipeline.tracking_store import check_tracking_uri, resolve_tracking_uri
 from pipeline.worker import MIG_CURVE_METRIC, TRAIN_PREFIX
 from tcwae.atomic import atomic_path, write_text_atomically
 from tcwae.errors import UserError

@@ -59,13 +59,8 @@ from pipeline.report_results import (
 from pipeline.report_sequences import SECTION_HEADING, sequence_section
 from pipeline.rungs import RUNG_SCORES, rung_metric
 from pipeline.search_space import SCORES
-from pipeline.tracking import (
-    TAG_STOPPED_AT,
-    TAG_SWEEP,
-    Tracking,
-    check_tracking_uri,
-    resolve_tracking_uri,
-)
+from pipeline.tracking import TAG_STOPPED_AT, TAG_SWEEP, Tracking
+from pipeline.tracking_store import check_tracking_uri, resolve_tracking_uri
 from pipeline.worker import MIG_CURVE_METRIC, TRAVERSALS
 from tcwae.atomic import write_text_atomically
 from tcwae.errors import UserError

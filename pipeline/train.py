@@ -49,12 +49,10 @@ from pipeline.tracking import (
     TAG_RUN_NAME,
     TAG_STORAGE,
     Tracking,
-    check_tracking_uri,
     describe_error,
-    resolve_tracking_uri,
     runtime_tags,
-    sqlite_path,
 )
+from pipeline.tracking_store import check_tracking_uri, resolve_tracking_uri, sqlite_path
 from pipeline.worker import (
     CHECKPOINTS_TO_KEEP,
     SigkillOnce,
@@ -148,7 +146,7 @@ def make_spec(
     rung_check: RungCheck | None = None,
 ) -> RunSpec:
     """A RunSpec from command-line values, defaults resolved: tracking URI (see
-    `tracking.resolve_tracking_uri`), experiment = data set, storage (`cli.resolve_storage`),
+    `tracking_store.resolve_tracking_uri`), experiment = data set, storage (`cli.resolve_storage`),
     name = `default_run_name`."""
     if workers < 0:
         raise UserError(f"--workers must be >= 0 (0 trains in this process), got {workers}")

@@ -20,14 +20,8 @@ from mlflow_store import run_statuses
 
 from pipeline.rungs import RungCheck
 from pipeline.shared_data import FROM_OBJECT_STORE, LOADED_BY_WORKER
-from pipeline.tracking import (
-    TAG_ERROR,
-    TAG_PARENT,
-    TAG_PREVIOUS_ERROR,
-    Tracking,
-    describe_error,
-    resolve_tracking_uri,
-)
+from pipeline.tracking import TAG_ERROR, TAG_PARENT, TAG_PREVIOUS_ERROR, Tracking, describe_error
+from pipeline.tracking_store import resolve_tracking_uri
 from pipeline.train import (
     TrainingFailed,
     check_launch,
