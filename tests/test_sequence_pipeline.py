@@ -113,3 +113,4 @@ def test_smoke_sweep_trains_judges_and_logs_the_three_sequence_models(ray_sessio
     judge = tracking.latest_metrics(children[0].info.run_id)["judge_accuracy"]
     assert f"held-out accuracy {judge:.3f} on all factors" in section
     assert "| chance |  |  | 0.014 |" in section
+    assert "| H(y\\|x) (static kept) |" in section  # escaped: a bare bar would split the cell
