@@ -19,10 +19,10 @@ from typing import Any
 from pipeline.report_ranking import display_name, mean_and_std, mean_std_text
 from pipeline.report_results import markdown_table
 from tcwae.data.sprite_videos import DYNAMIC_FACTORS, FACTOR_NAMES, FACTOR_SIZES, STATIC_FACTORS
+from tcwae.metrics.sequence_judge import JUDGE_ACCURACY
 from tcwae.sequence_eval import KEPT, KEPT_SCORES
 
 SECTION_HEADING = "## Sequence models on sprite videos: R-WAE against DSVAE (issue 18)"
-JUDGE_ACCURACY = "judge_accuracy"
 KEPT_FACTORS = {"static": STATIC_FACTORS, "dynamics": DYNAMIC_FACTORS}
 # Column names; the bar of H(y|x) is escaped, a bare one would split the markdown cell.
 SCORE_HEADERS = {"acc": "acc", "is": "IS", "h_y_given_x": "H(y\\|x)", "h_y": "H(y)"}

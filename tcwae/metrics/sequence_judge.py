@@ -35,6 +35,10 @@ BATCH_SIZE = 64
 LEARNING_RATE = 1e-3
 
 
+# The metric a trial logs for its judge's held-out accuracy (and `<this>_<factor>`).
+JUDGE_ACCURACY = "judge_accuracy"
+
+
 class Judge(nn.Module):
     """Sequences [B, T, C, 64, 64] in [0, 1] -> logits of each factor, one head a factor."""
 
@@ -65,9 +69,9 @@ class JudgeRecord:
 
     def scores(self) -> dict[str, float]:
         """`judge_accuracy` and `judge_accuracy_<factor>` for logging."""
-        scores = {"judge_accuracy": self.accuracy}
+        scores = {JUDGE_ACCURACY: self.accuracy}
         for name, value in zip(self.factor_names, self.factor_accuracy, strict=True):
-            scores[f"judge_accuracy_{name}"] = value
+            scores[f"{JUDGE_ACCURACY}_{name}"] = value
         return scores
 
 
