@@ -12,6 +12,9 @@ with the points it lacks.
         --grace 10 --eval-profile rung --out /tmp/small.json                # a quick check
 
 The rungs come from the profile's `scheduler:` block, or from --grace / --eta / --rung-profile.
+One process trains one point at a time; to use two cores, record two method subsets at once
+(`--methods A --out a.json`, `--methods B --out b.json`) and join them with
+`--merge a.json b.json --out whole.json`.
 """
 
 from __future__ import annotations
@@ -103,6 +106,32 @@ def record_point(
     }
 
 
+def merge_recordings(recordings: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One recording from several made with the same settings on disjoint sets of methods."""
+    shared = ("space", "profile", "steps", "rungs", "rung_profile", "eval_profile")
+    first = recordings[0]
+    for other in recordings[1:]:
+        differing = [key for key in shared if other.get(key) != first.get(key)]
+        if differing:
+            raise ValueError(
+                f"recordings differ in {', '.join(differing)}; only methods may differ"
+            )
+    points: dict[str, Any] = {}
+    for recording in recordings:
+        overlap = points.keys() & recording["points"].keys()
+        if overlap:
+            raise ValueError(f"points recorded twice: {', '.join(sorted(overlap))}")
+        points.update(recording["points"])
+    return {
+        **{key: first[key] for key in shared},
+        "methods": [method for recording in recordings for method in recording["methods"]],
+        "points": points,
+        "command": " and, at the same time, ".join(r["command"] for r in recordings),
+        "machine": first["machine"],
+        "date": max(recording["date"] for recording in recordings),
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--space", default="dsprites", help="search space (dsprites)")
@@ -115,7 +144,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rung-profile", help="rung metric sizes (default: the block's, rung)")
     parser.add_argument("--data-root", help="data folder (default: $TCWAE_DATA)")
     parser.add_argument("--out", type=Path, default=RUNG_CACHE, help="the cache (JSON)")
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        metavar="RECORDING",
+        help="join these recordings into --out",
+    )
     args = parser.parse_args(argv)
+    if args.merge:
+        try:
+            merged = merge_recordings([json.loads(path.read_text()) for path in args.merge])
+        except (OSError, ValueError, KeyError) as error:
+            print(f"record_rungs: cannot merge: {error}", file=sys.stderr)
+            return 2
+        write_text_atomically(args.out, json.dumps(merged, indent=1))
+        print(f"wrote {args.out}: {len(merged['points'])} points")
+        return 0
 
     from tcwae.data import load_dataset
 

@@ -157,3 +157,53 @@ def test_replay_table_rows_cover_each_rule_and_concurrency(bench_replay):
     assert [row["workers"] for row in rows].count("any") == 3
     assert all(0 < row["fraction"] <= row["fraction_max"] <= 1 for row in rows)
     assert all(row["hits"] == 1.0 for row in rows)  # rungs agree with the final scores here
+
+
+@pytest.fixture(scope="module")
+def record_rungs(bench_sweep):
+    spec = importlib.util.spec_from_file_location("record_rungs", BENCH / "record_rungs.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCH))
+    return module
+
+
+def _half_recording(methods, names, command):
+    return {
+        "space": "dsprites",
+        "profile": "cpu_grid",
+        "steps": 1000,
+        "rungs": [100, 300, 900],
+        "rung_profile": "rung",
+        "eval_profile": "quick",
+        "methods": methods,
+        "points": {name: {"final": {"mig": 0.1}} for name in names},
+        "command": command,
+        "machine": "AMD EPYC",
+        "date": "2026-12-01",
+    }
+
+
+def test_merged_recording_holds_both_halves(record_rungs):
+    a = _half_recording(["tcwae_mws"], ["tcwae_mws,beta=1,gamma=5,seed=0"], "record A")
+    b = _half_recording(["wae_mmd"], ["wae_mmd,lam=10,seed=0"], "record B")
+    merged = record_rungs.merge_recordings([a, b])
+    assert merged["methods"] == ["tcwae_mws", "wae_mmd"]
+    assert set(merged["points"]) == set(a["points"]) | set(b["points"])
+    assert merged["command"] == "record A and, at the same time, record B"
+
+
+def test_merge_refuses_recordings_of_different_budgets(record_rungs):
+    a = _half_recording(["tcwae_mws"], ["p1"], "A")
+    b = {**_half_recording(["wae_mmd"], ["p2"], "B"), "steps": 2000}
+    with pytest.raises(ValueError, match="steps"):
+        record_rungs.merge_recordings([a, b])
+
+
+def test_merge_refuses_a_point_recorded_twice(record_rungs):
+    a = _half_recording(["tcwae_mws"], ["p1"], "A")
+    with pytest.raises(ValueError, match="p1"):
+        record_rungs.merge_recordings([a, a])
