@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 from pathlib import Path
 
+from pipeline.report_results import replace_section as replace_markdown_section
 from tcwae.atomic import write_text_atomically
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
@@ -24,18 +25,6 @@ def cpu_model() -> str:
 def replace_section(path: Path, heading: str, body: str) -> None:
     """Put `heading` and `body` in place of the section with that heading (or append them),
     keeping the rest of the file; written under a temporary name and renamed."""
-    lines = path.read_text().splitlines() if path.exists() else ["# Benchmarks"]
-    start = next((i for i, line in enumerate(lines) if line.strip() == heading), None)
-    if start is None:
-        before, after = lines, []
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        before, after = lines[:start], lines[end:]
-    while before and not before[-1].strip():
-        before.pop()
-    section = [heading, "", *body.strip().splitlines(), ""]
-    text = "\n".join([*before, "", *section, *after]).rstrip("\n") + "\n"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    write_text_atomically(path, text, mode | 0o444)
+    write_text_atomically(path, replace_markdown_section(text, heading, body), mode | 0o444)

@@ -398,7 +398,8 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list
 
 
 def replace_section(text: str, heading: str, body: str) -> str:
-    """`text` with the `## ` section named `heading` replaced by `body` (or `body` appended)."""
+    """`text` with the `## ` section named `heading` replaced by `body` (or `body` appended after
+    one blank line); the rest of `text` is kept as it is."""
     lines = text.splitlines()
     start = next((i for i, line in enumerate(lines) if line.strip() == heading), None)
     if start is None:
@@ -406,4 +407,10 @@ def replace_section(text: str, heading: str, body: str) -> str:
     else:
         end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), None)
         before, after = lines[:start], lines[end:] if end is not None else []
-    return "\n".join([*before, heading, "", body.strip(), "", *after]).rstrip("\n") + "\n"
+    while before and not before[-1].strip():
+        before.pop()
+    section = [heading, "", body.strip(), ""]
+    return (
+        "\n".join([*before, "", *section, *after] if before else [*section, *after]).rstrip("\n")
+        + "\n"
+    )

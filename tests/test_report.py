@@ -20,6 +20,7 @@ from pipeline.report_results import (
     check_claims,
     curves_by_method,
     holds_from,
+    replace_section,
     write_results_md,
 )
 from pipeline.tracking import Tracking
@@ -524,3 +525,12 @@ def test_curves_keep_the_steps_every_run_of_a_method_logged():
         "wae_mmd": {10: [0.1, 0.3]},
         "tcwae_mws": {10: [0.5], 20: [0.6]},
     }
+
+
+def test_replace_section_keeps_the_rest_and_is_idempotent():
+    page = "# Results\n\n## A\n\nold a\n\n## B\n\nb stays\n"
+    replaced = replace_section(page, "## A", "new a")
+    assert replaced == "# Results\n\n## A\n\nnew a\n\n## B\n\nb stays\n"
+    assert replace_section(replaced, "## A", "new a") == replaced
+    appended = replace_section("# Results\ntext\n\n\n", "## C", "c")
+    assert appended == "# Results\ntext\n\n## C\n\nc\n"
