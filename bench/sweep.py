@@ -37,9 +37,10 @@ import numpy as np
 import optuna
 from benchmarks_md import BENCHMARKS, cpu_model, replace_section
 from sweep_replay import (
-    RUNG_CACHE,
+    RUNG_CACHES,
     Recording,
     grid_sampler_permutation,
+    replay_heading,
     replay_section,
     replay_table,
 )
@@ -59,7 +60,6 @@ from tcwae.methods import hyperparameter_names
 from tcwae.metrics import PAPER_SCORES, rank_configurations
 
 SECTION = "## Sweep search"
-REPLAY_SECTION = "## Successive halving (replay)"
 CACHE = Path(__file__).resolve().parent / "sweep_grid_scores.json"
 DEFAULT_SPACE, DEFAULT_PROFILE = "dsprites", "cpu_grid"
 MAX_TRIALS = 60  # a strategy that has not found the best by then counts as MAX_TRIALS
@@ -276,7 +276,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sweep", default="dsprites-cpu-grid", help="with --from-mlflow")
     parser.add_argument("--repeats", type=int, default=100, help="seeds per random strategy")
     parser.add_argument("--cache", type=Path, default=CACHE, help="the known scores (JSON)")
-    parser.add_argument("--rung-cache", type=Path, default=RUNG_CACHE, help="recorded rungs")
+    parser.add_argument(
+        "--rung-cache",
+        type=Path,
+        action="append",
+        help="a recording of rung scores, repeated (default: the committed ones)",
+    )
     parser.add_argument("--replays", type=int, default=200, help="orders per replayed rule")
     parser.add_argument("--workers", default="1,2,4", help="trials at a time in the replays")
     parser.add_argument("--no-write", action="store_true", help="print only")
@@ -296,17 +301,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_write:
         replace_section(BENCHMARKS, SECTION, text)
         print(f"wrote {BENCHMARKS}")
-    if not args.rung_cache.exists():
-        print(f"sweep bench: no {args.rung_cache}; record one with bench/record_rungs.py")
-        return 0
-    rung_cache = json.loads(args.rung_cache.read_text())
-    recording = Recording(rung_cache, profile_of(rung_cache).rank_by)
     workers = [int(value) for value in args.workers.split(",")]
-    text = replay_section(recording, replay_table(recording, args.replays, workers))
-    print(text)
-    if not args.no_write:
-        replace_section(BENCHMARKS, REPLAY_SECTION, text)
-        print(f"wrote {BENCHMARKS}")
+    for path in args.rung_cache or RUNG_CACHES:
+        if not path.exists():
+            print(f"sweep bench: no {path}; record one with bench/record_rungs.py")
+            continue
+        rung_cache = json.loads(path.read_text())
+        recording = Recording(rung_cache, profile_of(rung_cache).rank_by)
+        text = replay_section(recording, replay_table(recording, args.replays, workers), path)
+        print(text)
+        if not args.no_write:
+            replace_section(BENCHMARKS, replay_heading(rung_cache), text)
+            print(f"wrote {BENCHMARKS}")
     return 0
 
 

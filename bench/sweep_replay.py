@@ -25,6 +25,15 @@ from pipeline.search_space import GRID_PARAMETER, config_id, grid_sampler_space
 from tcwae.metrics import rank_configurations
 
 RUNG_CACHE = Path(__file__).resolve().parent / "sweep_rung_scores.json"
+# The committed recordings bench/sweep.py replays: `cpu` (make sweep's 6 configurations) and
+# `cpu_grid` (the 12-configuration grid).
+RUNG_CACHES = (RUNG_CACHE, RUNG_CACHE.with_name("sweep_rung_scores_cpu_grid.json"))
+REPLAY_SECTION = "## Successive halving (replay"
+
+
+def replay_heading(cache: Mapping[str, Any]) -> str:
+    """BENCHMARKS.md's section for one recording, named by its profile."""
+    return f"{REPLAY_SECTION} of the `{cache['profile']}` grid)"
 
 
 def grid_sampler_permutation(points: Sequence[Mapping[str, Any]], seed: int) -> list[str]:
@@ -230,7 +239,9 @@ def _replay_row(row: Mapping[str, Any]) -> str:
     )
 
 
-def replay_section(recording: Recording, rows: Sequence[Mapping[str, Any]]) -> str:
+def replay_section(
+    recording: Recording, rows: Sequence[Mapping[str, Any]], path: Path = RUNG_CACHE
+) -> str:
     cache = recording.cache
     seconds = [entry["seconds"] for entry in recording.points.values()]
     rung_seconds = [value for entry in seconds for value in entry["rung_evaluations"]]
@@ -239,7 +250,7 @@ def replay_section(recording: Recording, rows: Sequence[Mapping[str, Any]]) -> s
     configurations = len(recording.ranked)
     lines = [
         f"`python bench/sweep.py` ({time.strftime('%Y-%m-%d')}; {cpu_model()}, "
-        f"{os.cpu_count()} cores) on the recording `{RUNG_CACHE.name}`, made on "
+        f"{os.cpu_count()} cores) on the recording `{path.name}`, made on "
         f"{cache['date']} ({cache['machine']}) by `{cache['command']}`: profile "
         f"`{cache['profile']}` of `{cache['space']}` ({', '.join(cache['methods'])}), "
         f"{len(recording.points)} points ({configurations} configurations), "
