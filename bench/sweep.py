@@ -284,6 +284,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--replays", type=int, default=200, help="orders per replayed rule")
     parser.add_argument("--workers", default="1,2,4", help="trials at a time in the replays")
+    parser.add_argument(
+        "--grace", type=int, help="replay with a later first rung, among the recorded ones"
+    )
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     if args.from_mlflow:
@@ -308,10 +311,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         rung_cache = json.loads(path.read_text())
         recording = Recording(rung_cache, profile_of(rung_cache).rank_by)
-        text = replay_section(recording, replay_table(recording, args.replays, workers), path)
+        rows = replay_table(recording, args.replays, workers, args.grace)
+        text = replay_section(recording, rows, path, args.grace)
         print(text)
         if not args.no_write:
-            replace_section(BENCHMARKS, replay_heading(rung_cache), text)
+            replace_section(BENCHMARKS, replay_heading(rung_cache, args.grace), text)
             print(f"wrote {BENCHMARKS}")
     return 0
 

@@ -31,9 +31,11 @@ RUNG_CACHES = (RUNG_CACHE, RUNG_CACHE.with_name("sweep_rung_scores_cpu_grid.json
 REPLAY_SECTION = "## Successive halving (replay"
 
 
-def replay_heading(cache: Mapping[str, Any]) -> str:
-    """BENCHMARKS.md's section for one recording, named by its profile."""
-    return f"{REPLAY_SECTION} of the `{cache['profile']}` grid)"
+def replay_heading(cache: Mapping[str, Any], grace: int | None = None) -> str:
+    """BENCHMARKS.md's section for one recording, named by its profile (and by the first rung
+    when the replay starts later than the recording's first rung)."""
+    later = f", first rung at step {grace}" if grace and grace != cache["rungs"][0] else ""
+    return f"{REPLAY_SECTION} of the `{cache['profile']}` grid{later})"
 
 
 def grid_sampler_permutation(points: Sequence[Mapping[str, Any]], seed: int) -> list[str]:
@@ -179,14 +181,21 @@ def replay_synchronous(
     return recording.outcome(alive, used, len(order))
 
 
+def recorded_eta(recording: Recording) -> int:
+    """The rung factor the recording was made with."""
+    rungs = recording.rungs
+    return rungs[1] // rungs[0] if len(rungs) > 1 else SchedulerSpec.eta
+
+
 def replay_table(
-    recording: Recording, replays: int, workers: Sequence[int]
+    recording: Recording, replays: int, workers: Sequence[int], grace: int | None = None
 ) -> list[dict[str, Any]]:
-    """Every selection rule of `pipeline.rungs` at the recorded grace and eta, replayed in
-    GridSampler's orders for seeds 0 .. replays-1: asynchronous at each number of concurrent
-    trials, and synchronous (where concurrency does not matter, reported as 'any')."""
-    grace = recording.rungs[0]
-    eta = recording.rungs[1] // grace if len(recording.rungs) > 1 else SchedulerSpec.eta
+    """Every selection rule of `pipeline.rungs` at the recorded eta and grace (or a later
+    `grace` whose rungs were all recorded), replayed in GridSampler's orders for seeds
+    0 .. replays-1: asynchronous at each number of concurrent trials, and synchronous (where
+    concurrency does not matter, reported as 'any')."""
+    eta = recorded_eta(recording)
+    grace = grace or recording.rungs[0]
     points = [recording.points[name]["point"] for name in recording.points]
     orders = [grid_sampler_permutation(points, seed) for seed in range(replays)]
     rules = [("pareto", "mean_rank"), ("pareto", "crowding"), ("mean_rank", "mean_rank")]
@@ -240,7 +249,10 @@ def _replay_row(row: Mapping[str, Any]) -> str:
 
 
 def replay_section(
-    recording: Recording, rows: Sequence[Mapping[str, Any]], path: Path = RUNG_CACHE
+    recording: Recording,
+    rows: Sequence[Mapping[str, Any]],
+    path: Path = RUNG_CACHE,
+    grace: int | None = None,
 ) -> str:
     cache = recording.cache
     seconds = [entry["seconds"] for entry in recording.points.values()]
@@ -257,7 +269,14 @@ def replay_section(
         f"{recording.budget} steps each, rung scores at steps {list(recording.rungs)} with the "
         f"`{cache['rung_profile']}` metric profile, final scores with `{cache['eval_profile']}`. "
         f"Best by mean rank on {', '.join(s for s, _ in recording.rank_by)} over the whole grid: "
-        f"{ranking} (first three).",
+        f"{ranking} (first three)."
+        + (
+            f" **Replayed with the first rung at step {grace}** (rungs "
+            f"{SchedulerSpec('mo-asha', grace, recorded_eta(recording)).rungs(recording.budget)}), "
+            "not at the recording's first."
+            if grace and grace != recording.rungs[0]
+            else ""
+        ),
         "",
         f"Cost of one rung evaluation (`{cache['rung_profile']}`: Rec, MIG, FactorVAE score, SAP) "
         f"in this recording: {np.mean(rung_seconds):.1f} s on average "

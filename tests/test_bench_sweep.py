@@ -159,6 +159,23 @@ def test_replay_table_rows_cover_each_rule_and_concurrency(bench_replay):
     assert all(row["hits"] == 1.0 for row in rows)  # rungs agree with the final scores here
 
 
+def test_a_later_first_rung_keeps_a_best_that_starts_slowly(bench_replay):
+    # P3 looks worst at step 10 and best from step 20: the recorded first rung (10) stops it in
+    # every synchronous replay; replayed from step 20 (rungs [20] of 40), it finishes and wins.
+    slow = recording(bench_replay)
+    slow.points[P3]["rungs"]["10"] = scores(-1)
+    from_10 = bench_replay.replay_table(slow, replays=3, workers=[1])
+    from_20 = bench_replay.replay_table(slow, replays=3, workers=[1], grace=20)
+    synchronous = [row for row in from_10 if row["workers"] == "any"]
+    assert all(row["hits"] == 0.0 for row in synchronous)
+    later = [row for row in from_20 if row["workers"] == "any"]
+    assert all(row["hits"] == 1.0 for row in later)
+    # 4 points x 20 steps, then the 2 kept x 20 more: 120 of 160 steps.
+    assert all(row["fraction"] == 120 / 160 for row in later)
+    heading = bench_replay.replay_heading({"profile": "cpu_grid", "rungs": [10, 20]}, 20)
+    assert heading.endswith("grid, first rung at step 20)")
+
+
 @pytest.fixture(scope="module")
 def record_rungs(bench_sweep):
     spec = importlib.util.spec_from_file_location("record_rungs", BENCH / "record_rungs.py")
