@@ -28,14 +28,13 @@ RUNG_CACHE = Path(__file__).resolve().parent / "sweep_rung_scores.json"
 # The committed recordings bench/sweep.py replays: `cpu` (make sweep's 6 configurations) and
 # `cpu_grid` (the 12-configuration grid).
 RUNG_CACHES = (RUNG_CACHE, RUNG_CACHE.with_name("sweep_rung_scores_cpu_grid.json"))
-REPLAY_SECTION = "## Successive halving (replay"
 
 
 def replay_heading(cache: Mapping[str, Any], grace: int | None = None) -> str:
     """BENCHMARKS.md's section for one recording, named by its profile (and by the first rung
     when the replay starts later than the recording's first rung)."""
     later = f", first rung at step {grace}" if grace and grace != cache["rungs"][0] else ""
-    return f"{REPLAY_SECTION} of the `{cache['profile']}` grid{later})"
+    return f"## Successive halving (replay of the `{cache['profile']}` grid{later})"
 
 
 def grid_sampler_permutation(points: Sequence[Mapping[str, Any]], seed: int) -> list[str]:
