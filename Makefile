@@ -21,6 +21,7 @@ bench: setup
 	$(PY) bench/metrics.py
 	$(PY) bench/sweep.py
 	$(PY) bench/trial_startup.py
+	$(PY) bench/sequence_cost.py
 
 sweep: setup
 	$(PY) pipeline/sweep.py dsprites --profile cpu
