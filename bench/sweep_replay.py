@@ -30,10 +30,15 @@ RUNG_CACHE = Path(__file__).resolve().parent / "sweep_rung_scores.json"
 RUNG_CACHES = (RUNG_CACHE, RUNG_CACHE.with_name("sweep_rung_scores_cpu_grid.json"))
 
 
+def later_grace(rungs: Sequence[int], grace: int | None) -> int | None:
+    """`grace` when it moves the first rung from the recording's first (`rungs[0]`), else None."""
+    return grace if grace and grace != rungs[0] else None
+
+
 def replay_heading(cache: Mapping[str, Any], grace: int | None = None) -> str:
     """BENCHMARKS.md's section for one recording, named by its profile (and by the first rung
     when the replay starts later than the recording's first rung)."""
-    later = f", first rung at step {grace}" if grace and grace != cache["rungs"][0] else ""
+    later = f", first rung at step {grace}" if later_grace(cache["rungs"], grace) else ""
     return f"## Successive halving (replay of the `{cache['profile']}` grid{later})"
 
 
@@ -273,7 +278,7 @@ def replay_section(
             f" **Replayed with the first rung at step {grace}** (rungs "
             f"{SchedulerSpec('mo-asha', grace, recorded_eta(recording)).rungs(recording.budget)}), "
             "not at the recording's first."
-            if grace and grace != recording.rungs[0]
+            if later_grace(recording.rungs, grace)
             else ""
         ),
         "",
