@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import cli
+from pipeline.run_spec import RunSpec
 from pipeline.rungs import SchedulerSpec
 from pipeline.search_space import Profile, grid_points, load_search_space, trial_train_config
 from pipeline.shared_data import SharedData
 from pipeline.tracking_store import check_tracking_uri, resolve_tracking_uri
-from pipeline.train import RunSpec
 from tcwae.config import TrainConfig
 from tcwae.errors import UserError
 

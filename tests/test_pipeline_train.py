@@ -18,19 +18,12 @@ import torch
 import yaml
 from mlflow_store import run_statuses
 
+from pipeline.run_spec import default_run_name, make_spec, parse_args
 from pipeline.rungs import RungCheck
 from pipeline.shared_data import FROM_OBJECT_STORE, LOADED_BY_WORKER
 from pipeline.tracking import TAG_ERROR, TAG_PARENT, TAG_PREVIOUS_ERROR, Tracking, describe_error
 from pipeline.tracking_store import resolve_tracking_uri
-from pipeline.train import (
-    TrainingFailed,
-    check_launch,
-    default_run_name,
-    main,
-    make_spec,
-    parse_args,
-    run_training,
-)
+from pipeline.train import TrainingFailed, check_launch, main, run_training
 from pipeline.worker import PICTURES, RESUMED_METRIC, SigkillOnce
 from tcwae.config import ConfigError, TrainConfig
 from tcwae.errors import UserError
