@@ -9,6 +9,10 @@ from typing import Any
 
 import yaml
 
+DSPRITES_YAML = Path(__file__).resolve().parent.parent / "search_spaces" / "dsprites.yaml"
+# The five methods of seed 001's Table 1a, which every shipped dSprites profile compares.
+PAPER_METHODS = ("tcwae_mws", "tcwae_gan", "wae_mmd", "beta_tcvae", "factor_vae")
+
 # A learning rate this large sends the reconstruction to NaN within two steps, for every method
 # (checked on the tiny grid), so the trial fails the same way every time it is tried.
 EXPLODING_LR = 1.0e30
