@@ -26,8 +26,12 @@ from tcwae.metrics import rank_configurations
 
 RUNG_CACHE = Path(__file__).resolve().parent / "sweep_rung_scores.json"
 # The committed recordings bench/sweep.py replays: `cpu` (make sweep's 6 configurations) and
-# `cpu_grid` (the 12-configuration grid).
-RUNG_CACHES = (RUNG_CACHE, RUNG_CACHE.with_name("sweep_rung_scores_cpu_grid.json"))
+# `cpu_grid` (the 12-configuration grid) at its own 1,000 steps and at 3,000.
+RUNG_CACHES = (
+    RUNG_CACHE,
+    RUNG_CACHE.with_name("sweep_rung_scores_cpu_grid.json"),
+    RUNG_CACHE.with_name("sweep_rung_scores_cpu_grid_3000.json"),
+)
 
 
 def later_grace(rungs: Sequence[int], grace: int | None) -> int | None:
@@ -36,10 +40,13 @@ def later_grace(rungs: Sequence[int], grace: int | None) -> int | None:
 
 
 def replay_heading(cache: Mapping[str, Any], grace: int | None = None) -> str:
-    """BENCHMARKS.md's section for one recording, named by its profile (and by the first rung
-    when the replay starts later than the recording's first rung)."""
+    """BENCHMARKS.md's section for one recording, named by its profile and budget (and by the
+    first rung when the replay starts later than the recording's first rung)."""
     later = f", first rung at step {grace}" if later_grace(cache["rungs"], grace) else ""
-    return f"## Successive halving (replay of the `{cache['profile']}` grid{later})"
+    return (
+        f"## Successive halving (replay of the `{cache['profile']}` grid, "
+        f"{cache['steps']:,} steps{later})"
+    )
 
 
 def grid_sampler_permutation(points: Sequence[Mapping[str, Any]], seed: int) -> list[str]:

@@ -172,8 +172,8 @@ def test_a_later_first_rung_keeps_a_best_that_starts_slowly(bench_replay):
     assert all(row["hits"] == 1.0 for row in later)
     # 4 points x 20 steps, then the 2 kept x 20 more: 120 of 160 steps.
     assert all(row["fraction"] == 120 / 160 for row in later)
-    heading = bench_replay.replay_heading({"profile": "cpu_grid", "rungs": [10, 20]}, 20)
-    assert heading.endswith("grid, first rung at step 20)")
+    heading = bench_replay.replay_heading({"profile": "cpu_grid", "steps": 40, "rungs": [10]}, 20)
+    assert heading.endswith("`cpu_grid` grid, 40 steps, first rung at step 20)")
 
 
 @pytest.fixture(scope="module")
