@@ -19,7 +19,6 @@ bench: setup
 	$(PY) bench/data.py
 	$(PY) bench/throughput.py
 	$(PY) bench/metrics.py
-	$(PY) bench/sweep.py
 	$(PY) bench/sweep.py --grace 300
 	$(PY) bench/trial_startup.py
 	$(PY) bench/sequence_cost.py

@@ -40,6 +40,7 @@ from sweep_replay import (
     RUNG_CACHES,
     Recording,
     grid_sampler_permutation,
+    later_grace,
     replay_heading,
     replay_section,
     replay_table,
@@ -285,7 +286,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--replays", type=int, default=200, help="orders per replayed rule")
     parser.add_argument("--workers", default="1,2,4", help="trials at a time in the replays")
     parser.add_argument(
-        "--grace", type=int, help="replay with a later first rung, among the recorded ones"
+        "--grace",
+        type=int,
+        action="append",
+        default=[],
+        help="also replay from this later first rung, among the recorded ones (repeatable)",
     )
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
@@ -311,12 +316,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         rung_cache = json.loads(path.read_text())
         recording = Recording(rung_cache, profile_of(rung_cache).rank_by)
-        rows = replay_table(recording, args.replays, workers, args.grace)
-        text = replay_section(recording, rows, path, args.grace)
-        print(text)
-        if not args.no_write:
-            replace_section(BENCHMARKS, replay_heading(rung_cache, args.grace), text)
-            print(f"wrote {BENCHMARKS}")
+        later = [grace for grace in args.grace if later_grace(recording.rungs, grace)]
+        for grace in (None, *later):
+            rows = replay_table(recording, args.replays, workers, grace)
+            text = replay_section(recording, rows, path, grace)
+            print(text)
+            if not args.no_write:
+                replace_section(BENCHMARKS, replay_heading(rung_cache, grace), text)
+                print(f"wrote {BENCHMARKS}")
     return 0
 
 
