@@ -307,8 +307,8 @@ def report_sweep(
 ) -> Report:
     """Collect a sweep's children (pooled with those of `added_parent_run_ids`, re-runs of its
     missing trials), build the report in `out_dir`, log it to the parent run; with
-    `results_md`, also write RESULTS.md (paper Table 1a beside ours; for a sequence sweep its
-    section of the page) and log it too."""
+    `results_md`, also write the sweep's section of RESULTS.md (paper Table 1a beside ours; for
+    a sequence sweep the sequence models' section) and log the page too."""
     rows = pool_sweeps(
         [collect_rows(tracking, pid) for pid in (parent_run_id, *added_parent_run_ids)]
     )
@@ -358,6 +358,7 @@ def report_sweep(
             figures,
             results_md,
             budget_steps(curves),
+            sweep=tracking.tags(parent_run_id).get(TAG_SWEEP, parent_run_id),
         )
         report.files.append(Path(results_md))
     log_report(tracking, parent_run_id, report)
@@ -412,8 +413,8 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--out", help="directory for the report files (default: a temporary one)")
     parser.add_argument(
         "--results-md",
-        help="also write RESULTS.md here (an image sweep: paper Table 1a beside ours; a "
-        "sequence sweep: its section of the page)",
+        help="also write the sweep's section of RESULTS.md here (an image sweep: paper Table 1a "
+        "beside ours; a sequence sweep: the sequence models); other sections are kept",
     )
     parser.add_argument("--budget", help="budget line for RESULTS.md (default: read from the runs)")
     parser.add_argument("--machine", help="machine line for RESULTS.md (default: this machine)")

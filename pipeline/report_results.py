@@ -1,8 +1,9 @@
 """RESULTS.md: our runs beside the paper's Table 1a (dSprites), and the paper's claims checked.
 
 `write_results_md` takes one row per method (mean and std over seeds, from `report_ranking`) and
-writes the page atomically; the claims are also checked at every training step that MIG was
-logged (`budget_steps`), which is how the training budget was chosen.
+writes the sweep's own section of the page atomically, keeping the other sections; the claims
+are also checked at every training step that MIG was logged (`budget_steps`), which is how the
+training budget was chosen.
 """
 
 from __future__ import annotations
@@ -238,19 +239,20 @@ def write_results_md(
     figures: Mapping[str, str | Path],
     path: str | Path,
     budget_curve: Sequence[BudgetStep] = (),
+    sweep: str = "",
 ) -> list[Claim]:
-    """Write RESULTS.md: ours (mean +- std over seeds) beside the paper's Rec, MIG, FactorVAE and
-    SAP, our DCI and InfoMEC, the budget and machine, the three claims as computed, and the
-    figures (copied next to the file, in `<stem>_figures/`, so the page is self-contained).
-    `table` has one row per method (e.g. `best_per_method` values). Returns the claims."""
+    """Write the sweep's section of RESULTS.md (`table_1a_heading(sweep)`; the rest of the page is
+    kept): ours (mean +- std over seeds) beside the paper's Rec, MIG, FactorVAE and SAP, our DCI
+    and InfoMEC, the budget and machine, the three claims as computed, and the figures (copied
+    next to the file, in `<stem>_figures/`, named after the sweep, so the page is
+    self-contained). `table` has one row per method (e.g. `best_per_method` values). Returns the
+    claims."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = {row["method"]: row for row in table}
     methods = [*paper_table, *(m for m in rows if m not in paper_table)]
     claims = check_claims(table)
     lines = [
-        "# Results: paper Table 1a (dSprites), our runs beside the paper's",
-        "",
         f"**Budget:** {budget}",
         "",
         f"**Machine:** {machine}",
@@ -296,7 +298,7 @@ def write_results_md(
             if m in rows
         ],
     )
-    lines += ["", "## The paper's claims, checked on these numbers", ""]
+    lines += ["", "### The paper's claims, checked on these numbers", ""]
     for claim in claims:
         verdict = {True: "holds", False: "does not hold", None: "cannot tell"}[claim.holds]
         lines.append(f"- **{verdict}**: {claim.statement}. {claim.detail}.")
@@ -310,21 +312,30 @@ def write_results_md(
     if figures:
         figure_dir = path.parent / f"{path.stem}_figures"
         figure_dir.mkdir(parents=True, exist_ok=True)
-        lines += ["", "## Figures", ""]
+        lines += ["", "### Figures", ""]
         for caption, source in figures.items():
-            target = figure_dir / Path(source).name
+            name = Path(source).name
+            target = figure_dir / (f"{sweep}_{name}" if sweep else name)
             if Path(source).resolve() != target.resolve():
                 shutil.copyfile(source, target)
             lines += [f"{caption}:", "", f"![{caption}]({target.relative_to(path.parent)})", ""]
-    write_text_atomically(path, "\n".join(lines).rstrip() + "\n")
+    old = path.read_text() if path.exists() else "# Results\n"
+    write_text_atomically(path, replace_section(old, table_1a_heading(sweep), "\n".join(lines)))
     return claims
+
+
+def table_1a_heading(sweep: str = "") -> str:
+    """The RESULTS.md section a dSprites sweep owns: running the same sweep again replaces it,
+    another sweep adds its own."""
+    heading = "## Paper Table 1a (dSprites), our runs beside the paper's"
+    return f"{heading}: sweep `{sweep}`" if sweep else heading
 
 
 def _budget_section(budget: Sequence[BudgetStep], methods: Sequence[str]) -> list[str]:
     present = [m for m in methods if m in budget[0].mig]
     lines = [
         "",
-        "## Budget: MIG against training steps",
+        "### Budget: MIG against training steps",
         "",
         "MIG of every run logged during training (`mig_every`, same sample size as the final",
         "MIG, a fresh draw at each step), mean ± std over seeds, with the two MIG claims checked",

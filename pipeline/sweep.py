@@ -103,8 +103,8 @@ def build_parser() -> cli.ArgumentParser:
     )
     parser.add_argument(
         "--results-md",
-        help="also write RESULTS.md here: paper Table 1a beside ours (issue 8); a sequence "
-        "sweep replaces its own section of the page (issue 18)",
+        help="also write the sweep's section of RESULTS.md here (paper Table 1a beside ours, or "
+        "the sequence models'); the page's other sections are kept",
     )
     parser.add_argument(
         "--data-per-worker",

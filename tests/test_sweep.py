@@ -228,7 +228,7 @@ def test_grid_sweep_submitted_as_a_job_scales_the_cluster_and_records_every_tria
     assert parent.data.metrics["unfinished_trials"] == 2
     assert "sweep: MLflow run page: http://127.0.0.1:5000/#/experiments/" in output
     assert f"/runs/{parent.info.run_id}\n" in output
-    assert "## The paper's claims, checked on these numbers" in results_md.read_text()
+    assert "### The paper's claims, checked on these numbers" in results_md.read_text()
     assert "report/RESULTS.md" in artifact_paths(client, parent.info.run_id)
 
     assert len(children) == 5
