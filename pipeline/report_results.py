@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -313,9 +314,9 @@ def write_results_md(
         figure_dir = path.parent / f"{path.stem}_figures"
         figure_dir.mkdir(parents=True, exist_ok=True)
         lines += ["", "### Figures", ""]
+        prefix = re.sub(r"[^\w.-]", "-", sweep) + "_" if sweep else ""
         for caption, source in figures.items():
-            name = Path(source).name
-            target = figure_dir / (f"{sweep}_{name}" if sweep else name)
+            target = figure_dir / f"{prefix}{Path(source).name}"
             if Path(source).resolve() != target.resolve():
                 shutil.copyfile(source, target)
             lines += [f"{caption}:", "", f"![{caption}]({target.relative_to(path.parent)})", ""]

@@ -132,11 +132,17 @@ def test_write_results_md_puts_the_paper_beside_ours_and_states_the_claims(tmp_p
 
 def test_write_results_md_replaces_its_own_sweep_section_and_keeps_the_others(tmp_path):
     path = tmp_path / "RESULTS.md"
-    for sweep, budget in (("a", "first"), ("b", "other sweep"), ("a", "second")):
-        write_results_md(paper_like_table(), PAPER_TABLE_1A, budget, "m", {}, path, sweep=sweep)
+    figure = tmp_path / "mig_vs_steps.png"
+    figure.write_bytes(b"\x89PNG")
+    for sweep, budget in (("a", "first"), ("b c", "other sweep"), ("a", "second")):
+        write_results_md(
+            paper_like_table(), PAPER_TABLE_1A, budget, "m", {"MIG": figure}, path, sweep=sweep
+        )
     text = path.read_text()
-    assert text.index(table_1a_heading("a")) < text.index(table_1a_heading("b"))
-    assert text.count(table_1a_heading("a")) == 1 and text.count(table_1a_heading("b")) == 1
+    assert text.index(table_1a_heading("a")) < text.index(table_1a_heading("b c"))
+    assert text.count(table_1a_heading("a")) == 1 and text.count(table_1a_heading("b c")) == 1
+    assert "![MIG](RESULTS_figures/b-c_mig_vs_steps.png)" in text
+    assert (tmp_path / "RESULTS_figures" / "a_mig_vs_steps.png").exists()
     assert "**Budget:** second" in text and "**Budget:** other sweep" in text
     assert "**Budget:** first" not in text
     assert text.count("### The paper's claims, checked on these numbers") == 2
