@@ -22,11 +22,11 @@ from typing import Any
 from pipeline.cli import ArgumentParser, add_location_flags, run_command
 from pipeline.report import collect_histories, collect_rows
 from pipeline.report_ranking import METHOD_LABELS, mean_and_std
-from pipeline.report_results import curves_by_method, replace_section
+from pipeline.report_results import curves_by_method, write_section
 from pipeline.tracking import FINISHED, Tracking
 from pipeline.tracking_store import check_tracking_uri, resolve_tracking_uri
 from pipeline.worker import MIG_CURVE_METRIC, TRAIN_PREFIX
-from tcwae.atomic import atomic_path, write_text_atomically
+from tcwae.atomic import atomic_path
 from tcwae.errors import UserError
 
 HEADING = "## Optimizer ablation"
@@ -174,8 +174,7 @@ def _main(argv: Sequence[str] | None) -> int:
             f"![MIG and training reconstruction against steps, mean ± std over seeds]({figure})",
         ]
     )
-    old = results.read_text() if results.exists() else "# Results\n"
-    write_text_atomically(results, replace_section(old, args.heading, body))
+    write_section(results, args.heading, body)
     print("\n".join(ablation_table(arms, steps)))
     return 0
 

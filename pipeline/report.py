@@ -53,8 +53,8 @@ from pipeline.report_results import (
     curves_by_method,
     describe_budget,
     describe_machine,
-    replace_section,
     write_results_md,
+    write_section,
 )
 from pipeline.report_sequences import SECTION_HEADING, sequence_section
 from pipeline.rungs import RUNG_SCORES, rung_metric
@@ -62,7 +62,6 @@ from pipeline.search_space import SCORES
 from pipeline.tracking import TAG_STOPPED_AT, TAG_SWEEP, Tracking
 from pipeline.tracking_store import check_tracking_uri, resolve_tracking_uri
 from pipeline.worker import MIG_CURVE_METRIC, TRAVERSALS
-from tcwae.atomic import write_text_atomically
 from tcwae.errors import UserError
 from tcwae.methods import REGISTRY, all_hyperparameters
 from tcwae.metrics import PAPER_RANKING
@@ -313,8 +312,9 @@ def report_sweep(
         [collect_rows(tracking, pid) for pid in (parent_run_id, *added_parent_run_ids)]
     )
     report = build_report(rows, out_dir, rank_by)
+    sweep = "" if results_md is None else tracking.tags(parent_run_id).get(TAG_SWEEP, parent_run_id)
     if results_md is not None and all(REGISTRY[row["method"]].sequences for row in report.ranked):
-        write_sequence_results(tracking, parent_run_id, report, results_md, budget, machine)
+        write_sequence_results(tracking, sweep, report, results_md, budget, machine)
     elif results_md is not None:
         figures = {}
         tcwae_run = best_tcwae_run(report)
@@ -358,7 +358,7 @@ def report_sweep(
             figures,
             results_md,
             budget_steps(curves),
-            sweep=tracking.tags(parent_run_id).get(TAG_SWEEP, parent_run_id),
+            sweep=sweep,
         )
         report.files.append(Path(results_md))
     log_report(tracking, parent_run_id, report)
@@ -367,7 +367,7 @@ def report_sweep(
 
 def write_sequence_results(
     tracking: Tracking,
-    parent_run_id: str,
+    sweep: str,
     report: Report,
     results_md: str | Path,
     budget: str | None,
@@ -380,12 +380,10 @@ def write_sequence_results(
         {run_id: tracking.latest_metrics(run_id) for run_id in run_ids},
         budget or describe_budget(report.runs),
         machine or describe_machine(),
-        tracking.tags(parent_run_id).get(TAG_SWEEP, parent_run_id),
+        sweep,
     )
-    path = Path(results_md)
-    old = path.read_text() if path.exists() else "# Results\n"
-    write_text_atomically(path, replace_section(old, SECTION_HEADING, body))
-    report.files.append(path)
+    write_section(results_md, SECTION_HEADING, body)
+    report.files.append(Path(results_md))
 
 
 def build_parser() -> ArgumentParser:

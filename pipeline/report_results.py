@@ -320,8 +320,7 @@ def write_results_md(
             if Path(source).resolve() != target.resolve():
                 shutil.copyfile(source, target)
             lines += [f"{caption}:", "", f"![{caption}]({target.relative_to(path.parent)})", ""]
-    old = path.read_text() if path.exists() else "# Results\n"
-    write_text_atomically(path, replace_section(old, table_1a_heading(sweep), "\n".join(lines)))
+    write_section(path, table_1a_heading(sweep), "\n".join(lines))
     return claims
 
 
@@ -407,6 +406,14 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return lines
+
+
+def write_section(path: str | Path, heading: str, body: str) -> None:
+    """Replace (or add) the section `heading` of the RESULTS.md at `path`, keeping the rest of the
+    page; written under a temporary name and renamed."""
+    path = Path(path)
+    old = path.read_text() if path.exists() else "# Results\n"
+    write_text_atomically(path, replace_section(old, heading, body))
 
 
 def replace_section(text: str, heading: str, body: str) -> str:
