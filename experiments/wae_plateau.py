@@ -12,34 +12,40 @@ so that the arms can be told apart by when, or whether, they leave the plateau.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import torch
 
+from pipeline.search_space import load_search_space, trial_train_config
 from tcwae.config import TrainConfig
-from tcwae.data import load_dataset
+from tcwae.data import FactorDataset, load_dataset
 from tcwae.trainer import Trainer
 
-# Each arm's changes to the Table 1a WAE-MMD trial (lam 200, cross-entropy, batch 64).
-ARMS: dict[str, dict[str, object]] = {
+# The sweep whose WAE-MMD trial this probes (lam 200, cross-entropy, batch 64, authors' Adam).
+SPACE, PROFILE = "dsprites_table1a", "cpu_baselines_long"
+# Each arm's changes to that trial.
+ARMS: dict[str, dict[str, float | str]] = {
     "authors": {},
     "lr4e-4": {"lr": 4e-4},
     "eps8e-4": {"adam_eps": 8e-4},
     "paper": {"optimizer": "paper"},
     "softplus": {"variance": "softplus"},
 }
-BASE = {
-    "dataset": "dsprites",
-    "data_source": "procedural",
-    "method": "wae_mmd",
-    "lam": 200,
-    "cost": "xent",
-    "batch_size": 64,
-    "checkpoint_every": 100_000,
-}
 
 
-def reconstruction_curve(config: TrainConfig, dataset) -> list[tuple[int, float]]:
+def arm_config(arm: str, seed: int, steps: int, report_every: int) -> TrainConfig:
+    """The profile's WAE-MMD trial for `seed`, shortened to `steps`, with `arm`'s changes."""
+    profile = load_search_space(SPACE).profiles[PROFILE]
+    trial = trial_train_config(profile, {"method": "wae_mmd", "seed": seed})
+    config = dataclasses.replace(
+        trial, data_source="procedural", steps=steps, report_every=report_every, **ARMS[arm]
+    )
+    config.validate(f"{SPACE}: {PROFILE}: arm {arm}")
+    return config
+
+
+def reconstruction_curve(config: TrainConfig, dataset: FactorDataset) -> list[tuple[int, float]]:
     """(step, training reconstruction averaged since the previous report) over one run."""
     curve: list[tuple[int, float]] = []
     Trainer(config, dataset, "cpu").train(
@@ -63,15 +69,7 @@ def main() -> None:
     print("| seed | arm | Rec at steps ... | s |\n|---|---|---|---|")
     for seed in (int(s) for s in args.seeds.split(",")):
         for arm in args.arms.split(","):
-            config = TrainConfig.from_dict(
-                {
-                    **BASE,
-                    **ARMS[arm],
-                    "seed": seed,
-                    "steps": args.steps,
-                    "report_every": args.report_every,
-                }
-            )
+            config = arm_config(arm, seed, args.steps, args.report_every)
             started = time.monotonic()
             curve = reconstruction_curve(config, dataset)
             values = ", ".join(f"{step}: {rec:.1f}" for step, rec in curve)
