@@ -1,7 +1,9 @@
 """The networks of the sequence models (R-WAE, seed 002, and DSVAE, Li and Mandt 2018).
 
-One autoencoder serves R-WAE(MMD), R-WAE(GAN) and DSVAE, so that their results differ only by the
-objective, as the image methods share the Table-3 networks. What the descriptions available here
+`SequenceAutoencoder` serves R-WAE(MMD) and R-WAE(GAN), so that their results differ only by the
+divergence; `DSVAEAutoencoder` is DSVAE's own model (its per-frame decoder and "full q"
+posterior), sharing the frame encoder, q(s | x_1:T), the prior and the action code with R-WAE's
+(both derive from `SequenceCodes`). What the descriptions of R-WAE available here
 fix (the abstract, DESIGN.md and the caption of R-WAE's Fig. 1 as quoted by public reviews): the
 static code s is inferred from x_1:T with an LSTM; z_t from h_t and z_{t-1} with another LSTM;
 the learned prior p(z_t | z_<t) is recurrent; for generation (s, z_t) are concatenated into an
@@ -25,9 +27,19 @@ silent (collected in README, "Sequence models"):
 - action code (optional, K actions known): an LSTM over z_1:T, a linear layer of its last hidden
   state giving the logits of q(a | z_1:T); relaxed by Gumbel-softmax (temperature 0.5) in
   training, the one-hot argmax in evaluation; its prior is uniform.
+
+DSVAE (`DSVAEAutoencoder`), as Li and Mandt (2018) and their reference code have it: the
+generative model p(s) prod_t p(z_t | z_<t) p(x_t | z_t, s) (their Eq. 1; the action code, when
+there is one, joins s), so frame t is decoded from (s, z_t) alone by the Table-3 decoder (input
+width ds + dz [+ K]); the "full q" posterior q(s | x_1:T) q(z_1:T | s, x_1:T), the second factor a
+bidirectional LSTM over (frame features, s) followed by a forward RNN (tanh) whose output at t
+gives (mean, log-variance) of z_t, each z_t drawn independently given (s, x_1:T). The frame
+encoder, q(s | x_1:T), p(z_t | z_<t) and the action code are R-WAE's (above).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +49,14 @@ from tcwae.nets import Decoder, Encoder
 
 ACTION_TEMPERATURE = 0.5  # Gumbel-softmax temperature of the relaxed action code (our choice)
 _TINY = 1e-10
+
+
+class FrameEncoding(NamedTuple):
+    """A batch of sequences seen by the frame encoder and the bidirectional frame LSTM."""
+
+    features: torch.Tensor  # [B, T, hidden] per-frame encoder outputs
+    forward: torch.Tensor  # [B, T, hidden] the LSTM's forward outputs h_t
+    summary: torch.Tensor  # [B, 2 hidden] the last states of both directions
 
 
 def gumbel_softmax_sample(
@@ -53,8 +73,10 @@ def reparameterise(mu: torch.Tensor, logvar: torch.Tensor, noise: torch.Tensor) 
     return mu + torch.exp(0.5 * logvar) * noise
 
 
-class SequenceAutoencoder(nn.Module):
-    """Sequences [B, T, C, 64, 64] -> static code, dynamic codes, prior, frame logits.
+class SequenceCodes(nn.Module):
+    """What both sequence autoencoders share: frame encoder and bidirectional LSTM, q(s | x_1:T),
+    the learned prior p(z_t | z_<t) and the action code. Subclasses add the dynamic posterior
+    (`build_posterior`, `dynamic_posterior`) and the decoder (`build_decoder`, `decode`).
 
     `forward` is the training pass (the trainer wraps this module in DDP, which synchronises only
     what runs through `forward`); `infer`, `sample_dynamics`, `action_of` and `decode` serve
@@ -70,22 +92,28 @@ class SequenceAutoencoder(nn.Module):
         self.frame_encoder = Encoder(nchan, hidden // 2).features
         self.frame_rnn = nn.LSTM(hidden, hidden, batch_first=True, bidirectional=True)
         self.static_head = nn.Linear(2 * hidden, 2 * ds)
-        self.posterior_cell = nn.LSTMCell(hidden + dz, hidden)
-        self.posterior_head = nn.Linear(hidden, 2 * dz)
+        self.build_posterior()
         self.prior_rnn = nn.LSTM(dz, hidden, batch_first=True)
         self.prior_head = nn.Linear(hidden, 2 * dz)
         if num_actions:
             self.action_rnn = nn.LSTM(dz, hidden, batch_first=True)
             self.action_head = nn.Linear(hidden, num_actions)
-        self.decoder_rnn = nn.LSTM(ds + dz + num_actions, hidden, batch_first=True)
-        self.decoder = Decoder(nchan, hidden)
+        self.build_decoder()
 
-    def encode_frames(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(h [B, T, hidden], summary [B, 2 hidden]) of x [B, T, C, 64, 64]: h_t is the forward
-        LSTM output at t, the summary the last states of both directions."""
+    def build_posterior(self) -> None:
+        raise NotImplementedError
+
+    def build_decoder(self) -> None:
+        raise NotImplementedError
+
+    def encode_frames(self, x: torch.Tensor) -> FrameEncoding:
+        """Features [B, T, hidden] of x [B, T, C, 64, 64], the frame LSTM's forward outputs h_t
+        [B, T, hidden] (h_t has seen the frames up to t) and its summary [B, 2 hidden] (the last
+        states of both directions)."""
         features = self.frame_encoder(x.flatten(0, 1)).unflatten(0, x.shape[:2])
         outputs, (last, _) = self.frame_rnn(features)
-        return outputs[..., : self.hidden], torch.cat([last[0], last[1]], dim=1)
+        summary = torch.cat([last[0], last[1]], dim=1)
+        return FrameEncoding(features, outputs[..., : self.hidden], summary)
 
     def static_posterior(self, summary: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, log-variance) [B, ds] of q(s | x_1:T)."""
@@ -93,21 +121,14 @@ class SequenceAutoencoder(nn.Module):
         return mu, logvar
 
     def dynamic_posterior(
-        self, h: torch.Tensor, noise: torch.Tensor | None
+        self, frames: FrameEncoding, s: torch.Tensor, noise: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(mu, logvar, z) [B, T, dz] of q(z_t | x_<=t, z_<t); z_t = mu_t without `noise`."""
-        batch, frames = h.shape[:2]
-        code = h.new_zeros(batch, self.dz)
-        state = None
-        means, logvars, codes = [], [], []
-        for t in range(frames):
-            state = self.posterior_cell(torch.cat([h[:, t], code], dim=1), state)
-            mu, logvar = self.posterior_head(state[0]).chunk(2, dim=1)
-            code = mu if noise is None else reparameterise(mu, logvar, noise[:, t])
-            means.append(mu)
-            logvars.append(logvar)
-            codes.append(code)
-        return torch.stack(means, 1), torch.stack(logvars, 1), torch.stack(codes, 1)
+        """(mu, logvar, z) [B, T, dz] of q(z_1:T | ...); z = mu without `noise`."""
+        raise NotImplementedError
+
+    def decode(self, s: torch.Tensor, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Frame logits [B, T, C, 64, 64] from s [B, ds], z [B, T, dz] and action [B, K]."""
+        raise NotImplementedError
 
     def prior(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu, logvar) [B, T, dz] of p(z_t | z_<t) along given codes z [B, T, dz] (teacher
@@ -145,20 +166,11 @@ class SequenceAutoencoder(nn.Module):
             return probs, F.one_hot(logits.argmax(1), self.num_actions).to(z.dtype)
         return probs, gumbel_softmax_sample(logits, uniform)
 
-    def decode(self, s: torch.Tensor, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """Frame logits [B, T, C, 64, 64] from s [B, ds], z [B, T, dz] and action [B, K]."""
-        frames = z.shape[1]
-        codes = torch.cat(
-            [s[:, None].expand(-1, frames, -1), z, action[:, None].expand(-1, frames, -1)], dim=2
-        )
-        hidden, _ = self.decoder_rnn(codes)
-        return self.decoder(hidden.flatten(0, 1)).unflatten(0, z.shape[:2])
-
     def infer(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Deterministic codes of x: static mean, dynamic means (z_{t-1} = its mean), action."""
-        h, summary = self.encode_frames(x)
-        s, _ = self.static_posterior(summary)
-        _, _, z = self.dynamic_posterior(h, None)
+        """Deterministic codes of x: static mean, dynamic means (given the static mean), action."""
+        frames = self.encode_frames(x)
+        s, _ = self.static_posterior(frames.summary)
+        _, _, z = self.dynamic_posterior(frames, s, None)
         _, action = self.action_of(z)
         return {"s": s, "z": z, "action": action}
 
@@ -175,10 +187,10 @@ class SequenceAutoencoder(nn.Module):
         With `prior_noise` also a sample z^_t ~ p(z_t | z_<t) per frame (`prior_z`), which the
         WAE divergences compare with the posterior samples.
         """
-        h, summary = self.encode_frames(x)
-        s_mu, s_logvar = self.static_posterior(summary)
+        frames = self.encode_frames(x)
+        s_mu, s_logvar = self.static_posterior(frames.summary)
         s = reparameterise(s_mu, s_logvar, static_noise)
-        z_mu, z_logvar, z = self.dynamic_posterior(h, dynamic_noise)
+        z_mu, z_logvar, z = self.dynamic_posterior(frames, s, dynamic_noise)
         prior_mu, prior_logvar = self.prior(z)
         action_probs, action = self.action_of(z, action_uniform)
         out = {
@@ -196,3 +208,85 @@ class SequenceAutoencoder(nn.Module):
         if prior_noise is not None:
             out["prior_z"] = reparameterise(prior_mu, prior_logvar, prior_noise)
         return out
+
+
+class SequenceAutoencoder(SequenceCodes):
+    """R-WAE's autoencoder: q(z_t | x_<=t, z_<t) an LSTM cell on (h_t, z_{t-1}); frame t decoded
+    from the hidden state of an LSTM over (s, z_t[, a]), so it depends on z_1..z_t."""
+
+    def build_posterior(self) -> None:
+        self.posterior_cell = nn.LSTMCell(self.hidden + self.dz, self.hidden)
+        self.posterior_head = nn.Linear(self.hidden, 2 * self.dz)
+
+    def build_decoder(self) -> None:
+        self.decoder_rnn = nn.LSTM(
+            self.ds + self.dz + self.num_actions, self.hidden, batch_first=True
+        )
+        self.decoder = Decoder(self.nchan, self.hidden)
+
+    def dynamic_posterior(
+        self, frames: FrameEncoding, s: torch.Tensor, noise: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(mu, logvar, z) [B, T, dz] of q(z_t | x_<=t, z_<t) (s is not an input here);
+        z_t = mu_t without `noise`, and z_0 = 0."""
+        h = frames.forward
+        batch, length = h.shape[:2]
+        code = h.new_zeros(batch, self.dz)
+        state = None
+        means, logvars, codes = [], [], []
+        for t in range(length):
+            state = self.posterior_cell(torch.cat([h[:, t], code], dim=1), state)
+            mu, logvar = self.posterior_head(state[0]).chunk(2, dim=1)
+            code = mu if noise is None else reparameterise(mu, logvar, noise[:, t])
+            means.append(mu)
+            logvars.append(logvar)
+            codes.append(code)
+        return torch.stack(means, 1), torch.stack(logvars, 1), torch.stack(codes, 1)
+
+    def decode(self, s: torch.Tensor, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Frame logits [B, T, C, 64, 64]: the decoder LSTM over (s, z_t, a), then Table 3's
+        decoder on its hidden state at t."""
+        hidden, _ = self.decoder_rnn(frame_codes(s, z, action))
+        return self.decoder(hidden.flatten(0, 1)).unflatten(0, z.shape[:2])
+
+
+class DSVAEAutoencoder(SequenceCodes):
+    """DSVAE's model (Li and Mandt 2018): per-frame decoder p(x_t | z_t, s) and the "full q"
+    posterior q(z_1:T | s, x_1:T)."""
+
+    def build_posterior(self) -> None:
+        self.posterior_rnn = nn.LSTM(
+            self.hidden + self.ds, self.hidden, batch_first=True, bidirectional=True
+        )
+        self.posterior_mixer = nn.RNN(2 * self.hidden, self.hidden, batch_first=True)
+        self.posterior_head = nn.Linear(self.hidden, 2 * self.dz)
+
+    def build_decoder(self) -> None:
+        self.decoder = Decoder(self.nchan, self.ds + self.dz + self.num_actions)
+
+    def dynamic_posterior(
+        self, frames: FrameEncoding, s: torch.Tensor, noise: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(mu, logvar, z) [B, T, dz] of DSVAE's full q(z_1:T | s, x_1:T) = prod_t N(z_t; mu_t,
+        sigma_t^2), (mu_t, sigma_t) from a bidirectional LSTM over (frame features, s) followed
+        by a forward RNN; z = mu without `noise`."""
+        features = frames.features
+        static = s[:, None].expand(-1, features.shape[1], -1)
+        both, _ = self.posterior_rnn(torch.cat([features, static], dim=2))
+        mixed, _ = self.posterior_mixer(both)
+        mu, logvar = self.posterior_head(mixed).chunk(2, dim=2)
+        return mu, logvar, mu if noise is None else reparameterise(mu, logvar, noise)
+
+    def decode(self, s: torch.Tensor, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Frame logits [B, T, C, 64, 64] of p(x_t | z_t, s) (DSVAE's Eq. 1): Table 3's decoder
+        applied to each frame's (s, z_t[, a]) alone, so frame t sees no other z."""
+        codes = frame_codes(s, z, action)
+        return self.decoder(codes.flatten(0, 1)).unflatten(0, z.shape[:2])
+
+
+def frame_codes(s: torch.Tensor, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    """(s, z_t, a) of every frame: [B, T, ds + dz + K]."""
+    frames = z.shape[1]
+    return torch.cat(
+        [s[:, None].expand(-1, frames, -1), z, action[:, None].expand(-1, frames, -1)], dim=2
+    )

@@ -29,7 +29,7 @@ from tcwae.methods.sequential import (
     time_tagged,
     weighted_sequence_loss,
 )
-from tcwae.sequence_nets import SequenceAutoencoder, gumbel_softmax_sample
+from tcwae.sequence_nets import DSVAEAutoencoder, SequenceAutoencoder, gumbel_softmax_sample
 from tcwae.trainer import Trainer
 
 HYPER = dict(ds=4, dz=3, rnn_hidden=16, beta=3.0, gamma=7.0)
@@ -279,10 +279,11 @@ def test_dsvae_terms_are_the_closed_form_kls(num_actions: int) -> None:
 # The networks.
 
 
-def test_autoencoder_shapes_generation_and_swap() -> None:
+@pytest.mark.parametrize("network", [SequenceAutoencoder, DSVAEAutoencoder])
+def test_autoencoder_shapes_generation_and_swap(network) -> None:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        net = SequenceAutoencoder(3, ds=4, dz=3, hidden=16, num_actions=2).eval()
+        net = network(3, ds=4, dz=3, hidden=16, num_actions=2).eval()
     x = tiny_batch(2)
     with torch.no_grad():
         codes = net.infer(x)
@@ -299,7 +300,68 @@ def test_autoencoder_shapes_generation_and_swap() -> None:
         swapped = net.decode(codes["s"].flip(0), codes["z"], codes["action"])
         assert swapped.shape == x.shape
     with pytest.raises(ValueError, match="even"):
-        SequenceAutoencoder(3, ds=4, dz=3, hidden=15)
+        network(3, ds=4, dz=3, hidden=15)
+
+
+def frame_jacobian_norms(net, s: torch.Tensor, z: torch.Tensor, action: torch.Tensor):
+    """|d logits_t / d z_u| summed over pixels and batch: [T (frame t), T (code u)]."""
+    rows = []
+    for t in range(z.shape[1]):
+        codes = z.clone().requires_grad_(True)
+        net.decode(s, codes, action)[:, t].sum().backward()
+        rows.append(codes.grad.abs().sum(dim=(0, 2)))
+    return torch.stack(rows)
+
+
+def test_dsvae_frame_t_depends_on_z_t_and_s_alone() -> None:
+    # DSVAE's p(x_t | z_t, s): changing any other z_u (z_{t-1} included) leaves frame t exactly
+    # as it was; R-WAE's decoder LSTM makes frame t depend on z_1..z_t.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        dsvae = DSVAEAutoencoder(3, ds=4, dz=3, hidden=16, num_actions=2).eval()
+        rwae = SequenceAutoencoder(3, ds=4, dz=3, hidden=16, num_actions=2).eval()
+        s, z = torch.randn(2, 4), torch.randn(2, 8, 3)
+    action = F.one_hot(torch.tensor([0, 1]), 2).float()
+    with torch.no_grad():
+        frames = dsvae.decode(s, z, action)
+        for t in range(1, 8):
+            other = z.clone()
+            other[:, :t] += 1.0  # z_1..z_{t-1}, z_{t-1} among them
+            other[:, t + 1 :] -= 1.0
+            moved = dsvae.decode(s, other, action)
+            assert torch.equal(moved[:, t], frames[:, t]), t
+            assert not torch.equal(moved[:, t - 1], frames[:, t - 1])
+    jacobian = frame_jacobian_norms(dsvae, s, z, action)
+    assert (jacobian.diagonal() > 0).all()
+    assert (jacobian - torch.diag(jacobian.diagonal())).abs().max() == 0
+    recurrent = frame_jacobian_norms(rwae, s, z, action)
+    causal = torch.ones(8, 8).tril().bool()
+    assert (recurrent[causal] > 0).all() and recurrent[~causal].abs().max() == 0
+
+
+def test_dsvae_posterior_is_the_full_q_given_s_and_every_frame() -> None:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = DSVAEAutoencoder(3, ds=4, dz=3, hidden=16).eval()
+    x = tiny_batch(2)
+    with torch.no_grad():
+        frames = net.encode_frames(x)
+        s = torch.randn(2, 4)
+        mu, logvar, z = net.dynamic_posterior(frames, s, None)
+        assert torch.equal(z, mu) and mu.shape == logvar.shape == (2, 8, 3)
+        # Conditioned on s ...
+        assert not torch.allclose(net.dynamic_posterior(frames, s + 1.0, None)[0], mu)
+        # ... and on later frames (the bidirectional LSTM): z_1 changes with x_8.
+        later = x.clone()
+        later[:, -1] = 1.0 - later[:, -1]
+        assert not torch.allclose(
+            net.dynamic_posterior(net.encode_frames(later), s, None)[0][:, 0], mu[:, 0]
+        )
+        noise = torch.randn(2, 8, 3)
+        _, _, sample = net.dynamic_posterior(frames, s, noise)
+        torch.testing.assert_close(sample, mu + (0.5 * logvar).exp() * noise)
+    assert isinstance(build("dsvae").autoencoder, DSVAEAutoencoder)
+    assert type(build("rwae_mmd").autoencoder) is SequenceAutoencoder
 
 
 # Through the trainer.

@@ -34,7 +34,7 @@ from tcwae.methods.base import (
     StepRandomness,
     Terms,
 )
-from tcwae.sequence_nets import SequenceAutoencoder
+from tcwae.sequence_nets import SequenceAutoencoder, SequenceCodes
 
 if TYPE_CHECKING:
     from tcwae.config import TrainConfig
@@ -159,6 +159,7 @@ class SequenceMethod(Method):
     (`latent_terms`). Declared like the image methods; `dataset_size` is not used."""
 
     hyperparameters = SEQUENCE_HYPERPARAMETERS
+    network: type[SequenceCodes] = SequenceAutoencoder  # R-WAE's; DSVAE has its own
     sequences = True
     default_channels_last = False
     uses_prior_samples = True
@@ -185,9 +186,9 @@ class SequenceMethod(Method):
         return SequenceHyperParameters.from_config(self.cfg)
 
     def build_autoencoder(self, nchan: int) -> nn.Module:
-        """The recurrent autoencoder of `tcwae.sequence_nets`, shared by every sequence method."""
+        """The method's recurrent autoencoder (`network`, from `tcwae.sequence_nets`)."""
         hyper = self.hyper
-        return SequenceAutoencoder(nchan, hyper.ds, hyper.dz, hyper.hidden, hyper.num_actions)
+        return self.network(nchan, hyper.ds, hyper.dz, hyper.hidden, hyper.num_actions)
 
     def reconstruction(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return sequence_reconstruction(logits, x, self.cfg.cost)
