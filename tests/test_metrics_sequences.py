@@ -7,6 +7,8 @@ import pytest
 
 from tcwae.metrics.sequences import (
     balanced_rows,
+    binomial_standard_error,
+    bootstrap_standard_error,
     conditional_entropy,
     inception_score,
     joint_labels,
@@ -68,13 +70,42 @@ def test_kept_factor_scores_of_a_perfect_and_of_a_blind_judge() -> None:
     assert scores["acc"] == scores["acc_motion"] == scores["acc_rotation"] == 1.0
     assert scores["is"] == pytest.approx(8.0) and scores["h_y"] == pytest.approx(math.log(8))
     assert scores["h_y_given_x"] == pytest.approx(0.0, abs=1e-12)
-    assert set(scores) == {"acc", "acc_motion", "acc_rotation", "is", "h_y", "h_y_given_x"}
+    kept = {"acc", "acc_motion", "acc_rotation", "is", "h_y", "h_y_given_x"}
+    assert set(scores) == kept | {"resampled_acc", "resampled_acc_shape"}
+    assert scores["resampled_acc"] == scores["resampled_acc_shape"] == 1.0  # shape kept too
 
     blind = dict(perfect, motion=np.eye(4)[np.zeros(24, dtype=int)])  # always says motion 0
     scores = kept_factor_scores(blind, factors, names, sizes, ("motion", "rotation"))
     assert scores["acc_motion"] == pytest.approx(0.25) and scores["acc_rotation"] == 1.0
     assert scores["acc"] == pytest.approx(0.25)
     assert scores["is"] == pytest.approx(2.0)  # only rotation is told apart
+
+
+def test_resampled_accuracy_and_standard_errors() -> None:
+    names, sizes = ("shape", "motion"), (3, 4)
+    factors = np.tile(np.stack(np.unravel_index(np.arange(12), sizes), axis=1), (10, 1))
+    rng = np.random.default_rng(0)
+    # The judge sees the kept motion; the shape was redrawn, so it is right a third of the time.
+    drawn = rng.integers(3, size=len(factors))
+    probs = {"shape": np.eye(3)[drawn], "motion": np.eye(4)[factors[:, 1]]}
+    scores = kept_factor_scores(probs, factors, names, sizes, ("motion",), rng)
+    assert scores["acc"] == 1.0 and scores["acc_se"] == 0.0
+    expected = float((drawn == factors[:, 0]).mean())
+    assert scores["resampled_acc"] == scores["resampled_acc_shape"] == expected
+    assert scores["resampled_acc_se"] == pytest.approx(math.sqrt(expected * (1 - expected) / 120))
+    # Sure and balanced predictions: every bootstrap replicate gives the same IS and entropies.
+    for name in ("is", "h_y", "h_y_given_x"):
+        assert scores[f"{name}_se"] == pytest.approx(0.0, abs=1e-9)
+    assert binomial_standard_error(0.5, 100) == pytest.approx(0.05)
+
+
+def test_bootstrap_standard_error_of_a_mean_matches_the_formula() -> None:
+    rng = np.random.default_rng(1)
+    values = rng.random((400, 1))
+    probs = np.concatenate([values, 1 - values], axis=1)
+    labels = np.zeros(400, dtype=int)
+    se = bootstrap_standard_error(lambda p: float(p[:, 0].mean()), probs, labels, rng, 400)
+    assert se == pytest.approx(values.std() / math.sqrt(400), rel=0.15)
 
 
 def test_probabilities_must_be_rows_that_sum_to_one() -> None:

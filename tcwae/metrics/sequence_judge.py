@@ -1,12 +1,15 @@
 """The judge: a classifier of every factor of a sequence, trained once on the procedural labels.
 
-The literature judges generated Sprites with a classifier trained on the real sequences' labels
-(DSVAE, S3VAE, C-DSVAE ship theirs as a checkpoint); ours is trained on the sprite-video grid and
-cached under `<data root>/judges/`, keyed by grid, training steps and seed. Architecture (ours):
-the Table-3 convolutional encoder applied to the T frames stacked as T x C channels (early fusion,
-so that motion and rotation are visible to the first layer), its output layer widened to 128
-features, a ReLU, then one linear head per factor. Trained with Adam (lr 1e-3) on 80% of the
-grid's sequences; its accuracy on the held-out 20% is stored with it and reported.
+The literature judges generated Sprites with a classifier trained on the real training sequences'
+labels (DSVAE, S3VAE, C-DSVAE ship theirs as a checkpoint); ours is trained on the training part
+of sprite videos (the part the models train on, `tcwae.data.sprite_videos.split_indices`) and
+cached under `<data root>/judges/`, keyed by grid, a digest of the training part and the
+renderer version (`split_digest`), training steps and seed, so that a judge trained on other
+sequences (e.g. on every sequence, before the split) is never reused. Its accuracy on the
+held-out part is stored with it and reported. Architecture (ours): the Table-3 convolutional
+encoder applied to the T frames stacked as T x C channels (early fusion, so that motion and
+rotation are visible to the first layer), its output layer widened to 128 features, a ReLU,
+then one linear head per factor; Adam (lr 1e-3), batch 64.
 """
 
 from __future__ import annotations
@@ -24,13 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tcwae.data.sprite_videos import split_digest
 from tcwae.nets import Encoder
 
 log = logging.getLogger(__name__)
 
-JUDGE_FORMAT = 1
+JUDGE_FORMAT = 2  # 1: trained on 80% of every sequence; 2: on the training part
 FEATURES = 128
-HELD_OUT_FRACTION = 0.2
 BATCH_SIZE = 64
 LEARNING_RATE = 1e-3
 
@@ -63,6 +66,7 @@ class JudgeRecord:
     factor_names: tuple[str, ...]
     steps: int
     seed: int
+    trained_on: int  # sequences of the training part
     held_out: int
     accuracy: float  # every factor of a held-out sequence right
     factor_accuracy: tuple[float, ...]
@@ -73,13 +77,6 @@ class JudgeRecord:
         for name, value in zip(self.factor_names, self.factor_accuracy, strict=True):
             scores[f"{JUDGE_ACCURACY}_{name}"] = value
         return scores
-
-
-def split_indices(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, held-out) sequence indices: a seeded shuffle, the last 20% held out."""
-    order = np.random.default_rng([seed, count]).permutation(count)
-    held_out = max(1, int(round(HELD_OUT_FRACTION * count)))
-    return np.sort(order[:-held_out]), np.sort(order[-held_out:])
 
 
 @torch.no_grad()
@@ -97,19 +94,20 @@ def judge_probabilities(
     return [torch.cat(part).double().numpy() for part in parts]
 
 
-def accuracy_on(judge: Judge, dataset, indices: np.ndarray) -> tuple[float, tuple[float, ...]]:
-    """(all factors right, per-factor accuracy) of the judge on the dataset's sequences."""
-    probs = judge_probabilities(judge, dataset.float_batch(indices))
-    truth = dataset.factor_classes[indices]
+def accuracy_on(judge: Judge, dataset) -> tuple[float, tuple[float, ...]]:
+    """(all factors right, per-factor accuracy) of the judge on every sequence of `dataset`."""
+    probs = judge_probabilities(judge, dataset.float_batch(np.arange(len(dataset))))
+    truth = dataset.factor_classes
     hits = np.stack([p.argmax(1) == truth[:, k] for k, p in enumerate(probs)], axis=1)
     return float(hits.all(axis=1).mean()), tuple(float(h) for h in hits.mean(axis=0))
 
 
-def train_judge(dataset, steps: int, seed: int = 0) -> tuple[Judge, JudgeRecord]:
-    """Train a judge on the training split of `dataset` (uint8 sequences with factor classes)."""
+def train_judge(dataset, held_out, steps: int, seed: int = 0) -> tuple[Judge, JudgeRecord]:
+    """Train a judge on every sequence of `dataset` (the training part: uint8 sequences with
+    factor classes) and measure it on `held_out` (the held-out part of the same grid)."""
     if dataset.num_frames is None:
         raise ValueError(f"{dataset.name} holds images, not sequences: nothing to judge")
-    train, held_out = split_indices(len(dataset), seed)
+    train = np.arange(len(dataset))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         judge = Judge(dataset.num_frames, dataset.num_channels, dataset.factor_sizes)
@@ -126,13 +124,14 @@ def train_judge(dataset, steps: int, seed: int = 0) -> tuple[Judge, JudgeRecord]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    accuracy, per_factor = accuracy_on(judge, dataset, held_out)
+    accuracy, per_factor = accuracy_on(judge, held_out)
     record = JudgeRecord(
         dataset.name,
         tuple(dataset.factor_sizes),
         tuple(dataset.factor_names),
         steps,
         seed,
+        len(dataset),
         len(held_out),
         accuracy,
         per_factor,
@@ -141,15 +140,18 @@ def train_judge(dataset, steps: int, seed: int = 0) -> tuple[Judge, JudgeRecord]
 
 
 def judge_path(root: Path, dataset, steps: int, seed: int) -> Path:
+    """Where the judge trained on `dataset` (the training part) for `steps` from `seed` lives."""
     sizes = "x".join(str(size) for size in dataset.factor_sizes)
-    return Path(root) / "judges" / f"{dataset.name}-{sizes}-steps{steps}-seed{seed}.pt"
+    name = f"{dataset.name}-{sizes}-train{split_digest(dataset)}-steps{steps}-seed{seed}.pt"
+    return Path(root) / "judges" / name
 
 
 def load_or_train_judge(
-    dataset, root: Path, steps: int, seed: int = 0
+    dataset, held_out, root: Path, steps: int, seed: int = 0
 ) -> tuple[Judge, JudgeRecord]:
-    """The cached judge for (dataset grid, steps, seed) under `root/judges/`, trained and written
-    (atomically) on first use. A file that does not match is retrained and replaced."""
+    """The cached judge for (training part, steps, seed) under `root/judges/`, trained on
+    `dataset` and measured on `held_out`, written (atomically) on first use. A file that does not
+    match is retrained and replaced."""
     path = judge_path(root, dataset, steps, seed)
     if path.exists():
         try:
@@ -168,7 +170,7 @@ def load_or_train_judge(
                 return judge.eval(), record
         except (OSError, RuntimeError, KeyError, TypeError, ValueError, pickle.UnpicklingError):
             log.warning("judge %s is unreadable; training a new one to replace it", path)
-    judge, record = train_judge(dataset, steps, seed)
+    judge, record = train_judge(dataset, held_out, steps, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     try:
