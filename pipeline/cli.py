@@ -9,12 +9,13 @@ on stderr, `<command>: <message>`, and exit code 2; nothing is created before th
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from tcwae.atomic import unwritable_reason
 from tcwae.errors import UserError
 
 DEFAULT_STORAGE = "runs"
@@ -96,6 +97,19 @@ def local_path(storage: str) -> Path | None:
     return Path(storage)
 
 
+def require_in_range(flag: str, value: float, low: float, high: float) -> None:
+    """A numeric flag must be finite and within [low, high]: argparse's float() accepts nan and
+    inf, and its int() any number of digits, which would otherwise fail only after Ray starts."""
+    if not math.isfinite(value) or not low <= value <= high:
+        raise UserError(
+            f"{flag} must be a number from {_number(low)} to {_number(high)}, got {_number(value)}"
+        )
+
+
+def _number(value: float) -> str:
+    return f"{int(value):,}" if isinstance(value, int) else f"{value:g}"
+
+
 def check_folder_name(name: str, flag: str = "--name") -> str:
     if not name or "/" in name or name in (".", ".."):
         raise UserError(f"{flag} must be a non-empty folder name without '/', got {name!r}")
@@ -103,22 +117,13 @@ def check_folder_name(name: str, flag: str = "--name") -> str:
 
 
 def require_writable(path: Path, what: str, flag: str) -> None:
-    """Probe with a temporary file in `path` or its nearest existing ancestor (it would be
-    created there); root passes permission bits, so asking os.access is not enough."""
-    existing = path
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
+    """Raise UserError naming `flag` unless files can be created in `path` (see
+    `tcwae.atomic.unwritable_reason`)."""
+    reason = unwritable_reason(path)
+    if reason is None:
+        return
+    if reason.endswith("is not a directory"):
         raise UserError(
-            f"{what} {path} cannot be created because {existing} is not a directory; "
-            f"pass {flag} a writable directory"
+            f"{what} {path} cannot be created because {reason}; pass {flag} a writable directory"
         )
-    try:
-        handle, probe = tempfile.mkstemp(prefix=".tcwae-write-test-", dir=existing)
-        os.close(handle)
-        os.unlink(probe)
-    except OSError as error:
-        raise UserError(
-            f"{what} {path} is not writable ({error.strerror} in {existing}); "
-            f"pass {flag} a writable directory"
-        ) from None
+    raise UserError(f"{what} {path} is not writable ({reason}); pass {flag} a writable directory")

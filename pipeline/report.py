@@ -431,9 +431,10 @@ def _main(argv: Sequence[str] | None) -> int:
         raise UserError("--sweep and --add-sweep need --experiment (see --help)")
     rank_by = parse_rank_by(args.rank_by)
     tracking_uri = resolve_tracking_uri(args.tracking_uri)
-    check_tracking_uri(tracking_uri)
+    check_tracking_uri(tracking_uri, must_exist=True)
     tracking = Tracking.at(tracking_uri)
     parent_id = args.parent_run_id or tracking.find_sweep_by_name(args.experiment, args.sweep)
+    tracking.require_run(parent_id, "--parent-run-id")
     added = [tracking.find_sweep_by_name(args.experiment, name) for name in args.add_sweep]
     with tempfile.TemporaryDirectory(prefix="tcwae-report-") as scratch:
         report = report_sweep(

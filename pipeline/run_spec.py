@@ -15,6 +15,7 @@ from pipeline.cli import (
     add_location_flags,
     add_verbose_flag,
     check_folder_name,
+    require_in_range,
     resolve_data_root,
     resolve_storage,
 )
@@ -27,6 +28,9 @@ from tcwae.methods import METHODS, all_hyperparameters
 
 DEFAULT_WORKERS = 1
 DEFAULT_MAX_FAILURES = 3
+# Bounds of the numeric flags, far above any real run (the cluster check refuses what it lacks).
+MAX_WORKERS = 1024
+MAX_RESTARTS = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,10 +97,8 @@ def make_spec(
     """A RunSpec from command-line values, defaults resolved: tracking URI (see
     `tracking_store.resolve_tracking_uri`), experiment = data set, storage (`cli.resolve_storage`),
     name = `default_run_name`."""
-    if workers < 0:
-        raise UserError(f"--workers must be >= 0 (0 trains in this process), got {workers}")
-    if max_failures < -1:
-        raise UserError(f"--max-failures must be >= -1 (-1: retry forever), got {max_failures}")
+    require_in_range("--workers", workers, 0, MAX_WORKERS)
+    require_in_range("--max-failures", max_failures, -1, MAX_RESTARTS)
     from tcwae.data import DATASETS, SEQUENCE_DATASETS
     from tcwae.methods import method_class, methods_for
 

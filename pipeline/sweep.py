@@ -43,7 +43,13 @@ from pipeline.tracking import (
     TAG_SWEEP_STORAGE,
     Tracking,
 )
-from pipeline.train import check_data, print_run_page, record_failed_run, run_training
+from pipeline.train import (
+    check_batch_size,
+    check_data,
+    print_run_page,
+    record_failed_run,
+    run_training,
+)
 from pipeline.worker import LOSS_METRIC, MIG_CURVE_METRIC
 from tcwae.errors import UserError
 
@@ -258,6 +264,19 @@ def _check_restorable(plan: SweepPlan) -> None:
         )
 
 
+def check_sweep_data(plan: SweepPlan) -> None:
+    """Every data set the trials train on loads and holds their batches: checked once before Ray
+    starts, so missing or corrupt data is one line, not a FAILED parent run and a traceback."""
+    from tcwae.data import check_dataset
+
+    examples: dict[tuple[str, str], int] = {}
+    for config in plan.trial_configs():
+        key = (config.dataset, config.data_source)
+        if key not in examples:
+            examples[key] = check_dataset(config.dataset, plan.data_root, config.data_source)
+        check_batch_size(config.batch_size, examples[key], plan.workers)
+
+
 def _share_data(plan: SweepPlan) -> SharedData:
     if not plan.share_data:
         return SharedData({})
@@ -318,6 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     started = time.perf_counter()
     plan = plan_sweep(argv)
+    check_sweep_data(plan)
+    _check_restorable(plan)
     cluster.connect(plan.verbose)
     try:
         parent_run_id, report = run_sweep(plan)

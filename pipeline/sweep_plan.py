@@ -16,11 +16,15 @@ from pipeline.rungs import SchedulerSpec
 from pipeline.search_space import Profile, grid_points, load_search_space, trial_train_config
 from pipeline.shared_data import SharedData
 from pipeline.tracking_store import check_tracking_uri, resolve_tracking_uri
-from tcwae.config import TrainConfig
+from tcwae.config import MAX_SEED, TrainConfig
 from tcwae.errors import UserError
 
 MODES = ("grid", "optuna")
 TRIALS_DIR = "trials"
+# Bounds of the numeric flags: far above any real sweep, far below what breaks Ray or Optuna.
+MAX_TRIALS = 100_000
+MAX_WORKERS_PER_TRIAL = 1024
+MAX_GPUS_PER_TRIAL = 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,15 +115,14 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
     profile = space.profile(args.profile).select(methods).with_seeds(parse_seeds(args.seeds))
     resources = profile.resources
     workers = resources.workers if args.workers_per_trial is None else args.workers_per_trial
-    if workers < 1:
-        raise UserError(f"--workers-per-trial must be >= 1, got {workers}")
+    cli.require_in_range("--workers-per-trial", workers, 1, MAX_WORKERS_PER_TRIAL)
     gpus_per_worker = resources.gpus_per_worker
     if args.gpus_per_trial is not None:
-        if args.gpus_per_trial < 0:
-            raise UserError(f"--gpus-per-trial must be >= 0, got {args.gpus_per_trial}")
+        cli.require_in_range("--gpus-per-trial", args.gpus_per_trial, 0, MAX_GPUS_PER_TRIAL)
         gpus_per_worker = args.gpus_per_trial / workers
-    if args.max_concurrent is not None and args.max_concurrent < 1:
-        raise UserError(f"--max-concurrent must be >= 1, got {args.max_concurrent}")
+    if args.max_concurrent is not None:
+        cli.require_in_range("--max-concurrent", args.max_concurrent, 1, MAX_TRIALS)
+    cli.require_in_range("--seed", args.seed, 0, MAX_SEED)
     points = tuple(grid_points(profile))
     if args.mode == "grid":
         num_samples = len(points)
@@ -131,8 +134,7 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
                 f"{profile.source}: profile {profile.name!r} searches no parameter; use --mode grid"
             )
         num_samples = profile.num_samples if args.num_samples is None else args.num_samples
-        if num_samples < 1:
-            raise UserError(f"--num-samples must be >= 1, got {num_samples}")
+        cli.require_in_range("--num-samples", num_samples, 1, MAX_TRIALS)
     storage = cli.resolve_storage(args.storage)
     local = cli.local_path(storage)
     if local is not None:

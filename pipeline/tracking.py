@@ -226,6 +226,15 @@ class Tracking:
             raise UserError(f"no sweep run named {sweep!r} in experiment {experiment!r}")
         return parents[0].info.run_id
 
+    def require_run(self, run_id: str, flag: str) -> None:
+        """A UserError naming `flag` unless run `run_id` is in this store."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_run(run_id)
+        except MlflowException:
+            raise UserError(f"{flag}: no MLflow run {run_id!r} in {self.tracking_uri}") from None
+
     def reopen_run(self, run_id: str) -> None:
         """Mark an interrupted run RUNNING again so that a resumed training continues it."""
         self.client.update_run(run_id, status=RUNNING)

@@ -21,6 +21,7 @@ ARTIFACTS_DIR_NAME = "mlartifacts"
 # MLflow's tracking stores, by URI scheme (a driver may follow a '+', as in postgresql+psycopg2).
 TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
 SERVER_TIMEOUT_S = 2.0
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
 
 
 class TrackingError(UserError):
@@ -49,9 +50,11 @@ def resolve_tracking_uri(flag: str | None = None) -> str:
     return uri
 
 
-def check_tracking_uri(tracking_uri: str) -> None:
-    """Raise TrackingError unless MLflow can use the store: a known kind of URI, a sqlite folder
-    that can be written, a server that answers within SERVER_TIMEOUT_S. Creates nothing."""
+def check_tracking_uri(tracking_uri: str, must_exist: bool = False) -> None:
+    """Raise TrackingError unless MLflow can use the store: a known kind of URI, a sqlite file
+    that is a SQLite database (or none yet, unless `must_exist`: a report reads a store, it does
+    not create one) in a folder that can be written, a server that answers within
+    SERVER_TIMEOUT_S. Creates nothing."""
     scheme = tracking_uri.split("://", 1)[0].split("+", 1)[0]
     if scheme not in TRACKING_SCHEMES:
         raise TrackingError(
@@ -60,9 +63,31 @@ def check_tracking_uri(tracking_uri: str) -> None:
         )
     database = sqlite_path(tracking_uri)
     if database is not None:
+        _require_sqlite_file(database, must_exist)
         require_writable(database.parent, "MLflow database folder", "--tracking-uri")
     if scheme in ("http", "https"):
         _require_server(tracking_uri)
+
+
+def _require_sqlite_file(database: Path, must_exist: bool) -> None:
+    """A folder, or a file that is not a SQLite database, fails deep inside SQLAlchemy (a folder
+    only after MLflow's retries, about two minutes); an empty file is what sqlite itself makes."""
+    fix = "pass --tracking-uri sqlite:///ABSOLUTE/PATH/mlflow.db naming an MLflow database"
+    if database.is_dir():
+        raise TrackingError(f"tracking store {database} is a folder, not a database file; {fix}")
+    if not database.exists():
+        if must_exist:
+            raise TrackingError(f"no MLflow database at {database}; {fix}")
+        return
+    try:
+        with open(database, "rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+    except OSError as error:
+        raise TrackingError(
+            f"cannot read tracking store {database} ({error.strerror}); {fix}"
+        ) from None
+    if header and header != SQLITE_HEADER:
+        raise TrackingError(f"tracking store {database} is not a SQLite database; {fix}")
 
 
 def _require_server(tracking_uri: str) -> None:

@@ -45,6 +45,7 @@ from pipeline.tracking import (
     runtime_tags,
 )
 from pipeline.tracking_store import check_tracking_uri, sqlite_path
+from pipeline.tracking_ui import UNSET, changed_params
 from pipeline.worker import (
     CHECKPOINTS_TO_KEEP,
     SigkillOnce,
@@ -108,11 +109,37 @@ def _check_resources(spec: RunSpec) -> None:
 
 
 def check_data(spec: RunSpec) -> None:
-    """The data set loads (a DatasetError, which is a UserError, otherwise); see
-    `tcwae.data.check_dataset`."""
+    """The data set loads (a DatasetError, which is a UserError, otherwise; see
+    `tcwae.data.check_dataset`) and the batch fits it and this machine's memory."""
     from tcwae.data import check_dataset
 
-    check_dataset(spec.config.dataset, spec.data_root, spec.config.data_source)
+    examples = check_dataset(spec.config.dataset, spec.data_root, spec.config.data_source)
+    check_batch_size(spec.config.batch_size, examples, max(spec.workers, 1))
+
+
+# What one image of a batch holds at least while it trains: the encoder's first and the decoder's
+# last feature maps (32 channels of 32 x 32) kept for the backward pass, at 2 bytes (bf16) a value.
+MIN_TRAINING_BYTES_PER_IMAGE = 2 * 32 * 32 * 32 * 2
+
+
+def check_batch_size(batch_size: int, examples: int, workers: int) -> None:
+    """Refuse a batch larger than the data set, or one whose share of a worker cannot fit this
+    machine's memory even at the lower bound MIN_TRAINING_BYTES_PER_IMAGE (it would die of
+    memory after start-up, with a FAILED run)."""
+    if batch_size > examples:
+        raise UserError(
+            f"--batch-size {batch_size} is larger than the data set ({examples} examples); "
+            f"use --batch-size {examples} or less"
+        )
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    needed = batch_size // workers * MIN_TRAINING_BYTES_PER_IMAGE
+    if needed > memory:
+        fits = memory // MIN_TRAINING_BYTES_PER_IMAGE * workers
+        raise UserError(
+            f"--batch-size {batch_size} needs at least {needed / 2**30:.0f} GiB of memory a "
+            f"worker but this machine has {memory / 2**30:.0f} GiB; use --batch-size {fits} "
+            "or less (or more --workers)"
+        )
 
 
 # The run ---------------------------------------------------------------------------------------
@@ -123,16 +150,16 @@ def open_run(tracking: Tracking, spec: RunSpec) -> tuple[str, bool]:
     returns (run id, finished) where finished means the run already completed earlier."""
     experiment_id = tracking.experiment_id(spec.experiment)
     existing = tracking.find_run(experiment_id, spec.storage, spec.name)
-    config = {key: str(value) for key, value in spec.config.to_dict().items()}
+    config = spec.config.to_dict()
     if existing is not None:
         run_id = existing.info.run_id
         logged = tracking.params(run_id)
-        changed = sorted(key for key in config if key in logged and logged[key] != config[key])
+        changed = changed_params(logged, config)
         if changed:
             key = changed[0]
             raise UserError(
                 f"run {spec.name!r} in {spec.storage} (MLflow run {run_id}) was trained with "
-                f"{key}={logged[key]} but this command has {key}={config[key]}; "
+                f"{key}={logged.get(key, UNSET)} but this command has {key}={config[key]}; "
                 "pass a new --name to train a different model"
             )
         if existing.info.status == "FINISHED":

@@ -5,6 +5,7 @@ file, or none, and no temporary behind."""
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,3 +32,22 @@ def write_text_atomically(path: str | Path, text: str, mode: int | None = None) 
     """Write `text` to `path` through `atomic_path`."""
     with atomic_path(path, mode) as temporary:
         temporary.write_text(text)
+
+
+def unwritable_reason(path: str | Path) -> str | None:
+    """Why files cannot be created in folder `path` (or where it would be created: its nearest
+    existing ancestor), or None when they can. Probes with a temporary file, because root passes
+    permission bits and a read-only mount is not a permission, so asking os.access is not enough."""
+    path = Path(path)
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a directory"
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".tcwae-write-test-", dir=existing)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        return f"{error.strerror} in {existing}"
+    return None

@@ -55,6 +55,19 @@ _CHOICES = {
 # Adam keys that override the optimizer preset when set (None = the preset's value).
 ADAM_KEYS = ("lr", "adam_beta1", "adam_beta2", "adam_eps")
 DISC_ADAM_KEYS = ("disc_lr", "disc_beta1", "disc_beta2", "disc_eps")
+# Upper bounds of the integer keys: beyond them a run is a typo, not an experiment (the paper
+# trains 300,000 steps; a 10^7-step run is a month on a GPU). Seeds are numpy's (32 bits).
+MAX_STEPS = 10_000_000
+MAX_DZ = 1024
+MAX_SEED = 2**32 - 1
+_INTEGER_RANGES = {
+    "dz": (1, MAX_DZ),
+    "steps": (1, MAX_STEPS),
+    "report_every": (1, MAX_STEPS),
+    "checkpoint_every": (1, MAX_STEPS),
+    "mig_every": (0, MAX_STEPS),
+    "seed": (0, MAX_SEED),
+}
 
 
 class ConfigError(UserError, ValueError):
@@ -153,11 +166,12 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not 0 <= value < 1:
                 raise ConfigError(f"{where}: {name} must be in [0, 1), got {value}")
-        for name in ("dz", "steps", "report_every", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{where}: {name} must be >= 1, got {getattr(self, name)}")
-        if self.mig_every < 0:
-            raise ConfigError(f"{where}: mig_every must be >= 0 (0 = never), got {self.mig_every}")
+        for name, (low, high) in _INTEGER_RANGES.items():
+            value = getattr(self, name)
+            if value < low:
+                raise ConfigError(f"{where}: {name} must be >= {low}, got {value}")
+            if value > high:
+                raise ConfigError(f"{where}: {name} must be <= {high:,}, got {value:,}")
         if self.batch_size < 2:
             raise ConfigError(
                 f"{where}: batch_size must be >= 2 (the estimators compare codes within a batch), "
@@ -265,6 +279,8 @@ def _coerce(name: str, type_name: Any, value: Any, where: str) -> Any:
         raise ConfigError(f"{where}: {name} must be a number, got {value!r}")
     try:
         if type_name == "int":
+            if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
+                return int(value)
             number = float(value)
             if not number.is_integer():
                 raise ValueError

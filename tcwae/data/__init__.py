@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import MappingProxyType
 
+from tcwae.atomic import unwritable_reason
 from tcwae.data import celeba, chairs, dsprites, shapes3d, smallnorb, sprite_videos
 from tcwae.data.common import (
     DATASETS,
@@ -62,17 +63,25 @@ def load_dataset(name: str, root: str | Path | None = None, source: str = "auto"
     return _LOADERS[name](_root(root), source)
 
 
-def check_dataset(name: str, root: str | Path | None = None, source: str = "auto") -> None:
+def check_dataset(name: str, root: str | Path | None = None, source: str = "auto") -> int:
     """Raise `DatasetError` unless `load_dataset(name, root, source)` will succeed, keeping no
-    image: a data set already cached is judged by its cache's header alone; any other is loaded
-    once, which checks its files and writes the cache that the training workers then read."""
+    image; returns how many examples it holds. A data set already cached is judged by its cache's
+    header alone; any other is loaded once, which checks its files and writes the cache that the
+    training workers then read (a cache folder that cannot be written is refused first, not
+    after minutes of rendering)."""
     _require_known(name, source)
     folder = _root(root)
     cached = _CACHED_SOURCE[name](folder, source) if name in _CACHED_SOURCE else "official"
     if cached is not None and cache_path(folder, name, cached).exists():
-        check_cache(cache_path(folder, name, cached), name, cached)
-        return
-    load_dataset(name, folder, source)
+        return check_cache(cache_path(folder, name, cached), name, cached)
+    cache_folder = cache_path(folder, name, source).parent
+    reason = unwritable_reason(cache_folder)
+    if reason is not None:
+        raise DatasetError(
+            f"{name} is not cached yet and its cache folder {cache_folder} cannot be written "
+            f"({reason}); pass --data-root a writable folder (or set $TCWAE_DATA)"
+        )
+    return len(load_dataset(name, folder, source))
 
 
 def _require_known(name: str, source: str) -> None:

@@ -352,14 +352,16 @@ def read_cache(path: Path) -> FactorDataset:
         )
 
 
-def check_cache(path: Path, name: str, source: str) -> None:
+def check_cache(path: Path, name: str, source: str) -> int:
     """Check that `path` is a complete cache of (name, source) from its header alone, without
-    reading any image: what a launch checks before it starts training on the data set."""
+    reading any image: what a launch checks before it starts training on the data set. Returns
+    how many examples it holds."""
     with _open_cache(path) as (cache, attrs):
         images = "images_packed" if attrs["binary"] else "images"
         if len(cache[images]) != int(attrs["image_shape"][0]):
             raise ValueError(f"{images} holds {len(cache[images])} rows, the header says more")
         _require_holds(path, str(attrs["name"]), str(attrs["source"]), name, source)
+        return int(attrs["image_shape"][0])
 
 
 @contextmanager
