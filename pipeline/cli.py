@@ -9,10 +9,14 @@ on stderr, `<command>: <message>`, and exit code 2; nothing is created before th
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import math
 import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tcwae.atomic import unwritable_reason
@@ -55,8 +59,11 @@ def add_verbose_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def run_command(prog: str, command: Callable[[], int]) -> int:
-    """Run a command's body: a UserError is one line on stderr and exit code 2, Ctrl-C is 130,
-    `--help` returns argparse's code."""
+    """Run a command's body: a UserError is one line on stderr and exit code 2, Ctrl-C (or
+    SIGTERM, which is handled as Ctrl-C, so that runs end KILLED instead of staying RUNNING) is
+    130, `--help` returns argparse's code."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
     try:
         return command()
     except SystemExit as exit_request:
@@ -64,9 +71,16 @@ def run_command(prog: str, command: Callable[[], int]) -> int:
     except UserError as error:
         print(f"{prog}: {one_line(error)}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        print(f"{prog}: {one_line(interrupt) or 'interrupted'}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"interrupted by {signal.Signals(signum).name}")
 
 
 def one_line(error: BaseException) -> str:
@@ -108,6 +122,38 @@ def require_in_range(flag: str, value: float, low: float, high: float) -> None:
 
 def _number(value: float) -> str:
     return f"{int(value):,}" if isinstance(value, int) else f"{value:g}"
+
+
+LOCK_FILE = ".tcwae-driver.lock"
+
+
+@contextlib.contextmanager
+def exclusive_folder(folder: Path | None, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on `folder` (a run's or a sweep's storage folder; None for remote
+    storage, which is not locked) for the block: two identical commands started together would
+    otherwise share one MLflow run and log everything twice. The operating system drops the lock
+    when its process dies, so a killed command leaves nothing to clean up."""
+    if folder is None:
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK_FILE, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise UserError(
+                f"{what} is already running in {holder} (lock {folder / LOCK_FILE}); wait for it "
+                "to end or pass another --name"
+            ) from None
+        handle.truncate(0)
+        handle.write(f"process {os.getpid()} on {os.uname().nodename}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def check_folder_name(name: str, flag: str = "--name") -> str:

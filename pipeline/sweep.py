@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pickle
 import sys
 import tempfile
 import time
@@ -55,6 +56,7 @@ from tcwae.errors import UserError
 
 PROG = "sweep"
 TAG_REGISTERED_MODEL = "tcwae.registered_model"
+TUNER_STATE_FILE = "tuner.pkl"  # what Tuner.restore reads first
 # A trial's own process only waits on its TorchTrainer, whose workers reserve the CPUs and GPUs.
 # Tune's default of 1 CPU per trial would halve a 2-core laptop's concurrency, and Tune refuses an
 # empty request, so the driver reserves one byte of memory: a real reservation that costs nothing.
@@ -222,15 +224,9 @@ def make_tuner(
     )
 
 
-def _parent_run(plan: SweepPlan, tracking: Tracking) -> str:
-    """The sweep's MLflow parent run: reopened on --resume, else a new one."""
-    experiment_id = tracking.experiment_id(plan.experiment)
-    if plan.resume:
-        found = tracking.find_sweep_run(experiment_id, plan.name, plan.storage)
-        if found is not None:
-            tracking.reopen_run(found)
-            return found
-    params = {
+def _parent_params(plan: SweepPlan) -> dict[str, Any]:
+    """The sweep's parameters as its parent run records them (and --resume compares them)."""
+    return {
         "space": plan.space_name,
         "profile": plan.profile.name,
         "mode": plan.mode,
@@ -241,6 +237,17 @@ def _parent_run(plan: SweepPlan, tracking: Tracking) -> str:
         "seeds": ",".join(str(s) for s in plan.profile.seeds),
         **{f"train.{key}": value for key, value in plan.profile.train.items()},
     }
+
+
+def _parent_run(plan: SweepPlan, tracking: Tracking) -> str:
+    """The sweep's MLflow parent run: reopened on --resume, else a new one."""
+    experiment_id = tracking.experiment_id(plan.experiment)
+    if plan.resume:
+        found = tracking.find_sweep_run(experiment_id, plan.name, plan.storage)
+        if found is not None:
+            tracking.reopen_run(found)
+            return found
+    params = _parent_params(plan)
     tags = {TAG_SWEEP: plan.name, TAG_SWEEP_STORAGE: plan.storage}
     run_id = tracking.start_parent_run(experiment_id, plan.name, params=params, tags=tags)
     tracking.log_config(run_id, plan.profile.to_dict())
@@ -262,19 +269,65 @@ def _check_restorable(plan: SweepPlan) -> None:
             f"sweep {plan.name!r} already exists in {plan.storage}; pass --resume to continue it "
             "or --name to start another"
         )
+    local = cli.local_path(plan.experiment_path)
+    if plan.resume and local is not None:
+        try:
+            pickle.loads((local / TUNER_STATE_FILE).read_bytes())
+        except Exception as error:  # any damage: truncated, overwritten, from another version
+            raise UserError(
+                f"--resume: the saved state of sweep {plan.name!r} ({local / TUNER_STATE_FILE}) "
+                f"cannot be read ({type(error).__name__}); start the sweep again under another "
+                "--name"
+            ) from None
+
+
+def _check_resume_arguments(plan: SweepPlan) -> None:
+    """--resume continues a sweep with the arguments it was started with: a changed one would
+    fail every trial (and leave the sweep unresumable), so it is refused before anything runs."""
+    if not plan.resume:
+        return
+    tracking = Tracking.at(plan.tracking_uri)
+    parent = tracking.find_sweep_run(
+        tracking.experiment_id(plan.experiment), plan.name, plan.storage
+    )
+    if parent is None:
+        return
+    logged = tracking.params(parent)
+    for key, value in _parent_params(plan).items():
+        if value is not None and key in logged and logged[key] != str(value):
+            raise UserError(
+                f"--resume: sweep {plan.name!r} was started with {key}={logged[key]} but this "
+                f"command has {key}={value}; resume it with its original arguments, or drop "
+                "--resume and pass another --name to start a new sweep"
+            )
 
 
 def check_sweep_data(plan: SweepPlan) -> None:
-    """Every data set the trials train on loads and holds their batches: checked once before Ray
-    starts, so missing or corrupt data is one line, not a FAILED parent run and a traceback."""
+    """The data sets the trials train on load and hold their batches: checked once before Ray
+    starts. When no trial could train, that is one line, not a FAILED parent run and a traceback;
+    when only some cannot, a notice names them (they fail as FAILED child runs, the rest train)."""
     from tcwae.data import check_dataset
 
-    examples: dict[tuple[str, str], int] = {}
+    problems: dict[tuple[str, str, int], str | None] = {}
     for config in plan.trial_configs():
-        key = (config.dataset, config.data_source)
-        if key not in examples:
-            examples[key] = check_dataset(config.dataset, plan.data_root, config.data_source)
-        check_batch_size(config.batch_size, examples[key], plan.workers)
+        key = (config.dataset, config.data_source, config.batch_size)
+        if key in problems:
+            continue
+        try:
+            examples = check_dataset(config.dataset, plan.data_root, config.data_source)
+            check_batch_size(config.batch_size, examples, plan.workers)
+            problems[key] = None
+        except UserError as error:
+            problems[key] = cli.one_line(error)
+    failing = [problem for problem in problems.values() if problem is not None]
+    if failing and len(failing) == len(problems):
+        raise UserError(failing[0])
+    if failing:
+        print(
+            f"{PROG}: the trials of {len(failing)} of {len(problems)} data choices will fail: "
+            f"{failing[0]}",
+            flush=True,
+        )
 
 
 def _share_data(plan: SweepPlan) -> SharedData:
@@ -306,6 +359,8 @@ def run_sweep(plan: SweepPlan) -> tuple[str, Any]:
     try:
         shared = _share_data(plan)
         grid = make_tuner(plan, parent_run_id, max_concurrent, shared).fit()
+        if _interrupted(plan, grid):
+            raise KeyboardInterrupt
         failed = [result for result in grid if result.error is not None]
         if failed:
             print(f"{PROG}: {len(failed)} of {len(grid)} trials failed (see MLflow)", flush=True)
@@ -324,9 +379,29 @@ def run_sweep(plan: SweepPlan) -> tuple[str, Any]:
             )
     except BaseException as error:
         tracking.end_run(parent_run_id, error)
+        if isinstance(error, KeyboardInterrupt):
+            _end_unfinished_trials(tracking, parent_run_id, error)
+            raise KeyboardInterrupt(
+                f"interrupted; MLflow parent run {parent_run_id} and its unfinished trials were "
+                "marked KILLED; run the same command with --resume to continue"
+            ) from None
         raise
     tracking.end_run(parent_run_id)
     return parent_run_id, report
+
+
+def _interrupted(plan: SweepPlan, grid: Any) -> bool:
+    """Tune catches Ctrl-C itself (it saves its state and returns): the sweep was interrupted
+    when it has fewer trials than planned or some neither finished nor failed."""
+    return len(grid) < plan.num_samples or grid.num_terminated + grid.num_errors < len(grid)
+
+
+def _end_unfinished_trials(tracking: Tracking, parent_run_id: str, error: BaseException) -> None:
+    """Trials whose actors Tune tore down never ended their MLflow runs: they end KILLED (a
+    --resume reopens them)."""
+    for run in tracking.child_runs(parent_run_id):
+        if run.info.status == "RUNNING":
+            tracking.end_run(run.info.run_id, error)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -338,10 +413,15 @@ def _main(argv: Sequence[str] | None) -> int:
     started = time.perf_counter()
     plan = plan_sweep(argv)
     check_sweep_data(plan)
+    _check_resume_arguments(plan)
     _check_restorable(plan)
     cluster.connect(plan.verbose)
+    storage = cli.local_path(plan.storage)
     try:
-        parent_run_id, report = run_sweep(plan)
+        with cli.exclusive_folder(
+            None if storage is None else storage / plan.name, f"sweep {plan.name!r}"
+        ):
+            parent_run_id, report = run_sweep(plan)
     except RuntimeError as error:
         print(f"{PROG}: failed: {error}", file=sys.stderr)
         return 1

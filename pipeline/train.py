@@ -29,6 +29,7 @@ from typing import Any
 
 from pipeline import cluster
 from pipeline.cli import (
+    exclusive_folder,
     local_path,
     require_writable,
     run_command,
@@ -177,7 +178,11 @@ def open_run(tracking: Tracking, spec: RunSpec) -> tuple[str, bool]:
     run_id = tracking.start_run(
         experiment_id, spec.name, params=config, tags=tags, parent_run_id=spec.parent_run_id
     )
-    tracking.log_config(run_id, spec.config.to_dict())
+    try:
+        tracking.log_config(run_id, spec.config.to_dict())
+    except BaseException as error:  # Ctrl-C or SIGTERM here must not leave the run RUNNING
+        tracking.end_run(run_id, error)
+        raise
     return run_id, False
 
 
@@ -207,22 +212,22 @@ def run_training(
             run_id,
         )
         return RunResult(run_id, tracking.latest_metrics(run_id))
-    shared = spec.shared_data
-    if shared is None and spec.workers > 1:
-        shared = share_datasets([spec.config], spec.data_root)
-    task = WorkerTask(
-        config=spec.config,
-        tracking_uri=spec.tracking_uri,
-        run_id=run_id,
-        data_root=spec.data_root,
-        use_gpu=spec.use_gpu,
-        fault=fault,
-        rung_check=spec.rung_check,
-        shared_data=shared,
-        launched_at=time.time(),
-    )
     started = time.perf_counter()
     try:
+        shared = spec.shared_data
+        if shared is None and spec.workers > 1:
+            shared = share_datasets([spec.config], spec.data_root)
+        task = WorkerTask(
+            config=spec.config,
+            tracking_uri=spec.tracking_uri,
+            run_id=run_id,
+            data_root=spec.data_root,
+            use_gpu=spec.use_gpu,
+            fault=fault,
+            rung_check=spec.rung_check,
+            shared_data=shared,
+            launched_at=time.time(),
+        )
         if spec.workers == 0:
             final = train_in_process(task, _in_process_folder(spec), f"{PROG}: ")
         else:
@@ -311,8 +316,11 @@ def _main(argv: Sequence[str] | None) -> int:
     check_launch(spec)
     if spec.workers >= 1:
         cluster.connect(spec.verbose)
+    storage = local_path(spec.storage)
+    run_folder = None if storage is None else storage / spec.name
     try:
-        result = run_training(spec)
+        with exclusive_folder(run_folder, f"run {spec.name!r} in {spec.storage}"):
+            result = run_training(spec)
     except TrainingFailed as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return 1

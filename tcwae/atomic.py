@@ -4,6 +4,7 @@ file, or none, and no temporary behind."""
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 import uuid
@@ -11,12 +12,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tcwae.errors import DiskFullError
+
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
 
 @contextmanager
 def atomic_path(path: str | Path, mode: int | None = None) -> Iterator[Path]:
     """A fresh path beside `path` for the block to create and write; renamed onto `path` when the
     block ends without an error, removed otherwise. `mode` sets the file's permission bits."""
     path = Path(path)
+    created = not path.parent.exists()
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     try:
@@ -24,8 +30,31 @@ def atomic_path(path: str | Path, mode: int | None = None) -> Iterator[Path]:
         if mode is not None:
             os.chmod(temporary, mode)
         os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        if created and not any(path.parent.iterdir()):
+            path.parent.rmdir()  # a folder made for this file alone (a checkpoint's) goes too
+        raise
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def write_bytes_atomically(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` through `atomic_path`; a full disk is a DiskFullError that says
+    so and where (torch.save reports it as an 'unexpected pos' in its zip writer)."""
+    path = Path(path)
+    try:
+        with atomic_path(path) as temporary:
+            temporary.write_bytes(data)
+    except OSError as error:
+        if error.errno not in NO_SPACE_ERRNOS:
+            raise
+        raise DiskFullError(
+            error.errno,
+            f"the disk is full: no space left to write {path} ({len(data) / 2**20:.1f} MB) on "
+            f"the disk of {path.parent}; free space there or pass --storage a folder on another "
+            "disk",
+        ) from error
 
 
 def write_text_atomically(path: str | Path, text: str, mode: int | None = None) -> None:

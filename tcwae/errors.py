@@ -8,3 +8,7 @@ and the fix. Errors of the code itself are any other exception.
 
 class UserError(Exception):
     """Something the user gave or set up is wrong; the message is one line naming it and the fix."""
+
+
+class DiskFullError(UserError, OSError):
+    """A write found no space left on its disk; the message names the file and the fix."""

@@ -20,6 +20,7 @@ reports through callbacks. Design points:
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +32,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from tcwae.atomic import atomic_path
+from tcwae.atomic import write_bytes_atomically
 from tcwae.config import ConfigError, TrainConfig
 from tcwae.costs import PER_IMAGE_COSTS
 from tcwae.methods import Method, StepRandomness, build_method, method_class, methods_for
@@ -368,9 +369,11 @@ class Trainer:
         self._last_losses = dict(state["last_losses"])
 
     def save(self, path: str | Path) -> None:
-        """Write the state atomically: a temporary file in the same folder, then a rename."""
-        with atomic_path(path) as temporary:
-            torch.save(self.state_dict(), temporary)
+        """Write the state atomically: a temporary file in the same folder, then a rename;
+        serialised in memory first, so that a full disk is an OSError that says so."""
+        buffer = io.BytesIO()
+        torch.save(self.state_dict(), buffer)
+        write_bytes_atomically(path, buffer.getvalue())
 
     def load(self, path: str | Path) -> None:
         self.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
