@@ -21,7 +21,13 @@ from pipeline.search_space import SEARCH_SPACE_DIR
 from pipeline.tracking import Tracking
 from tcwae.data.sprite_videos import DYNAMIC_FACTORS, FACTOR_NAMES, STATIC_FACTORS
 from tcwae.methods import SEQUENCE_METHODS
-from tcwae.sequence_eval import JUDGE_STEPS, SEQUENCE_SCORES, SEQUENCES_PICTURE, SWAP_PICTURE
+from tcwae.sequence_eval import (
+    JUDGE_STEPS,
+    SEQUENCE_EVAL_SIZES,
+    SEQUENCE_SCORES,
+    SEQUENCES_PICTURE,
+    SWAP_PICTURE,
+)
 
 SMALL_NETWORKS = {"ds": 4, "rnn_hidden": 16}
 PARENT_TAG = "mlflow.parentRunId"
@@ -91,7 +97,9 @@ def test_smoke_sweep_trains_judges_and_logs_the_three_sequence_models(ray_sessio
         # IS lies between 1 and the number of kept joint classes (3 x 6 x 4 static, 8 x 3 dynamic)
         assert 1.0 - 1e-6 <= metrics["kept_static_is"] <= 72 + 1e-6
         assert 1.0 - 1e-6 <= metrics["kept_dynamics_is"] <= 24 + 1e-6
-        assert metrics["eval_sequences"] == 32 and metrics["train/loss"] > 0
+        assert metrics["eval_sequences"] == SEQUENCE_EVAL_SIZES["smoke"]
+        assert metrics["eval_held_out"] == 360 and metrics["train/loss"] > 0  # judged held out
+        assert {f"{score}_se" for score in SEQUENCE_SCORES} <= set(metrics)
         artifacts = set(tracking.artifact_paths(run.info.run_id))
         assert {SWAP_PICTURE, SEQUENCES_PICTURE, "config.yaml", "checkpoint/trainer.pt"} <= (
             artifacts
