@@ -28,6 +28,13 @@ from pipeline.tracking_store import (
     sqlite_path,
     store_lock,
 )
+from pipeline.tracking_ui import (
+    MODEL_TRAINING_KIND,
+    TAG_DESCRIPTION,
+    TAG_EXPERIMENT_KIND,
+    param_values,
+    run_address,
+)
 from tcwae.errors import UserError
 from tcwae.values import is_finite_number
 
@@ -137,15 +144,20 @@ class Tracking:
     # Experiments ---------------------------------------------------------------------------
 
     def experiment_id(self, name: str) -> str:
-        """The id of experiment `name`, created on first use with an absolute artifact root."""
+        """The id of experiment `name`, created on first use with an absolute artifact root and
+        marked (also when made earlier) a model-training experiment: see `pipeline.tracking_ui`."""
         from mlflow.exceptions import MlflowException
 
         experiment = self.client.get_experiment_by_name(name)
         if experiment is not None:
+            if TAG_EXPERIMENT_KIND not in experiment.tags:
+                self.client.set_experiment_tag(experiment.experiment_id, *MODEL_TRAINING_KIND)
             return experiment.experiment_id
         try:
             return self.client.create_experiment(
-                name, artifact_location=artifact_location_for(self.tracking_uri)
+                name,
+                artifact_location=artifact_location_for(self.tracking_uri),
+                tags=dict([MODEL_TRAINING_KIND]),
             )
         except MlflowException:
             # Another process created it between our lookup and our create.
@@ -155,11 +167,11 @@ class Tracking:
             return experiment.experiment_id
 
     def run_page(self, run_id: str) -> str:
-        """The address of a run's own page in the MLflow UI (for a sqlite store, that of
-        `mlflow ui --backend-store-uri <uri>` on its default port)."""
+        """The address of a run's own page in the MLflow UI's Model training view (for a sqlite
+        store, that of `mlflow ui --backend-store-uri <uri>` on its default port)."""
         database = sqlite_path(self.tracking_uri)
-        base = LOCAL_UI if database is not None else self.tracking_uri.rstrip("/")
-        return f"{base}/#/experiments/{self._experiment_of(run_id)}/runs/{run_id}"
+        base = LOCAL_UI if database is not None else self.tracking_uri
+        return run_address(base, self._experiment_of(run_id), run_id)
 
     # Runs ----------------------------------------------------------------------------------
 
@@ -293,9 +305,11 @@ class Tracking:
         )
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        """Log parameters; unset ones (None) are left out (`pipeline.tracking_ui.param_values`)."""
         from mlflow.entities import Param
 
-        self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        values = param_values(params)
+        self.client.log_batch(run_id, params=[Param(k, v) for k, v in values.items()])
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
         """Log finite numbers at `step` in one batch; NaN and inf are skipped (MLflow's charts
@@ -373,8 +387,14 @@ class Tracking:
         return f"runs:/{run_id}/{MODEL_NAME}"
 
     def stop_run(self, run_id: str, tags: Mapping[str, Any]) -> None:
-        """End a run that the sweep's scheduler stopped: KILLED, `tags` saying where and why."""
-        self.set_tags(run_id, tags)
+        """End a run that the sweep's scheduler stopped: KILLED, `tags` saying where and why, the
+        reason also its description. Its trial may already have ended it with the error of its
+        workers being torn down by that stop (Ray's ActorDiedError): that tag goes."""
+        reason = tags.get(TAG_STOP_REASON)
+        described = {TAG_DESCRIPTION: f"Stopped by successive halving: {reason}"} if reason else {}
+        self.set_tags(run_id, {**tags, **described})
+        if TAG_ERROR in self.tags(run_id):
+            self.client.delete_tag(run_id, TAG_ERROR)
         self.client.set_terminated(run_id, KILLED)
 
     def logged_encoder(self, run_id: str) -> Any | None:
