@@ -27,6 +27,13 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from pipeline.checkpoints import (
+    CHECKPOINT_FILE,
+    CHECKPOINT_PREFIX,
+    checkpoint_files,
+    older_checkpoint_files,
+    restore_newest_intact,
+)
 from pipeline.rungs import RungCheck, rung_metric
 from pipeline.shared_data import SharedData, worker_dataset
 from pipeline.tracking import TAG_NON_FINITE, Tracking
@@ -34,7 +41,6 @@ from tcwae.config import TrainConfig
 from tcwae.eval_profiles import PROFILES
 
 CHECKPOINTS_TO_KEEP = 2
-CHECKPOINT_FILE = "trainer.pt"
 TRAIN_PREFIX = "train/"
 LOSS_METRIC = f"{TRAIN_PREFIX}loss"
 MIG_CURVE_METRIC = f"{TRAIN_PREFIX}mig"  # every `mig_every` steps, on the eval profile's sizes
@@ -119,7 +125,10 @@ class _RaySession:
         if checkpoint is None:
             return False
         with checkpoint.as_directory() as folder:
-            trainer.load(Path(folder) / CHECKPOINT_FILE)
+            files = [Path(folder) / CHECKPOINT_FILE]
+            if checkpoint.filesystem.type_name == "local":
+                files += older_checkpoint_files(Path(checkpoint.path))
+            restore_newest_intact(trainer, files, self.show)
         return True
 
     def report(self, metrics: dict[str, Any], checkpoint_of: Any | None = None) -> None:
@@ -148,21 +157,15 @@ class _InProcessSession:
         self.folder = folder
         self.prefix = prefix
 
-    def _checkpoints(self) -> list[Path]:
-        return sorted(self.folder.glob(f"checkpoint_*/{CHECKPOINT_FILE}"))
-
     def restore(self, trainer: Any) -> bool:
-        checkpoints = self._checkpoints()
-        if not checkpoints:
-            return False
-        trainer.load(checkpoints[-1])
-        return True
+        return restore_newest_intact(trainer, checkpoint_files(self.folder), self.show) is not None
 
     def report(self, metrics: dict[str, Any], checkpoint_of: Any | None = None) -> None:
         if checkpoint_of is None:
             return
-        checkpoint_of.save(self.folder / f"checkpoint_{checkpoint_of.step:09d}" / CHECKPOINT_FILE)
-        for stale in self._checkpoints()[:-CHECKPOINTS_TO_KEEP]:
+        folder = self.folder / f"{CHECKPOINT_PREFIX}{checkpoint_of.step:09d}"
+        checkpoint_of.save(folder / CHECKPOINT_FILE)
+        for stale in checkpoint_files(self.folder)[CHECKPOINTS_TO_KEEP:]:
             shutil.rmtree(stale.parent)
 
     def show(self, line: str) -> None:

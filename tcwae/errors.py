@@ -12,3 +12,7 @@ class UserError(Exception):
 
 class DiskFullError(UserError, OSError):
     """A write found no space left on its disk; the message names the file and the fix."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint file cannot be read (a write cut short, another file); names the file."""

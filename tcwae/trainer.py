@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tcwae.atomic import write_bytes_atomically
 from tcwae.config import ConfigError, TrainConfig
 from tcwae.costs import PER_IMAGE_COSTS
+from tcwae.errors import CheckpointError
 from tcwae.methods import Method, StepRandomness, build_method, method_class, methods_for
 
 if TYPE_CHECKING:
@@ -86,6 +88,17 @@ def bf16_supported(device: torch.device) -> bool:
     except OSError:
         return False
     return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The state saved at `path`; a file cut short or not written by `Trainer.save` is a
+    `CheckpointError` naming it, not torch's zip error, so a caller can fall back to an older
+    one."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as error:
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise CheckpointError(f"checkpoint {path} cannot be read ({reason})") from None
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -376,7 +389,7 @@ class Trainer:
         write_bytes_atomically(path, buffer.getvalue())
 
     def load(self, path: str | Path) -> None:
-        self.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        self.load_state_dict(read_checkpoint(path))
 
     def _eval_batches(self, images: torch.Tensor):
         for start in range(0, images.shape[0], EVAL_BATCH_SIZE):
