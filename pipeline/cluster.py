@@ -35,15 +35,15 @@ LOCAL_HOST = "127.0.0.1"
 
 def connect(verbose: bool = False) -> None:
     """Join $RAY_ADDRESS, else the answering local cluster Ray recorded, else start a local Ray
-    instance; nothing when Ray is already initialised. Ray's own log lines from workers and actors
-    reach this console only when `verbose`."""
+    instance; nothing when Ray is already initialised. Ray's own log lines from workers and actors,
+    and its warnings, reach this console only when `verbose` (its errors always do)."""
     import ray
 
     if ray.is_initialized():
         return
     options = {
         "log_to_driver": verbose,
-        "logging_level": logging.INFO if verbose else logging.WARNING,
+        "logging_level": logging.INFO if verbose else logging.ERROR,
     }
     asked = os.environ.get(ADDRESS_VARIABLE, "")
     if asked:

@@ -32,6 +32,8 @@ from ray.tune.search.optuna import OptunaSearch
 from pipeline.rungs import STEP_KEY, Decision, SchedulerSpec, SuccessiveHalving, rung_metric
 
 StopHandler = Callable[[str, Decision], None]
+# Told every decision as it is made, with the sweep's trials (whose configs name them).
+DecisionHandler = Callable[[list[Decision], list[Trial]], None]
 
 
 class MultiObjectiveAsha(FIFOScheduler):
@@ -44,11 +46,17 @@ class MultiObjectiveAsha(FIFOScheduler):
     _supports_buffered_results = False
 
     def __init__(
-        self, spec: SchedulerSpec, steps: int, trials: int | None = None, max_concurrent: int = 1
+        self,
+        spec: SchedulerSpec,
+        steps: int,
+        trials: int | None = None,
+        max_concurrent: int = 1,
+        on_decisions: DecisionHandler | None = None,
     ) -> None:
         super().__init__()
         self.halving = SuccessiveHalving(spec, steps, trials if spec.synchronous else None)
         self.max_concurrent = max_concurrent
+        self.on_decisions = on_decisions
         self.paused: set[str] = set()  # trials this scheduler paused that have not run again
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
@@ -111,6 +119,8 @@ class MultiObjectiveAsha(FIFOScheduler):
         """Stop the waiting trials that `decisions` stop; promoted ones wait for
         `choose_trial_to_run`. A running one (the trial being judged, or one that --resume
         restarted) gets STOP at its next result."""
+        if decisions and self.on_decisions is not None:
+            self.on_decisions(decisions, tune_controller.get_trials())
         losers = {d.trial_id for d in decisions if not d.proceed}
         if not self.halving.spec.synchronous or not losers:
             return

@@ -36,14 +36,16 @@ from pipeline.search_space import (
     trial_train_config,
 )
 from pipeline.shared_data import SharedData, share_datasets
-from pipeline.sweep_plan import SweepPlan, concurrent_trials, plan_from_args
+from pipeline.sweep_plan import DEFAULT_MODE, SweepPlan, concurrent_trials, plan_from_args
 from pipeline.tracking import (
+    MAX_TAG_LENGTH,
     TAG_STOP_REASON,
     TAG_STOPPED_AT,
     TAG_SWEEP,
     TAG_SWEEP_STORAGE,
     Tracking,
 )
+from pipeline.tracking_ui import TAG_DESCRIPTION, sweep_description
 from pipeline.train import (
     check_batch_size,
     check_data,
@@ -94,7 +96,7 @@ def build_parser() -> cli.ArgumentParser:
     parser.add_argument(
         "--seeds", help="comma-separated seeds in place of the profile's (e.g. 2 or 3,4)"
     )
-    parser.add_argument("--mode", default="grid", help="grid (the file's grids) or optuna")
+    parser.add_argument("--mode", default=DEFAULT_MODE, help="grid (the file's grids) or optuna")
     parser.add_argument("--num-samples", type=int, help="optuna mode: trials (profile's default)")
     parser.add_argument("--max-concurrent", type=int, help="trials at once (from the cluster)")
     parser.add_argument("--workers-per-trial", type=int, help="DDP workers per trial (profile)")
@@ -134,6 +136,8 @@ def search_algorithm(plan: SweepPlan) -> Any:
 
     from pipeline.scheduler import PruningOptunaSearch
 
+    if not plan.verbose:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # its "study created" line
     metrics, modes = objectives(plan.profile)
     if plan.mode == "grid":
         space = GridDefineByRun(plan.points)
@@ -177,13 +181,14 @@ def make_tuner(
     from ray import tune
 
     from pipeline.scheduler import MultiObjectiveAsha, RungConcurrencyLimiter, SchedulerCallback
-    from pipeline.sweep_console import ProgressLines, SweepTable
+    from pipeline.sweep_console import ProgressLines, RungLines, SweepTable
 
     # The searcher's scores arrive only in a trial's last report; the reports before it carry
     # the training losses that the TorchTrainer forwards, which Tune would otherwise reject.
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     # Tune's own table (the legacy output engine) is the one whose columns and resource line
-    # can be chosen: see SweepTable.
+    # can be chosen: see SweepTable. It is printed every TABLE_EVERY_S with --verbose only; by
+    # default Tune is silent (verbose=0) and the console holds ProgressLines and RungLines.
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
 
     trainable = tune.with_resources(
@@ -196,7 +201,7 @@ def make_tuner(
     searcher, limit = search_algorithm(plan), max_concurrent
     if plan.scheduler is not None:
         scheduler = MultiObjectiveAsha(
-            plan.scheduler, budget_steps(plan), plan.num_samples, max_concurrent
+            plan.scheduler, budget_steps(plan), plan.num_samples, max_concurrent, RungLines(PROG)
         )
         callbacks.append(SchedulerCallback(scheduler, StopMarker(plan)))
         # Trials paused at a synchronous rung must not count against the concurrency limit.
@@ -217,8 +222,8 @@ def make_tuner(
         run_config=tune.RunConfig(
             name=plan.name,
             storage_path=plan.storage,
-            verbose=1,
-            progress_reporter=SweepTable(TABLE_COLUMNS, TABLE_EVERY_S),
+            verbose=1 if plan.verbose else 0,
+            progress_reporter=SweepTable(TABLE_COLUMNS, TABLE_EVERY_S) if plan.verbose else None,
             callbacks=callbacks,
         ),
     )
@@ -248,10 +253,29 @@ def _parent_run(plan: SweepPlan, tracking: Tracking) -> str:
             tracking.reopen_run(found)
             return found
     params = _parent_params(plan)
-    tags = {TAG_SWEEP: plan.name, TAG_SWEEP_STORAGE: plan.storage}
+    tags = {
+        TAG_SWEEP: plan.name,
+        TAG_SWEEP_STORAGE: plan.storage,
+        TAG_DESCRIPTION: f"{_headline(plan)}; its ranked table comes here when the sweep ends.",
+    }
     run_id = tracking.start_parent_run(experiment_id, plan.name, params=params, tags=tags)
     tracking.log_config(run_id, plan.profile.to_dict())
     return run_id
+
+
+def _headline(plan: SweepPlan) -> str:
+    return (
+        f"Sweep **{plan.name}**: {plan.num_samples} trials of search space `{plan.space_name}`, "
+        f"profile `{plan.profile.name}`, {plan.mode} mode; each child run is one trial"
+    )
+
+
+def _describe_sweep(tracking: Tracking, parent_run_id: str, plan: SweepPlan, report: Any) -> None:
+    """The parent run's description (its page's first lines in the MLflow UI): the ranked table
+    with the stopped and failed trials, as printed."""
+    headline = f"{_headline(plan)}. Best: {report.best_overall['label']}."
+    text = sweep_description(headline, report.text, MAX_TAG_LENGTH)
+    tracking.set_tags(parent_run_id, {TAG_DESCRIPTION: text})
 
 
 def _check_restorable(plan: SweepPlan) -> None:
@@ -368,6 +392,7 @@ def run_sweep(plan: SweepPlan) -> tuple[str, Any]:
             report = report_sweep(
                 tracking, parent_run_id, scratch, plan.profile.rank_by, results_md=plan.results_md
             )
+        _describe_sweep(tracking, parent_run_id, plan, report)
         version = register_best(
             tracking, plan.space_name, plan.name, report.ranked, plan.profile.rank_by
         )

@@ -1,5 +1,6 @@
-"""What a person watching a sweep sees: Tune's trial table with the step, the main loss and the
-latest MIG of every trial and the resources really in use, and one line per trial report."""
+"""What a person watching a sweep sees: one line per trial report, one per rung decision, one
+when a trial ends; with --verbose also Tune's trial table with the step, the main loss and the
+latest MIG of every trial and the resources really in use."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from ray.tune import CLIReporter
 
 from pipeline import cluster
 from pipeline.report_ranking import METHOD_HYPERPARAMETERS
+from pipeline.rungs import Decision
 from pipeline.worker import PROGRESS_KEY
 from tcwae.metrics import PAPER_SCORES
 
@@ -46,13 +48,32 @@ class ProgressLines(tune.Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info):
         last = trial.last_result or {}
         scores = ", ".join(f"{key} {last[key]:.4g}" for key in PAPER_SCORES if key in last)
-        self._say(trial, f"finished: {scores}")
+        self._say(trial, f"finished: {scores}" if scores else "stopped at its rung, not ranked")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info):
         self._say(trial, "failed (its MLflow run holds the error)")
 
     def _say(self, trial: Any, text: str) -> None:
         print(f"{self.prog}: {trial.trial_id} {trial_label(trial.config)}: {text}", flush=True)
+
+
+class RungLines:
+    """The successive-halving scheduler's decisions, one line a trial a rung, best first; a
+    decision told again (a trial resumed at its rung) is not printed twice."""
+
+    def __init__(self, prog: str) -> None:
+        self.prog = prog
+        self.told: set[tuple[str, int]] = set()
+
+    def __call__(self, decisions: list[Decision], trials: list[Any]) -> None:
+        configs = {trial.trial_id: trial.config for trial in trials}
+        for decision in sorted(decisions, key=lambda d: (d.step, d.position)):
+            key = (decision.trial_id, decision.step)
+            if key in self.told:
+                continue
+            self.told.add(key)
+            label = trial_label(configs.get(decision.trial_id, {}))
+            print(f"{self.prog}: {decision.trial_id} {label}: {decision.reason()}", flush=True)
 
 
 def trial_label(config: Mapping[str, Any]) -> str:

@@ -19,7 +19,8 @@ from pipeline.tracking_store import check_tracking_uri, resolve_tracking_uri
 from tcwae.config import MAX_SEED, TrainConfig
 from tcwae.errors import UserError
 
-MODES = ("grid", "optuna")
+DEFAULT_MODE = "grid"  # left out of a sweep's default name
+MODES = (DEFAULT_MODE, "optuna")
 TRIALS_DIR = "trials"
 # Bounds of the numeric flags: far above any real sweep, far below what breaks Ray or Optuna.
 MAX_TRIALS = 100_000
@@ -142,7 +143,8 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
     space_name = Path(space.source).stem
     subset = f"-{'_'.join(profile.methods)}" if methods else ""
     subset += f"-seeds{'_'.join(map(str, profile.seeds))}" if args.seeds else ""
-    name = cli.check_folder_name(args.name or f"{space_name}-{profile.name}-{args.mode}{subset}")
+    mode = "" if args.mode == DEFAULT_MODE else f"-{args.mode}"
+    name = cli.check_folder_name(args.name or f"{space_name}-{profile.name}{mode}{subset}")
     results_md = None
     if args.results_md:
         results_path = Path(args.results_md).expanduser().resolve()

@@ -287,3 +287,49 @@ def test_a_stopped_trial_stays_killed_when_its_torn_down_workers_raise(tmp_path)
     run = tracking.client.get_run(run_id)
     assert run.info.status == KILLED
     assert run.data.tags[TAG_STOPPED_AT] == "2" and TAG_ERROR not in run.data.tags
+
+
+def test_a_stopped_trial_is_killed_without_error_when_its_workers_raised_first(tmp_path):
+    """The other order: the trial's driver sees its workers torn down and ends the run FAILED
+    with that error before the scheduler's stop reaches MLflow; the stop still leaves a KILLED
+    run with its reason as description and no error tag."""
+    from pipeline.tracking import KILLED, TAG_ERROR, TAG_STOP_REASON, TAG_STOPPED_AT, Tracking
+    from pipeline.tracking_ui import TAG_DESCRIPTION
+
+    tracking = Tracking.at(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run_id = tracking.start_run(tracking.experiment_id("halving"), "stopped-trial")
+    tracking.end_run(run_id, RuntimeError("ActorDiedError: The actor died unexpectedly"))
+    assert TAG_ERROR in tracking.tags(run_id)
+    tracking.stop_run(run_id, {TAG_STOPPED_AT: 2, TAG_STOP_REASON: "stopped at rung 1 of 1"})
+    run = tracking.client.get_run(run_id)
+    assert run.info.status == KILLED and TAG_ERROR not in run.data.tags
+    assert run.data.tags[TAG_DESCRIPTION] == "Stopped by successive halving: stopped at rung 1 of 1"
+
+
+def test_rung_decisions_are_printed_best_first_and_once(capsys):
+    """Each decision is one console line naming the trial and the reason, best first; a trial
+    restarted at a rung that already decided gets its decision again, which is not reprinted."""
+    from pipeline.sweep_console import RungLines
+
+    controller = Controller(["t0", "t1", "t2"])
+    for trial, quality in zip(controller.trials, (2.0, 0.0, 5.0), strict=True):
+        trial.config = {"method": "wae_mmd", "lam": 10 * quality, "seed": 0}
+    scheduler = MultiObjectiveAsha(SYNC_SPEC, STEPS, 3, 1, RungLines("sweep"))
+    for trial, quality in zip(controller.trials, (2.0, 0.0, 5.0), strict=True):
+        trial.set_status("RUNNING")
+        scheduler.on_trial_result(controller, trial, rung_report(quality))
+        trial.set_status("PAUSED")
+    # A resumed trial reports the rung again: the scheduler hands back its earlier decision.
+    scheduler._settle(controller, scheduler.halving.arrive("t0", 10, scores(2.0)))
+    lines = capsys.readouterr().out.splitlines()
+    expected = [
+        ("t2 wae_mmd lam=50", "continues", "1st"),
+        ("t0 wae_mmd lam=20", "continues", "2nd"),
+        ("t1 wae_mmd lam=0", "stopped", "3rd"),
+    ]
+    assert len(lines) == len(expected), lines
+    for line, (trial, verdict, position) in zip(lines, expected, strict=True):
+        assert line.startswith(
+            f"sweep: {trial} seed=0: {verdict} at rung 1 of 2 (step 10): {position} of 3 trials"
+        ), line
+        assert line.endswith("the best 2 continue"), line
