@@ -2,11 +2,13 @@
 literature judges them.
 
 `sequence_section` is one section of RESULTS.md, replaced in place by `--results-md` (the
-Table 1a page is for image sweeps): the judge's own held-out accuracy first, because it bounds
-every judged score, then each method's mean +- std over seeds of the reconstruction cost and the
-judged scores in both directions, beside chance and the ideal, then the accuracy of each kept
-factor. Everything is read from the trials' MLflow metrics, so the section is regenerated from
-the store (`report.py --results-md`).
+Table 1a page is for image sweeps): the judge's own accuracy on the held-out sequences first,
+because it bounds every judged score, then each method's mean +- std over seeds of the
+reconstruction cost and the judged scores in both directions, beside chance and the ideal, then
+the accuracy of each kept factor. The trials also log the resampled factors' accuracy
+(`kept_<direction>_resampled_acc*`) and every score's standard error (`<score>_se`); this
+section does not show them yet. Everything is read from the trials' MLflow metrics, so the
+section is regenerated from the store (`report.py --results-md`).
 """
 
 from __future__ import annotations
@@ -84,15 +86,16 @@ def sequence_section(
         "",
         f"**Machine:** {machine}",
         "",
-        "**The judge** (a classifier of all five factors trained once on the grid's labels, "
-        f"shared by every trial): held-out accuracy {judge} on all factors at once; "
+        "**The judge** (a classifier of all five factors trained on the training part's "
+        f"labels, shared by every trial): held-out accuracy {judge} on all factors at once; "
         f"per factor {factor_judge}.",
         "",
-        "Generated sequences keep one code of a real sequence and draw the other from the prior: "
-        "*static kept* judges shape, colour and scale; *dynamics kept* judges motion and "
-        "rotation. acc: all kept factors right; IS, H(y|x), H(y): of the kept joint label "
-        "(natural log). Mean ± std over seeds (n); Rec is the per-sequence reconstruction cost "
-        "summed over 8 frames. Chance (of the accuracies) and ideal are on the full grid.",
+        "Generated sequences keep one code of a held-out sequence and draw the other from the "
+        "prior, the same number for every class of the kept label: *static kept* judges shape, "
+        "colour and scale; *dynamics kept* judges motion and rotation. acc: all kept factors "
+        "right; IS, H(y|x), H(y): of the kept joint label (natural log). Mean ± std over seeds "
+        "(n); Rec is the reconstruction cost per held-out sequence, summed over 8 frames. "
+        "Chance (of the accuracies) and ideal are on the full grid.",
         "",
     ]
     header = ["Method", "n", "Rec"]
