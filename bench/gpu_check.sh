@@ -8,8 +8,9 @@
 # device tool's return folder) when it is set.
 #
 # The device image has torch, Ray, h5py, scipy, scikit-learn, matplotlib and PyYAML; MLflow and
-# Optuna travel as wheels in .whl/ (see README, "GPU check"), installed into a venv that sees the
-# image's packages.
+# Optuna travel as wheels in .whl/, installed into a venv that sees the image's packages. No
+# document describes building .whl/ (the README section that did is gone): put there the wheels
+# of MLflow, Optuna and whatever of their dependencies the image lacks (installed --no-deps).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$(mktemp -d)}

@@ -90,7 +90,7 @@ def main() -> None:
             "",
             f"The judge: {judge:.2f} CPU s a step at batch {BATCH_SIZE}. A sweep's trial also "
             "pays Ray's start-up and the evaluation; the measured `cpu` sweep of "
-            "`sprite_videos` (README, *What the profiles cost*) is the whole-sweep figure.",
+            "`sprite_videos` (docs/sweeps.md, *What the profiles cost*) is the whole-sweep figure.",
         ]
     )
     if not args.no_write:

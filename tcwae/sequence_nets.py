@@ -9,7 +9,7 @@ static code s is inferred from x_1:T with an LSTM; z_t from h_t and z_{t-1} with
 the learned prior p(z_t | z_<t) is recurrent; for generation (s, z_t) are concatenated into an
 LSTM whose hidden state feeds the frame decoder; the weakly supervised variant concatenates a
 categorical code a there too and infers a from the dynamic codes. Our choices where they are
-silent (collected in README, "Sequence models"):
+silent (collected in docs/sequences.md):
 
 - frame encoder: the Table-3 encoder network unchanged except its output layer, whose 2 d_z units
   become `hidden` frame features (no nonlinearity after it, as in Table 3);

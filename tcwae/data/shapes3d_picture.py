@@ -1,6 +1,7 @@
 """A picture of procedural Shapes3D: every shape, then a sweep of each factor, one row a factor.
 
-`python -m tcwae.data.shapes3d_picture docs/shapes3d_procedural.png` redraws README's figure.
+`python -m tcwae.data.shapes3d_picture docs/shapes3d_procedural.png` redraws the figure of
+docs/data.md.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ same weighted sum as R-WAE with KL terms instead of divergences between aggregat
 each KL in closed form, per sequence, averaged over the batch; the dynamic KLs are evaluated along
 the posterior's own sample path z_<t (the single-sample estimate of DSVAE's expectation). The
 likelihood is Bernoulli (cross-entropy), as for the image VAE baselines. What still departs from
-the paper is listed in README ("Sequence models") and in `tcwae.sequence_nets`.
+the paper is listed in docs/sequences.md and in `tcwae.sequence_nets`.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
 with the deterministic-decoder reconstruction cost of the WAE (any `tcwae.costs` cost), the
 networks of `tcwae.sequence_nets` and D an IMQ-MMD (R-WAE(MMD)) or an adversarial estimate
 (R-WAE(GAN)) between aggregate posterior and prior. The full paper is not available here; every
-choice below that its abstract leaves open is ours and listed in README ("Sequence models"):
+choice below that its abstract leaves open is ours and listed in docs/sequences.md:
 - q(z_t) against p(z_t | z_<t): at each t, the batch of posterior samples z_t against prior
   samples z^_t ~ p(z_t | z_<t) drawn along the same posterior histories (`dynamic_mmd`);
 - the adversarial D is the symmetric KL by the density-ratio trick (`density_ratio_divergence`),
@@ -31,7 +31,7 @@ from tcwae.methods.sequential import (
 )
 from tcwae.nets import Discriminator
 
-PAPER = "Han, Min, Han, Li and Zhang 2021, seed 002 (our reading, README 'Sequence models')"
+PAPER = "Han, Min, Han, Li and Zhang 2021, seed 002 (our reading, docs/sequences.md)"
 
 
 class RWAEMMD(SequenceMethod):
