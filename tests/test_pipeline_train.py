@@ -23,6 +23,7 @@ from pipeline.rungs import RungCheck
 from pipeline.shared_data import FROM_OBJECT_STORE, LOADED_BY_WORKER
 from pipeline.tracking import TAG_ERROR, TAG_PARENT, TAG_PREVIOUS_ERROR, Tracking, describe_error
 from pipeline.tracking_store import resolve_tracking_uri
+from pipeline.tracking_ui import param_values
 from pipeline.train import TrainingFailed, check_launch, main, run_training
 from pipeline.worker import PICTURES, RESUMED_METRIC, SigkillOnce
 from tcwae.config import ConfigError, TrainConfig
@@ -268,7 +269,7 @@ def test_workers_0_trains_in_process_and_records_a_complete_run(tiny_data_root, 
     )
     assert out[-2] == f"train: browse with: mlflow ui --backend-store-uri {uri}"
     assert out[-1].startswith("train: MLflow run page: http://127.0.0.1:5000/#/experiments/")
-    assert out[-1].endswith(f"/runs/{run_id}")
+    assert out[-1].endswith(f"/runs/{run_id}?workflowType=machine_learning")
     assert tracking.tags(run_id)["device"] == "1 x cpu"
     assert tracking.tags(run_id)["data_loading"] == LOADED_BY_WORKER
     assert set(PICTURES) | {"config.yaml", "checkpoint/trainer.pt"} <= set(
@@ -401,8 +402,9 @@ def test_interrupted_run_resumes_when_the_same_command_runs_again_and_records_ev
     assert "rank 1" in tracking.tags(run_id)[TAG_PREVIOUS_ERROR]
 
     params = tracking.params(run_id)
-    configured = {key: str(value) for key, value in expected.to_dict().items()}
+    configured = param_values(expected.to_dict())  # unset options (None) are not logged
     assert {key: params[key] for key in configured} == configured
+    assert not (set(expected.to_dict()) - set(configured)) & set(params)
     # The preset's resolved Adam values are recorded beside the config that left them unset.
     adam, _ = expected.adam()
     assert params["adam.lr"] == f"{adam.lr:g}"
