@@ -33,6 +33,7 @@ bench: setup
 	$(PY) bench/sweep.py --grace 300
 	$(PY) bench/trial_startup.py
 	$(PY) bench/sequence_cost.py
+	$(PY) bench/sweep_efficiency.py
 
 sweep: setup
 	$(PY) pipeline/sweep.py dsprites --profile cpu
