@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import pickle
 import sys
 import tempfile
 import time
@@ -36,6 +35,12 @@ from pipeline.search_space import (
     trial_train_config,
 )
 from pipeline.shared_data import SharedData, share_datasets
+from pipeline.sweep_checks import (
+    check_restorable,
+    check_resume_arguments,
+    check_sweep_data,
+    parent_params,
+)
 from pipeline.sweep_plan import DEFAULT_MODE, SweepPlan, concurrent_trials, plan_from_args
 from pipeline.tracking import (
     MAX_TAG_LENGTH,
@@ -47,7 +52,6 @@ from pipeline.tracking import (
 )
 from pipeline.tracking_ui import TAG_DESCRIPTION, sweep_description
 from pipeline.train import (
-    check_batch_size,
     check_data,
     print_run_page,
     record_failed_run,
@@ -58,7 +62,6 @@ from tcwae.errors import UserError
 
 PROG = "sweep"
 TAG_REGISTERED_MODEL = "tcwae.registered_model"
-TUNER_STATE_FILE = "tuner.pkl"  # what Tuner.restore reads first
 # A trial's own process only waits on its TorchTrainer, whose workers reserve the CPUs and GPUs.
 # Tune's default of 1 CPU per trial would halve a 2-core laptop's concurrency, and Tune refuses an
 # empty request, so the driver reserves one byte of memory: a real reservation that costs nothing.
@@ -229,21 +232,6 @@ def make_tuner(
     )
 
 
-def _parent_params(plan: SweepPlan) -> dict[str, Any]:
-    """The sweep's parameters as its parent run records them (and --resume compares them)."""
-    return {
-        "space": plan.space_name,
-        "profile": plan.profile.name,
-        "mode": plan.mode,
-        "methods": ",".join(plan.profile.methods),
-        "num_samples": plan.num_samples,
-        "workers_per_trial": plan.workers,
-        "gpus_per_worker": plan.gpus_per_worker,
-        "seeds": ",".join(str(s) for s in plan.profile.seeds),
-        **{f"train.{key}": value for key, value in plan.profile.train.items()},
-    }
-
-
 def _parent_run(plan: SweepPlan, tracking: Tracking) -> str:
     """The sweep's MLflow parent run: reopened on --resume, else a new one."""
     experiment_id = tracking.experiment_id(plan.experiment)
@@ -252,7 +240,7 @@ def _parent_run(plan: SweepPlan, tracking: Tracking) -> str:
         if found is not None:
             tracking.reopen_run(found)
             return found
-    params = _parent_params(plan)
+    params = parent_params(plan)
     tags = {
         TAG_SWEEP: plan.name,
         TAG_SWEEP_STORAGE: plan.storage,
@@ -278,82 +266,6 @@ def _describe_sweep(tracking: Tracking, parent_run_id: str, plan: SweepPlan, rep
     tracking.set_tags(parent_run_id, {TAG_DESCRIPTION: text})
 
 
-def _check_restorable(plan: SweepPlan) -> None:
-    """--resume needs an earlier sweep of that name; a new sweep must not overwrite one."""
-    from ray import tune
-
-    exists = tune.Tuner.can_restore(plan.experiment_path)
-    if plan.resume and not exists:
-        raise UserError(
-            f"--resume: no sweep {plan.name!r} to continue in {plan.storage}; "
-            "drop --resume to start it"
-        )
-    if not plan.resume and exists:
-        raise UserError(
-            f"sweep {plan.name!r} already exists in {plan.storage}; pass --resume to continue it "
-            "or --name to start another"
-        )
-    local = cli.local_path(plan.experiment_path)
-    if plan.resume and local is not None:
-        try:
-            pickle.loads((local / TUNER_STATE_FILE).read_bytes())
-        except Exception as error:  # any damage: truncated, overwritten, from another version
-            raise UserError(
-                f"--resume: the saved state of sweep {plan.name!r} ({local / TUNER_STATE_FILE}) "
-                f"cannot be read ({type(error).__name__}); start the sweep again under another "
-                "--name"
-            ) from None
-
-
-def _check_resume_arguments(plan: SweepPlan) -> None:
-    """--resume continues a sweep with the arguments it was started with: a changed one would
-    fail every trial (and leave the sweep unresumable), so it is refused before anything runs."""
-    if not plan.resume:
-        return
-    tracking = Tracking.at(plan.tracking_uri)
-    parent = tracking.find_sweep_run(
-        tracking.experiment_id(plan.experiment), plan.name, plan.storage
-    )
-    if parent is None:
-        return
-    logged = tracking.params(parent)
-    for key, value in _parent_params(plan).items():
-        if value is not None and key in logged and logged[key] != str(value):
-            raise UserError(
-                f"--resume: sweep {plan.name!r} was started with {key}={logged[key]} but this "
-                f"command has {key}={value}; resume it with its original arguments, or drop "
-                "--resume and pass another --name to start a new sweep"
-            )
-
-
-def check_sweep_data(plan: SweepPlan) -> None:
-    """The data sets the trials train on load and hold their batches: checked once before Ray
-    starts. When no trial could train, that is one line, not a FAILED parent run and a traceback;
-    when only some cannot, a notice names them (they fail as FAILED child runs, the rest train)."""
-    from tcwae.data import check_dataset
-
-    problems: dict[tuple[str, str, int], str | None] = {}
-    for config in plan.trial_configs():
-        key = (config.dataset, config.data_source, config.batch_size)
-        if key in problems:
-            continue
-        try:
-            examples = check_dataset(config.dataset, plan.data_root, config.data_source)
-            check_batch_size(config.batch_size, examples, plan.workers)
-            problems[key] = None
-        except UserError as error:
-            problems[key] = cli.one_line(error)
-    failing = [problem for problem in problems.values() if problem is not None]
-    if failing and len(failing) == len(problems):
-        raise UserError(failing[0])
-    if failing:
-        print(
-            f"{PROG}: the trials of {len(failing)} of {len(problems)} data choices will fail: "
-            f"{failing[0]}",
-            flush=True,
-        )
-
-
 def _share_data(plan: SweepPlan) -> SharedData:
     if not plan.share_data:
         return SharedData({})
@@ -372,7 +284,7 @@ def run_sweep(plan: SweepPlan) -> tuple[str, Any]:
     from pipeline.report import report_sweep
 
     max_concurrent = concurrent_trials(plan, *cluster.cluster_capacity())
-    _check_restorable(plan)
+    check_restorable(plan)
     tracking = Tracking.at(plan.tracking_uri)
     parent_run_id = _parent_run(plan, tracking)
     print(
@@ -438,8 +350,8 @@ def _main(argv: Sequence[str] | None) -> int:
     started = time.perf_counter()
     plan = plan_sweep(argv)
     check_sweep_data(plan)
-    _check_resume_arguments(plan)
-    _check_restorable(plan)
+    check_resume_arguments(plan)
+    check_restorable(plan)
     cluster.connect(plan.verbose)
     storage = cli.local_path(plan.storage)
     try:

@@ -151,10 +151,10 @@ def test_resume_from_a_truncated_tuner_state_is_refused_and_the_sweep_kept(
 ):
     import pickle
 
-    from pipeline import sweep
+    from pipeline import sweep, sweep_checks
 
     args, parent = _finished_sweep(tmp_path, tiny_data_root)
-    state = tmp_path / "runs" / "resumable" / sweep.TUNER_STATE_FILE
+    state = tmp_path / "runs" / "resumable" / sweep_checks.TUNER_STATE_FILE
     state.parent.mkdir(parents=True)
     state.write_bytes(pickle.dumps({"trials": list(range(1000))})[:40])
     capsys.readouterr()
