@@ -14,6 +14,7 @@ The driver (`pipeline/train.py`) hands every worker one frozen `WorkerTask`.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import math
 import os
 import shutil
@@ -37,7 +38,9 @@ from pipeline.checkpoints import (
 from pipeline.rungs import RungCheck, rung_metric
 from pipeline.shared_data import SharedData, worker_dataset
 from pipeline.tracking import TAG_NON_FINITE, Tracking
+from tcwae.atomic import is_disk_full
 from tcwae.config import TrainConfig
+from tcwae.errors import DiskFullError
 from tcwae.eval_profiles import PROFILES
 
 CHECKPOINTS_TO_KEEP = 2
@@ -140,7 +143,18 @@ class _RaySession:
             return
         with tempfile.TemporaryDirectory(prefix="tcwae-checkpoint-") as folder:
             checkpoint_of.save(Path(folder) / CHECKPOINT_FILE)
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+            checkpoint = ray.train.Checkpoint.from_directory(folder)
+            try:
+                ray.train.report(metrics, checkpoint=checkpoint)
+            except Exception as error:  # Ray copies the checkpoint into the storage itself
+                if not is_disk_full(error):
+                    raise
+                raise DiskFullError(
+                    errno.ENOSPC,
+                    f"the disk is full: no space left to copy the step-{checkpoint_of.step} "
+                    "checkpoint into the run's storage; free space there or pass --storage a "
+                    "folder on another disk",
+                ) from error
 
     def show(self, line: str) -> None:
         if self.progress is not None:

@@ -17,6 +17,20 @@ from tcwae.errors import DiskFullError
 NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
+def is_disk_full(error: BaseException) -> bool:
+    """Whether `error` or an error it came from is a write that found no space: an OSError with
+    ENOSPC/EDQUOT, or one whose text says so (pyarrow's file system, which Ray Train copies
+    checkpoints with, puts the errno in its message only)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and (
+            seen.errno in NO_SPACE_ERRNOS or "No space left on device" in str(seen)
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 @contextmanager
 def atomic_path(path: str | Path, mode: int | None = None) -> Iterator[Path]:
     """A fresh path beside `path` for the block to create and write; renamed onto `path` when the

@@ -105,6 +105,22 @@ def test_a_full_disk_fails_the_run_in_one_line_and_leaves_no_checkpoint(
     assert [run["status"] for run in runs_in_store(tmp_path / "mlflow.db")] == ["FAILED"]
 
 
+@pytest.mark.ray
+def test_a_full_disk_under_ray_train_fails_the_run_in_one_line(
+    ray_session, tiny_data_root, tmp_path, full_disk, capsys
+):
+    """With Ray Train's workers, Ray copies each checkpoint into the storage itself: its error
+    becomes the same one line, not pyarrow's."""
+    argv = train_argv(tiny_data_root, tmp_path, full_disk, "--steps", "4", "--workers", "1")
+    assert train.main(argv) == 1
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("train: ")]
+    assert len(lines) == 1, err
+    assert "the disk is full: no space left to copy the step-" in lines[0]
+    assert "pass --storage a folder on another disk" in lines[0]
+    assert [run["status"] for run in runs_in_store(tmp_path / "mlflow.db")] == ["FAILED"]
+
+
 # Resume ----------------------------------------------------------------------------------------
 
 
