@@ -109,7 +109,7 @@ def _bad_input_cases(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
         "non-numeric beta": (["dsprites", "--beta", "ten"], "beta must be a finite number"),
         "non-numeric gamma": (["dsprites", "--gamma", "x"], "gamma must be a finite number"),
         "too many workers": (["dsprites", "--workers", "999"], "--workers 999 is more than"),
-        "negative workers": (["dsprites", "--workers", "-1"], "--workers must be >= 0"),
+        "negative workers": (["dsprites", "--workers", "-1"], "--workers must be a number from 0"),
         "storage under a file": (
             ["dsprites", "--storage", str(a_file / "runs")],
             "is not a directory",
