@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from sweep_spaces import GRID_METHODS, space_dict, sweep_args, write_space
+from train_args import in_process_train_argv
 
 from pipeline import report, sweep, train
 from pipeline.train import MIN_TRAINING_BYTES_PER_IMAGE, check_batch_size
@@ -29,22 +30,7 @@ def refused_line(code: int, err: str, prog: str) -> str:
 
 
 def train_argv(tmp_path: Path, data_root: Path, *extra: str) -> list[str]:
-    return [
-        "dsprites",
-        "--workers",
-        "0",
-        "--data-source",
-        "procedural",
-        "--eval-profile",
-        "smoke",
-        "--data-root",
-        str(data_root),
-        "--tracking-uri",
-        f"sqlite:///{tmp_path / 'mlflow.db'}",
-        "--storage",
-        str(tmp_path / "runs"),
-        *extra,
-    ]
+    return in_process_train_argv(data_root, tmp_path / "mlflow.db", tmp_path / "runs", *extra)
 
 
 def assert_nothing_created(tmp_path: Path) -> None:

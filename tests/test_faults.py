@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from mlflow_store import runs_in_store
+from train_args import in_process_train_argv
 
 from pipeline import train
 from pipeline.cli import LOCK_FILE
@@ -24,26 +25,16 @@ START_TIMEOUT_S = 400
 
 
 def train_argv(data_root: Path, tmp_path: Path, storage: Path, *extra: str) -> list[str]:
-    return [
-        "dsprites",
-        "--workers",
-        "0",
-        "--data-source",
-        "procedural",
-        "--eval-profile",
-        "smoke",
+    return in_process_train_argv(
+        data_root,
+        tmp_path / "mlflow.db",
+        storage,
         "--batch-size",
         "8",
         "--name",
         "same-run",
-        "--data-root",
-        str(data_root),
-        "--tracking-uri",
-        f"sqlite:///{tmp_path / 'mlflow.db'}",
-        "--storage",
-        str(storage),
         *extra,
-    ]
+    )
 
 
 def test_a_second_identical_train_command_is_refused_naming_the_first(

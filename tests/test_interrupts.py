@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from mlflow_store import runs_in_store
 from sweep_spaces import GRID_METHODS, space_dict, sweep_args, write_space
+from train_args import in_process_train_argv
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PYTHON = str(Path(sys.executable).absolute())
@@ -57,23 +58,15 @@ def test_sigterm_to_train_ends_its_run_killed_with_exit_130(tiny_data_root, tmp_
     process = start(
         [
             "pipeline/train.py",
-            "dsprites",
-            "--workers",
-            "0",
-            "--data-source",
-            "procedural",
-            "--eval-profile",
-            "smoke",
-            "--steps",
-            "100000",
-            "--batch-size",
-            "8",
-            "--data-root",
-            str(tiny_data_root),
-            "--tracking-uri",
-            f"sqlite:///{database}",
-            "--storage",
-            str(tmp_path / "runs"),
+            *in_process_train_argv(
+                tiny_data_root,
+                database,
+                tmp_path / "runs",
+                "--steps",
+                "100000",
+                "--batch-size",
+                "8",
+            ),
         ],
         tmp_path,
     )
