@@ -38,7 +38,7 @@ from benchmarks_md import cpu_model, replace_section  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 from tcwae.data import FactorDataset, load_dataset, procedural_dsprites  # noqa: E402
-from tcwae.data.common import cache_path, write_cache  # noqa: E402
+from tcwae.data.cache import cache_path, write_cache  # noqa: E402
 from tcwae.data.shapes3d import CACHE_COMPRESSION, render_shapes3d  # noqa: E402
 
 BATCH = 256

@@ -6,16 +6,23 @@ values) that explicit keys such as `lr` override. YAML files and CLI flags are t
 into a plain dict and passed to `TrainConfig.from_dict`, which rejects unknown keys, wrong types and
 out-of-range values with one `ConfigError` line that names the key and the fix.
 
-A method's hyper-parameters are the ones its class declares (`tcwae.methods`): in the flat dict
-they are plain keys (`beta: 4`), in the config they sit in `hyperparameters`, filled with the
-method's defaults; a hyper-parameter the method does not read is refused. `CONFIG_KEYS` is the
-flat vocabulary (the fields and every declared hyper-parameter) that `to_dict` writes.
+A method's hyper-parameters are the fields of its settings class (`tcwae.methods.settings`): in
+the flat dict they are plain keys (`beta: 4`), in the config they sit typed in `settings`, over
+the method's defaults (resolved by `tcwae.methods.method_defaults`); a hyper-parameter the method
+does not read is refused. `CONFIG_KEYS` is the flat vocabulary (the fields and every declared
+hyper-parameter) that `to_dict` writes. `coerce_value` is the one converter of text and YAML
+values to typed ones, shared with the search-space parser.
+
+Building a config imports no torch: the method registry and the data-set catalog it reads are
+plain Python.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
@@ -23,11 +30,18 @@ from typing import Any
 
 import yaml
 
-from tcwae.data import FACTOR_NAMES
-from tcwae.data.common import SOURCES as DATA_SOURCES
+from tcwae.data.catalog import FACTOR_NAMES
+from tcwae.data.catalog import SOURCES as DATA_SOURCES
 from tcwae.errors import UserError
 from tcwae.eval_profiles import PROFILES
-from tcwae.methods import METHODS, REGISTRY, all_hyperparameters
+from tcwae.methods.registry import (
+    METHODS,
+    REGISTRY,
+    all_hyperparameters,
+    method_defaults,
+    method_settings,
+)
+from tcwae.methods.settings import MethodSettings
 from tcwae.optim import OPTIMIZER_PRESETS, PRESETS, AdamSettings
 
 COSTS = ("xent", "l1", "l2sq")
@@ -81,11 +95,13 @@ class TrainConfig:
     dataset: str = "dsprites"
     data_source: str = "auto"
     method: str = "tcwae_mws"
-    hyperparameters: dict[str, float] = field(default_factory=dict, hash=False)
+    # The method's typed settings; a mapping of some of them (or None) is completed with the
+    # method's defaults when the config is made.
+    settings: MethodSettings | Mapping[str, float] | None = field(default=None, hash=False)
     cost: str = "xent"
     estimator: str = "mws"
     mws_scope: str = "global"
-    dz: int | None = None  # None: the method's default for the data set (Method.default_dz)
+    dz: int | None = None  # None: the method's default for the data set (MethodCard.default_dz)
     steps: int = 300_000
     batch_size: int = 256
     seed: int = 0
@@ -105,26 +121,32 @@ class TrainConfig:
     eval_profile: str = "quick"
     mig_every: int = 0
     precision: str = "auto"
-    # None: the method's default (Method.default_channels_last: NHWC for the image networks,
+    # None: the method's default (MethodCard.channels_last: NHWC for the image networks,
     # 1.1-2x faster on CPU in BENCHMARKS.md; sequence models do not take it)
     channels_last: bool | None = None
     compile: bool = False
     compile_mode: str = "default"  # reduce-overhead = CUDA graphs on a GPU
 
     def __post_init__(self) -> None:
-        """Fill what the method decides: its hyper-parameters' defaults and, unless set, `dz` and
-        `channels_last`."""
-        method = REGISTRY.get(self.method)
-        if method is None:
+        """Take what the method decides (`tcwae.methods.method_defaults`), so that every config
+        holds complete typed settings, `dz` and `channels_last`; an unknown method, or a
+        hyper-parameter the method does not read, is left for `validate` to name with its source."""
+        if self.method not in REGISTRY:
             return
-        values = {p.name: p.default for p in method.hyperparameters}
-        values.update(self.hyperparameters)
-        object.__setattr__(self, "hyperparameters", values)
-        if self.dz is None:
-            factors = len(FACTOR_NAMES.get(self.dataset, ()))
-            object.__setattr__(self, "dz", method.default_dz(factors))
-        if self.channels_last is None:
-            object.__setattr__(self, "channels_last", method.default_channels_last)
+        factors = len(FACTOR_NAMES.get(self.dataset, ()))
+        for name, value in method_defaults(
+            self.method, factors, self.dz, self.channels_last
+        ).items():
+            object.__setattr__(self, name, value)
+        with contextlib.suppress(ValueError):
+            object.__setattr__(self, "settings", method_settings(self.method, self.settings or {}))
+
+    @property
+    def hyperparameters(self) -> dict[str, float]:
+        """The method's hyper-parameters, name -> value in declaration order (as logged)."""
+        if isinstance(self.settings, MethodSettings):
+            return self.settings.as_dict()
+        return dict(self.settings or {})
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], where: str = "config") -> TrainConfig:
@@ -136,9 +158,11 @@ class TrainConfig:
                 f"{where}: unknown key {unknown[0]!r}; valid keys are "
                 f"{', '.join(sorted(CONFIG_KEYS))}"
             )
-        coerced = {name: _coerce(name, CONFIG_KEYS[name], v, where) for name, v in values.items()}
-        hyperparameters = {name: coerced.pop(name) for name in values if name in _HYPERPARAMETERS}
-        config = cls(**coerced, hyperparameters=hyperparameters)
+        coerced = {
+            name: coerce_value(name, CONFIG_KEYS[name], v, where) for name, v in values.items()
+        }
+        given = {name: coerced.pop(name) for name in values if name in _HYPERPARAMETERS}
+        config = cls(**coerced, settings=given)
         config.validate(where)
         return config
 
@@ -179,14 +203,13 @@ class TrainConfig:
             )
 
     def _validate_hyperparameters(self, where: str) -> None:
-        declared = {p.name: p for p in REGISTRY[self.method].hyperparameters}
-        for name, value in self.hyperparameters.items():
-            if name not in declared:
-                reads = ", ".join(declared) or "nothing"
-                raise ConfigError(
-                    f"{where}: {self.method} does not read {name!r}; it reads {reads}"
-                )
-            parameter = declared[name]
+        try:
+            settings = method_settings(self.method, self.settings or {})
+        except ValueError as err:
+            raise ConfigError(f"{where}: {err}") from None
+        values = settings.as_dict()
+        for parameter in settings.declarations():
+            name, value = parameter.name, values[parameter.name]
             if parameter.integer and not float(value).is_integer():
                 raise ConfigError(f"{where}: {name} must be an integer, got {value!r}")
             if value < parameter.minimum:
@@ -208,7 +231,7 @@ class TrainConfig:
         """Flat keys (`CONFIG_KEYS`): the method's hyper-parameters follow `method`."""
         values: dict[str, Any] = {}
         for item in fields(self):
-            if item.name == "hyperparameters":
+            if item.name == "settings":
                 values.update(self.hyperparameters)
             else:
                 values[item.name] = getattr(self, item.name)
@@ -219,13 +242,13 @@ _HYPERPARAMETERS = {
     name: declarations[0][1].type_name for name, declarations in all_hyperparameters().items()
 }
 # The flat key vocabulary of `from_dict` / `to_dict`, name -> type: every field, with every
-# declared hyper-parameter in the place of `hyperparameters`.
+# declared hyper-parameter in the place of `settings`.
 CONFIG_KEYS = MappingProxyType(
     {
         key: kind
         for item in fields(TrainConfig)
         for key, kind in (
-            _HYPERPARAMETERS.items() if item.name == "hyperparameters" else [(item.name, item.type)]
+            _HYPERPARAMETERS.items() if item.name == "settings" else [(item.name, item.type)]
         )
     }
 )
@@ -261,7 +284,10 @@ def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
     return values
 
 
-def _coerce(name: str, type_name: Any, value: Any, where: str) -> Any:
+def coerce_value(name: str, type_name: Any, value: Any, where: str) -> Any:
+    """`value` (from YAML or a command line) as `type_name` ("int", "float",
+    "bool", "str", optionally "... | None", or the type itself); `ConfigError` naming `name` and
+    `where` otherwise. Integers accept whole floats (`1e4`); floats must be finite."""
     type_name = type_name if isinstance(type_name, str) else type_name.__name__
     if type_name.endswith(" | None"):
         if value is None:

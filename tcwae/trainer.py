@@ -37,7 +37,7 @@ from tcwae.atomic import write_bytes_atomically
 from tcwae.config import ConfigError, TrainConfig
 from tcwae.costs import PER_IMAGE_COSTS
 from tcwae.errors import CheckpointError
-from tcwae.methods import Method, StepRandomness, build_method, method_class, methods_for
+from tcwae.methods import Method, StepRandomness, build_method, method_card, methods_for
 
 if TYPE_CHECKING:
     from tcwae.data import FactorDataset
@@ -118,7 +118,7 @@ def default_device() -> torch.device:
 def check_data_kind(method: str, dataset: FactorDataset) -> None:
     """ConfigError unless `method` trains on what `dataset` holds (sequences or images)."""
     sequences = getattr(dataset, "num_frames", None) is not None
-    if method_class(method).sequences != sequences:
+    if method_card(method).sequences != sequences:
         kind = "sequences" if sequences else "images"
         raise ConfigError(
             f"{dataset.name} holds {kind} but method {method} does not train on them; "
@@ -437,7 +437,7 @@ class Trainer:
     def codebook(self) -> np.ndarray | None:
         """The code values of a method with discrete latents, in its index order (scoring reads
         code indices from it); None for continuous latents."""
-        if not self.objective.discrete_latents:
+        if not self.objective.card.discrete_latents:
             return None
         return self.autoencoder.codebook.detach().float().cpu().numpy()
 

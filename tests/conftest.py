@@ -14,7 +14,7 @@ def tiny_data_root(tmp_path_factory) -> Path:
     """A data root whose procedural dSprites cache holds a reduced grid, so `load_dataset(
     "dsprites", root, "procedural")` reads 1536 images instead of rendering 737,280."""
     from tcwae.data import small_dsprites
-    from tcwae.data.common import cache_path, write_cache
+    from tcwae.data.cache import cache_path, write_cache
 
     root = tmp_path_factory.mktemp("data")
     write_cache(small_dsprites(TINY_GRID), cache_path(root, "dsprites", "procedural"), binary=True)

@@ -156,7 +156,7 @@ def test_report_with_an_unknown_parent_run_id_is_one_line(tmp_path, capsys):
 
 
 def test_sweep_refuses_corrupt_data_before_ray_and_records_no_run(tmp_path, capsys):
-    from tcwae.data.common import cache_path
+    from tcwae.data.cache import cache_path
 
     data = tmp_path / "data"
     cache = cache_path(data, "dsprites", "procedural")

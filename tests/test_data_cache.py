@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from tcwae.data import DATASETS, DatasetError, FactorDataset, data_root, load_dataset
-from tcwae.data import common as module
-from tcwae.data.common import cache_path, factor_grid, load_cached, read_cache, write_cache
+from tcwae.data import cache as module
+from tcwae.data.cache import cache_path, load_cached, read_cache, write_cache
+from tcwae.data.dataset import factor_grid
 
 
 def noise_dataset(channels: int = 3, with_factors: bool = True) -> FactorDataset:

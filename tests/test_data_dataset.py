@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from tcwae.data import DatasetError, FactorDataset
-from tcwae.data.common import factor_grid
+from tcwae.data.dataset import factor_grid
 
 SIZES = (2, 3, 4)
 

@@ -14,7 +14,7 @@ import torch
 
 from tcwae.data import DatasetError, load_dataset, procedural_dsprites, small_dsprites
 from tcwae.data import dsprites as module
-from tcwae.data.common import cache_path
+from tcwae.data.cache import cache_path
 
 GRID = dict(num_shapes=3, num_scales=6, num_orientations=10, num_positions=8)
 SHAPE_INDEX = {name: index for index, name in enumerate(module.SHAPES)}

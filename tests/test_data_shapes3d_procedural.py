@@ -13,9 +13,11 @@ import torch
 from tcwae.data import DatasetError, check_dataset, load_dataset
 from tcwae.data import shapes3d as module
 from tcwae.data import shapes3d_picture as picture
-from tcwae.data.common import cache_path, mixed_radix_strides
+from tcwae.data.cache import cache_path
 
 # Every factor at least twice, with different sizes so that a transposed axis would show.
+from tcwae.data.dataset import mixed_radix_strides
+
 SIZES = (3, 2, 5, 2, 4, 3)
 CUBE, CYLINDER, SPHERE, CAPSULE = range(4)
 

@@ -9,7 +9,7 @@ from science_helpers import one_thread
 
 from tcwae.data import DatasetError, load_dataset, render_sprite_videos, small_sprite_videos
 from tcwae.data import sprite_videos as module
-from tcwae.data.common import factor_grid
+from tcwae.data.dataset import factor_grid
 
 GRID = (3, 3, 2, 8, 3)  # every shape, motion and rotation; 432 sequences
 

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tcwae.data.common import DatasetError, FactorDataset, decode_image_files, load_cached
+from tcwae.data.cache import load_cached
+from tcwae.data.dataset import DatasetError, FactorDataset
+from tcwae.data.image_files import decode_image_files
 
 URL = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
 CROP = 140

@@ -8,13 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tcwae.data.common import (
-    DatasetError,
-    FactorDataset,
-    decode_image_files,
-    find_image_files,
-    load_cached,
-)
+from tcwae.data.cache import load_cached
+from tcwae.data.dataset import DatasetError, FactorDataset
+from tcwae.data.image_files import decode_image_files, find_image_files
 
 URL = "https://www.di.ens.fr/willow/research/seeing3Dchairs/data/rendered_chairs.tar"
 

@@ -36,13 +36,13 @@ import numpy as np
 import torch
 
 from tcwae.atomic import atomic_path
-from tcwae.data.common import (
+from tcwae.data.cache import cache_path, load_cached
+from tcwae.data.catalog import FACTOR_NAMES as CATALOG_FACTOR_NAMES
+from tcwae.data.dataset import (
     DatasetError,
     FactorDataset,
-    cache_path,
     empty_uint8,
     factor_grid,
-    load_cached,
     warn_not_official,
 )
 
@@ -50,8 +50,8 @@ FILE_NAME = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
 URL = f"https://github.com/deepmind/dsprites-dataset/raw/master/{FILE_NAME}"
 DOWNLOAD_TIMEOUT_S = 5.0
 SHAPES = ("square", "ellipse", "heart")
-LATENT_NAMES = ("color", "shape", "scale", "orientation", "posX", "posY")
-FACTOR_NAMES = LATENT_NAMES[1:]
+FACTOR_NAMES = CATALOG_FACTOR_NAMES["dsprites"]
+LATENT_NAMES = ("color", *FACTOR_NAMES)
 FACTOR_SIZES = (3, 6, 40, 32, 32)
 NPZ_KEYS = ("imgs", "latents_classes", "latents_values", "metadata")
 

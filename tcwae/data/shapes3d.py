@@ -31,20 +31,20 @@ import h5py
 import numpy as np
 import torch
 
-from tcwae.data.common import (
-    IMAGE_SIZE,
+from tcwae.data.cache import cache_path, load_cached
+from tcwae.data.catalog import FACTOR_NAMES as CATALOG_FACTOR_NAMES
+from tcwae.data.catalog import IMAGE_SIZE
+from tcwae.data.dataset import (
     DatasetError,
     FactorDataset,
-    cache_path,
     empty_uint8,
     factor_grid,
-    load_cached,
     warn_not_official,
 )
 
 FILE_NAME = "3dshapes.h5"
 URL = "https://storage.googleapis.com/3d-shapes/3dshapes.h5"
-FACTOR_NAMES = ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
+FACTOR_NAMES = CATALOG_FACTOR_NAMES["shapes3d"]
 FACTOR_SIZES = (10, 10, 10, 8, 4, 15)
 READ_CHUNK = 16384
 CACHE_COMPRESSION = "gzip"  # smooth shading: deflate makes the cache 3.5x smaller than LZF

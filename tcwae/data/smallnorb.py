@@ -18,11 +18,14 @@ import numpy as np
 import torch
 import torch.nn.functional as functional
 
-from tcwae.data.common import IMAGE_SIZE, DatasetError, FactorDataset, load_cached
+from tcwae.data.cache import load_cached
+from tcwae.data.catalog import FACTOR_NAMES as CATALOG_FACTOR_NAMES
+from tcwae.data.catalog import IMAGE_SIZE
+from tcwae.data.dataset import DatasetError, FactorDataset
 
 URL = "https://cs.nyu.edu/~ylclab/data/norb-v1.0-small/"
 SPLITS = {"training": "5x46789x9x18x6x2x96x96", "testing": "5x01235x9x18x6x2x96x96"}
-FACTOR_NAMES = ("category", "elevation", "azimuth", "lighting")
+FACTOR_NAMES = CATALOG_FACTOR_NAMES["smallnorb"]
 FACTOR_SIZES = (5, 9, 18, 6)
 MAGIC_TYPES = {0x1E3D4C55: np.dtype("<u1"), 0x1E3D4C54: np.dtype("<i4")}
 RESIZE_CHUNK = 2048

@@ -41,7 +41,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tcwae.data.common import DatasetError, FactorDataset, empty_uint8, factor_grid
+from tcwae.data.catalog import FACTOR_NAMES as CATALOG_FACTOR_NAMES
+from tcwae.data.dataset import DatasetError, FactorDataset, empty_uint8, factor_grid
 from tcwae.data.dsprites import SHAPES, _shape_inside
 
 NAME = "sprite_videos"
@@ -56,7 +57,7 @@ NUISANCE_SEED = 0
 SPLIT_SEED = 0
 HELD_OUT_FRACTION = 0.2
 SPLITS = ("train", "test", "all")
-FACTOR_NAMES = ("shape", "colour", "scale", "motion", "rotation")
+FACTOR_NAMES = CATALOG_FACTOR_NAMES["sprite_videos"]
 STATIC_FACTORS = ("shape", "colour", "scale")
 DYNAMIC_FACTORS = ("motion", "rotation")
 COLOURS = {

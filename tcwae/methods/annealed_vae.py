@@ -5,13 +5,7 @@ from __future__ import annotations
 import torch
 
 from tcwae.estimators import gaussian_kl_to_prior
-from tcwae.methods.base import Codes, HyperParameter, Terms, VAEMethod
-
-GAMMA = HyperParameter("gamma", "weight of |KL - C|", 1000.0)
-C_MAX = HyperParameter("c_max", "final capacity C in nats", 25.0)
-ANNEAL_STEPS = HyperParameter(
-    "anneal_steps", "steps over which C rises linearly from 0 to c_max", 100_000, 1, integer=True
-)
+from tcwae.methods.base import Codes, Terms, VAEMethod
 
 
 def capacity(step: int, c_max: float, anneal_steps: int) -> float:
@@ -36,17 +30,11 @@ class AnnealedVAE(VAEMethod):
     over the global batch. C enters as a Python number, so the schedule costs no device copy."""
 
     name = "annealed_vae"
-    label = "AnnealedVAE"
-    paper = "Burgess et al. 2018"
-    hyperparameters = (GAMMA, C_MAX, ANNEAL_STEPS)
 
     def latent_terms(self, codes: Codes, gathered: bool, step: int) -> Terms:
         kl = gaussian_kl_to_prior(codes.mu, codes.logvar)
-        nats = capacity(step, self.hparams["c_max"], self.hparams["anneal_steps"])
+        nats = capacity(step, self.settings.c_max, self.settings.anneal_steps)
         return {"kl": kl, "capacity_gap": capacity_gap(kl, nats)}
 
     def total_loss(self, terms: Terms) -> torch.Tensor:
-        return annealed_vae_loss(terms["rec"], terms["capacity_gap"], self.hparams["gamma"])
-
-
-METHODS = (AnnealedVAE,)
+        return annealed_vae_loss(terms["rec"], terms["capacity_gap"], self.settings.gamma)

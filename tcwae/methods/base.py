@@ -1,11 +1,11 @@
-"""What every method shares: its declaration, the step's randomness, the typed forward output, the
+"""What every method's model shares: the step's randomness, the typed forward output, the
 Gaussian forward pass with its `latent_terms` / `total_loss` hooks, and the density-ratio
 discriminator step.
 
 A method is an `nn.Module` that owns its autoencoder (and discriminators) and turns one batch of
-images into named loss terms. Its class declares what the rest of the project reads about it:
-the registry name, a display label, the source paper, the hyper-parameters it reads (name,
-meaning, default), its optimizer family (`tcwae.optim`) and whether its latents are discrete.
+images into named loss terms. Its class names its registry card (`name`); what the rest of the
+project reads about it (label, paper, settings, optimizer family) is on that card
+(`tcwae.methods.registry`), and its hyper-parameters arrive typed as `cfg.settings`.
 
 Randomness: every random number of a step (reparameterisation noise, prior samples, permutation
 keys, Gumbel noise) comes from `Method.randomness`, a `StepRandomness` over one
@@ -26,6 +26,7 @@ from torch import nn
 
 from tcwae.costs import reconstruction_cost, xent
 from tcwae.estimators import imq_mmd, permute_by_keys
+from tcwae.methods.registry import MethodCard, method_card
 from tcwae.nets import Autoencoder, Discriminator, authors_discriminator_init, authors_init
 
 if TYPE_CHECKING:
@@ -35,22 +36,6 @@ Gather = Callable[[torch.Tensor], torch.Tensor]
 Terms = dict[str, torch.Tensor]
 
 JOINT, FACTORISED = 0, 1  # discriminator classes: numerator and denominator of the density ratio
-TABLE3_LATENTS = 10  # d_z of seed 001's Table 3 (B.2)
-
-
-@dataclass(frozen=True)
-class HyperParameter:
-    """One hyper-parameter a method reads: its config key, what it means and its default."""
-
-    name: str
-    meaning: str
-    default: float
-    minimum: float = 0.0
-    integer: bool = False
-
-    @property
-    def type_name(self) -> str:
-        return "int" if self.integer else "float"
 
 
 class StepRandomness:
@@ -142,26 +127,17 @@ def frozen_logits(discriminator: nn.Module, codes: torch.Tensor) -> torch.Tensor
 
 
 class Method(nn.Module):
-    """One batch of images -> `MethodOutput`. Subclasses declare themselves (class variables)
-    and implement `forward`; adversarial ones set `num_discriminators` and may override
+    """One batch of images -> `MethodOutput`. Concrete subclasses set `name` (their registry
+    card's) and implement `forward`; adversarial ones set `num_discriminators` and may override
     `density_ratio_pairs` and `build_discriminator`."""
 
     name: ClassVar[str]
-    label: ClassVar[str]
-    paper: ClassVar[str]
-    hyperparameters: ClassVar[tuple[HyperParameter, ...]] = ()
-    optimizer_family: ClassVar[str] = "wae"
-    discrete_latents: ClassVar[bool] = False
-    sequences: ClassVar[bool] = False  # trains on sequences [B, T, C, 64, 64], not images
     num_discriminators: ClassVar[int] = 0
-    # The convolutions in NHWC memory order unless the config says otherwise: the same arithmetic,
-    # 1.1-2x the images per second of NCHW on CPU (BENCHMARKS.md, "Training throughput").
-    default_channels_last: ClassVar[bool] = True
 
     def __init__(self, cfg: TrainConfig, nchan: int, dataset_size: int) -> None:
         super().__init__()
         self.cfg = cfg
-        self.hparams = dict(cfg.hyperparameters)
+        self.settings = cfg.settings
         self.dataset_size = dataset_size
         self.autoencoder = self.build_autoencoder(nchan)
         self.discriminators = nn.ModuleList(self.build_discriminators())
@@ -170,16 +146,10 @@ class Method(nn.Module):
             self.discriminators.apply(authors_discriminator_init)
         self.randomness = StepRandomness(torch.Generator().manual_seed(cfg.seed))
 
-    @classmethod
-    def default_dz(cls, num_factors: int) -> int:
-        """Latent dimensions when the config leaves `dz` unset: Table 3's 10."""
-        return TABLE3_LATENTS
-
-    @classmethod
-    def config_problem(cls, cfg: TrainConfig) -> str | None:
-        """What in `cfg` (besides its declared hyper-parameters) this method cannot train with,
-        as one line naming the key and the fix; None when it can. TrainConfig.validate asks."""
-        return None
+    @property
+    def card(self) -> MethodCard:
+        """This method's registry card (label, settings class, optimizer family, ...)."""
+        return method_card(self.name)
 
     @property
     def adversarial(self) -> bool:
@@ -307,9 +277,7 @@ class GaussianMethod(Method):
 
 class VAEMethod(GaussianMethod):
     """VAE baselines: Bernoulli decoder (cross-entropy on logits whatever `cost` says) and the
-    authors' VAE-family learning rate."""
-
-    optimizer_family = "vae"
+    the VAE-family learning rate (its cards say `optimizer_family="vae"`)."""
 
     def reconstruction(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return xent(logits, x)

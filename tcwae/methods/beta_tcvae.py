@@ -11,14 +11,8 @@ from tcwae.estimators import (
     gaussian_log_density,
     total_correlation,
 )
-from tcwae.methods.base import Codes, HyperParameter, Terms, VAEMethod
-from tcwae.methods.tcwae_mws import BETA, sampled_log_densities
-
-GAMMA = HyperParameter(
-    "gamma",
-    "weight of the dimensionwise KL (Eq. 9; 1 in Chen et al. and in seed 001's baseline)",
-    1.0,
-)
+from tcwae.methods.base import Codes, Terms, VAEMethod
+from tcwae.methods.tcwae_mws import sampled_log_densities
 
 
 def index_code_mutual_information(
@@ -50,9 +44,6 @@ class BetaTCVAE(VAEMethod):
     """
 
     name = "beta_tcvae"
-    label = "beta-TCVAE"
-    paper = "Chen et al. 2018 (seed 001, Eq. 9)"
-    hyperparameters = (BETA, GAMMA)
 
     def latent_terms(self, codes: Codes, gathered: bool, step: int) -> Terms:
         log_qz, log_prod_qz, log_pz = sampled_log_densities(
@@ -72,9 +63,6 @@ class BetaTCVAE(VAEMethod):
             terms["mi"],
             terms["tc"],
             terms["dimkl"],
-            self.hparams["beta"],
-            gamma=self.hparams["gamma"],
+            self.settings.beta,
+            gamma=self.settings.gamma,
         )
-
-
-METHODS = (BetaTCVAE,)

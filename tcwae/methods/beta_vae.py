@@ -5,9 +5,7 @@ from __future__ import annotations
 import torch
 
 from tcwae.estimators import gaussian_kl_to_prior
-from tcwae.methods.base import Codes, HyperParameter, Terms, VAEMethod
-
-BETA = HyperParameter("beta", "weight of KL(q(z|x) || p(z)); 1 is the plain VAE", 1.0)
+from tcwae.methods.base import Codes, Terms, VAEMethod
 
 
 def beta_vae_loss(rec: torch.Tensor, kl: torch.Tensor, beta: float) -> torch.Tensor:
@@ -19,15 +17,9 @@ class BetaVAE(VAEMethod):
     """beta-VAE: Bernoulli NLL + beta analytic KL (disentanglement_lib's `vae`)."""
 
     name = "beta_vae"
-    label = "beta-VAE"
-    paper = "Higgins et al. 2017"
-    hyperparameters = (BETA,)
 
     def latent_terms(self, codes: Codes, gathered: bool, step: int) -> Terms:
         return {"kl": gaussian_kl_to_prior(codes.mu, codes.logvar)}
 
     def total_loss(self, terms: Terms) -> torch.Tensor:
-        return beta_vae_loss(terms["rec"], terms["kl"], self.hparams["beta"])
-
-
-METHODS = (BetaVAE,)
+        return beta_vae_loss(terms["rec"], terms["kl"], self.settings.beta)

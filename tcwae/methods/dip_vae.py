@@ -12,14 +12,7 @@ from __future__ import annotations
 import torch
 
 from tcwae.estimators import gaussian_kl_to_prior
-from tcwae.methods.base import Codes, HyperParameter, Terms, VAEMethod, negative_elbo
-
-LAMBDA_OD = HyperParameter("lambda_od", "weight of the squared off-diagonal covariances", 10.0)
-
-
-def lambda_d_factor(default: float) -> HyperParameter:
-    """lambda_d = lambda_d_factor * lambda_od, the weight of the squared (diagonal - 1)."""
-    return HyperParameter("lambda_d_factor", "lambda_d / lambda_od", default)
+from tcwae.methods.base import Codes, Terms, VAEMethod, negative_elbo
 
 
 def batch_covariance(mu: torch.Tensor) -> torch.Tensor:
@@ -45,16 +38,13 @@ class DIPVAEI(VAEMethod):
     """DIP-VAE-I: Bernoulli NLL + analytic KL + the DIP penalty on Cov[mu(x)]."""
 
     name = "dip_vae_i"
-    label = "DIP-VAE-I"
-    paper = "Kumar, Sattigeri and Balakrishnan 2018 (Eq. 6)"
-    hyperparameters = (LAMBDA_OD, lambda_d_factor(10.0))
 
     def covariance(self, codes: Codes) -> torch.Tensor:
         return batch_covariance(codes.mu)
 
     def latent_terms(self, codes: Codes, gathered: bool, step: int) -> Terms:
-        lambda_od = self.hparams["lambda_od"]
-        lambda_d = self.hparams["lambda_d_factor"] * lambda_od
+        lambda_od = self.settings.lambda_od
+        lambda_d = self.settings.lambda_d_factor * lambda_od
         return {
             "kl": gaussian_kl_to_prior(codes.mu, codes.logvar),
             "dip": dip_regulariser(self.covariance(codes), lambda_od, lambda_d),
@@ -68,12 +58,6 @@ class DIPVAEII(DIPVAEI):
     """DIP-VAE-II: the same penalty on Cov_q[z] = E[diag sigma^2] + Cov[mu]."""
 
     name = "dip_vae_ii"
-    label = "DIP-VAE-II"
-    paper = "Kumar, Sattigeri and Balakrishnan 2018 (Eq. 7)"
-    hyperparameters = (LAMBDA_OD, lambda_d_factor(1.0))
 
     def covariance(self, codes: Codes) -> torch.Tensor:
         return aggregate_posterior_covariance(codes.mu, codes.logvar)
-
-
-METHODS = (DIPVAEI, DIPVAEII)

@@ -33,9 +33,6 @@ class DSVAE(SequenceMethod):
     """DSVAE: negative ELBO with beta on the static (and action) KL, gamma on the dynamic KLs."""
 
     name = "dsvae"
-    label = "DSVAE"
-    paper = "Li and Mandt 2018 (Eq. 3)"
-    optimizer_family = "vae"
 
     uses_prior_samples = False
     network = DSVAEAutoencoder
@@ -53,6 +50,3 @@ class DSVAE(SequenceMethod):
             "dynamic": dynamic.sum(dim=1).mean(),
             "action": mean_categorical_kl(probs) if probs.shape[1] else probs.new_zeros(()),
         }
-
-
-METHODS = (DSVAE,)

@@ -50,7 +50,6 @@ from torch import nn
 from tcwae.estimators import density_ratio_tc
 from tcwae.methods.base import (
     Gather,
-    HyperParameter,
     Method,
     MethodOutput,
     StepRandomness,
@@ -63,14 +62,6 @@ INTENSITY_EPS = 1e-4  # decoded pixel values are clipped to [1e-4, 1 - 1e-4] bef
 TEMPERATURE_DECAY = 1e-5  # tau = exp(-1e-5 step): the reference's `DecayTemperature` callback
 DISCRIMINATOR_WIDTH = 1000
 DISCRIMINATOR_DEPTH = 5  # Linear(in, 1000) then 4 x Linear(1000, 1000), each with LeakyReLU(0.2)
-
-CODEBOOK_SIZE = HyperParameter(
-    "codebook_size", "number of scalar codes in the global codebook", 64, 2, integer=True
-)
-KL_WEIGHT = HyperParameter(
-    "kl_weight", "weight of KL(softmax(-distance) || uniform), mean over latents", 1e-3
-)
-GAMMA = HyperParameter("gamma", "weight of the total correlation of the soft code weights", 1e-4)
 
 
 def gumbel_temperature(step: int) -> float:
@@ -202,25 +193,14 @@ class QVAE(Method):
     """QVAE: scalar-quantised latents with a global codebook, MSE + kl_weight KL to uniform."""
 
     name = "qvae"
-    label = "QVAE"
-    paper = "Baykal, Kandemir and Unal 2024, seed 003 (ituvisionlab/FactorQVAE)"
-    hyperparameters = (KL_WEIGHT, CODEBOOK_SIZE)
-    optimizer_family = "factorqvae"
-    discrete_latents = True
-
-    @classmethod
-    def default_dz(cls, num_factors: int) -> int:
-        """Two latents per ground-truth factor (the reference's configs); Table 3's 10 for data
-        sets without factors."""
-        return 2 * num_factors if num_factors else super().default_dz(num_factors)
 
     def build_autoencoder(self, nchan: int) -> nn.Module:
-        return QuantisedAutoencoder(nchan, self.cfg.dz, self.hparams["codebook_size"])
+        return QuantisedAutoencoder(nchan, self.cfg.dz, self.settings.codebook_size)
 
     def build_discriminator(self) -> nn.Module:
         """The reference's TC discriminator on the flattened [d_z * K] soft weights."""
         return Discriminator(
-            self.cfg.dz * self.hparams["codebook_size"],
+            self.cfg.dz * self.settings.codebook_size,
             width=DISCRIMINATOR_WIDTH,
             depth=DISCRIMINATOR_DEPTH,
         )
@@ -234,7 +214,7 @@ class QVAE(Method):
         step: int = 0,
     ) -> MethodOutput:
         runner = self.autoencoder if autoencoder is None else autoencoder
-        size = self.hparams["codebook_size"]
+        size = self.settings.codebook_size
         uniform = self.randomness.uniform(x.shape[0], self.cfg.dz * size, x.device, sharded=True)
         uniform = uniform.view(x.shape[0], self.cfg.dz, size)
         distances, weights, _, intensities = runner(x, uniform, gumbel_temperature(step))
@@ -255,7 +235,7 @@ class QVAE(Method):
         return MethodOutput(terms, weights.flatten(1).detach())
 
     def total_loss(self, terms: Terms) -> torch.Tensor:
-        return qvae_loss(terms["rec"], terms["kl"], self.hparams["kl_weight"])
+        return qvae_loss(terms["rec"], terms["kl"], self.settings.kl_weight)
 
     def density_ratio_pairs(
         self, codes: torch.Tensor, gathered: bool
@@ -271,14 +251,9 @@ class FactorQVAE(QVAE):
     """FactorQVAE: QVAE + gamma TC of the soft code weights by a density-ratio discriminator."""
 
     name = "factor_qvae"
-    label = "FactorQVAE"
-    hyperparameters = (KL_WEIGHT, GAMMA, CODEBOOK_SIZE)
     num_discriminators = 1
 
     def total_loss(self, terms: Terms) -> torch.Tensor:
         return factor_qvae_loss(
-            terms["rec"], terms["kl"], terms["tc"], self.hparams["kl_weight"], self.hparams["gamma"]
+            terms["rec"], terms["kl"], terms["tc"], self.settings.kl_weight, self.settings.gamma
         )
-
-
-METHODS = (FactorQVAE, QVAE)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import torch
 
 from tcwae.estimators import density_ratio_tc, gaussian_kl_to_prior
-from tcwae.methods.base import Codes, HyperParameter, Terms, VAEMethod, frozen_logits, negative_elbo
-
-GAMMA = HyperParameter("gamma", "weight of the total correlation (density-ratio estimate)", 1.0)
+from tcwae.methods.base import Codes, Terms, VAEMethod, frozen_logits, negative_elbo
 
 
 def factor_vae_loss(
@@ -21,9 +19,6 @@ class FactorVAE(VAEMethod):
     """FactorVAE: Bernoulli NLL + analytic KL + gamma TC (seed 001 Eq. 11)."""
 
     name = "factor_vae"
-    label = "FactorVAE"
-    paper = "Kim and Mnih 2018"
-    hyperparameters = (GAMMA,)
     num_discriminators = 1
 
     def latent_terms(self, codes: Codes, gathered: bool, step: int) -> Terms:
@@ -33,7 +28,4 @@ class FactorVAE(VAEMethod):
         }
 
     def total_loss(self, terms: Terms) -> torch.Tensor:
-        return factor_vae_loss(terms["rec"], terms["kl"], terms["tc"], self.hparams["gamma"])
-
-
-METHODS = (FactorVAE,)
+        return factor_vae_loss(terms["rec"], terms["kl"], terms["tc"], self.settings.gamma)

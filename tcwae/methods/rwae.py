@@ -31,19 +31,17 @@ from tcwae.methods.sequential import (
 )
 from tcwae.nets import Discriminator
 
-PAPER = "Han, Min, Han, Li and Zhang 2021, seed 002 (our reading, docs/sequences.md)"
-
 
 class RWAEMMD(SequenceMethod):
     """R-WAE(MMD): both divergences by the IMQ MMD of `tcwae.estimators` (WAE-MMD's kernel)."""
 
     name = "rwae_mmd"
-    label = "R-WAE(MMD)"
-    paper = PAPER
 
     def latent_terms(self, out: Terms, gathered: bool) -> Terms:
         s = out["s"]
-        prior_s = self.randomness.normal(s.shape[0], self.hyper.ds, s.device, sharded=not gathered)
+        prior_s = self.randomness.normal(
+            s.shape[0], self.settings.ds, s.device, sharded=not gathered
+        )
         return {
             "static": imq_mmd(s, prior_s),
             "dynamic": dynamic_mmd(out["z"], out["prior_z"]),
@@ -56,19 +54,18 @@ class RWAEGAN(SequenceMethod):
     on detached codes."""
 
     name = "rwae_gan"
-    label = "R-WAE(GAN)"
-    paper = PAPER
     num_discriminators = 2
 
     def build_discriminators(self) -> list[nn.Module]:
         """Table 3's discriminator on s, and one on (z_t, t) shared by every frame."""
-        hyper = self.hyper
-        return [Discriminator(hyper.ds), Discriminator(hyper.dz + 1)]
+        return [Discriminator(self.settings.ds), Discriminator(self.cfg.dz + 1)]
 
     def latent_terms(self, out: Terms, gathered: bool) -> Terms:
         static_disc, dynamic_disc = self.discriminators
         s, z, prior_z = out["s"], out["z"], out["prior_z"]
-        prior_s = self.randomness.normal(s.shape[0], self.hyper.ds, s.device, sharded=not gathered)
+        prior_s = self.randomness.normal(
+            s.shape[0], self.settings.ds, s.device, sharded=not gathered
+        )
         static = density_ratio_divergence(
             frozen_logits(static_disc, s), frozen_logits(static_disc, prior_s)
         )
@@ -96,7 +93,7 @@ class RWAEGAN(SequenceMethod):
         codes = (codes if gather is None else gather(codes)).float()
         s, z, prior_z = self.unpack_codes(codes)
         prior_s = self.randomness.normal(
-            s.shape[0], self.hyper.ds, s.device, sharded=gather is None
+            s.shape[0], self.settings.ds, s.device, sharded=gather is None
         )
         both = static_disc(torch.cat([s, prior_s])).float()
         static_loss = discriminator_cross_entropy(*both.split(s.shape[0]))
@@ -104,6 +101,3 @@ class RWAEGAN(SequenceMethod):
         both = dynamic_disc(torch.cat([rows, time_tagged(prior_z)])).float()
         dynamic_loss = discriminator_cross_entropy(*both.split(rows.shape[0]))
         return static_loss + dynamic_loss
-
-
-METHODS = (RWAEMMD, RWAEGAN)

@@ -16,9 +16,6 @@ WAE methods compare aggregate posteriors on the (all-gathered) batch, DSVAE uses
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 import torch
 from torch import nn
 
@@ -28,7 +25,6 @@ from tcwae.methods.base import (
     FACTORISED,
     JOINT,
     Gather,
-    HyperParameter,
     Method,
     MethodOutput,
     StepRandomness,
@@ -36,52 +32,8 @@ from tcwae.methods.base import (
 )
 from tcwae.sequence_nets import SequenceAutoencoder, SequenceCodes
 
-if TYPE_CHECKING:
-    from tcwae.config import TrainConfig
-
 # Density-ratio classes: posterior samples are the numerator, prior samples the denominator.
 QUERY, PRIOR = JOINT, FACTORISED
-
-BETA = HyperParameter("beta", "weight of the static (and action) divergence", 1.0)
-GAMMA = HyperParameter("gamma", "weight of the dynamic divergences, summed over frames", 1.0)
-STATIC_SIZE = HyperParameter("ds", "size of the static code s", 16, 1, integer=True)
-RNN_HIDDEN = HyperParameter(
-    "rnn_hidden", "width of the LSTMs and frame features (even)", 128, 2, integer=True
-)
-NUM_ACTIONS = HyperParameter(
-    "num_actions", "categories of the action code (0 = none; weakly supervised)", 0, integer=True
-)
-SEQUENCE_HYPERPARAMETERS = (BETA, GAMMA, STATIC_SIZE, RNN_HIDDEN, NUM_ACTIONS)
-# Image-model options a sequence method cannot take, and the value it needs.
-IMAGE_ONLY_OPTIONS = {"channels_last": False, "init": "torch", "variance": "exp"}
-
-
-@dataclass(frozen=True)
-class SequenceHyperParameters:
-    """What the sequence methods read, typed: code sizes, recurrent width, loss weights, cost (the
-    defaults are the declarations' and TrainConfig's)."""
-
-    ds: int
-    dz: int
-    hidden: int
-    num_actions: int
-    beta: float
-    gamma: float
-    cost: str
-
-    @classmethod
-    def from_config(cls, cfg: TrainConfig) -> SequenceHyperParameters:
-        """From a TrainConfig: `dz`, `cost` and the declared hyper-parameters."""
-        values = cfg.hyperparameters
-        return cls(
-            ds=int(values["ds"]),
-            dz=cfg.dz,
-            hidden=int(values["rnn_hidden"]),
-            num_actions=int(values["num_actions"]),
-            beta=float(values["beta"]),
-            gamma=float(values["gamma"]),
-            cost=cfg.cost,
-        )
 
 
 def sequence_reconstruction(
@@ -158,37 +110,15 @@ class SequenceMethod(Method):
     """One batch of sequences -> named loss terms; subclasses define the three divergences
     (`latent_terms`). Declared like the image methods; `dataset_size` is not used."""
 
-    hyperparameters = SEQUENCE_HYPERPARAMETERS
     network: type[SequenceCodes] = SequenceAutoencoder  # R-WAE's; DSVAE has its own
-    sequences = True
-    default_channels_last = False
     uses_prior_samples = True
-
-    @classmethod
-    def config_problem(cls, cfg: TrainConfig) -> str | None:
-        if int(cfg.hyperparameters["rnn_hidden"]) % 2:
-            return (
-                f"rnn_hidden must be even (half of it a direction of the frame LSTM), "
-                f"got {cfg.hyperparameters['rnn_hidden']:g}"
-            )
-        if cfg.mig_every:
-            return "mig_every must be 0 for a sequence model (the MIG curve scores image codes)"
-        wrong = [key for key, value in IMAGE_ONLY_OPTIONS.items() if getattr(cfg, key) != value]
-        if wrong:
-            needed = ", ".join(
-                f"{key} {value}".lower() for key, value in IMAGE_ONLY_OPTIONS.items()
-            )
-            return f"{', '.join(wrong)}: image-model options; {cfg.method} takes {needed}"
-        return None
-
-    @property
-    def hyper(self) -> SequenceHyperParameters:
-        return SequenceHyperParameters.from_config(self.cfg)
 
     def build_autoencoder(self, nchan: int) -> nn.Module:
         """The method's recurrent autoencoder (`network`, from `tcwae.sequence_nets`)."""
-        hyper = self.hyper
-        return self.network(nchan, hyper.ds, hyper.dz, hyper.hidden, hyper.num_actions)
+        settings = self.settings
+        return self.network(
+            nchan, settings.ds, self.cfg.dz, settings.rnn_hidden, settings.num_actions
+        )
 
     def reconstruction(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return sequence_reconstruction(logits, x, self.cfg.cost)
@@ -211,18 +141,18 @@ class SequenceMethod(Method):
         of these methods is trained on, and none has a schedule."""
         runner = self.autoencoder if autoencoder is None else autoencoder
         batch, frames = x.shape[:2]
-        hyper, draw = self.hyper, self.randomness
+        settings, dz, draw = self.settings, self.cfg.dz, self.randomness
         noise = [
-            draw.normal(batch, hyper.ds, x.device, sharded=True),
-            draw.normal(batch, frames * hyper.dz, x.device, sharded=True).view(batch, frames, -1),
+            draw.normal(batch, settings.ds, x.device, sharded=True),
+            draw.normal(batch, frames * dz, x.device, sharded=True).view(batch, frames, -1),
         ]
         if self.uses_prior_samples:
-            prior = draw.normal(batch, frames * hyper.dz, x.device, sharded=True)
+            prior = draw.normal(batch, frames * dz, x.device, sharded=True)
             noise.append(prior.view(batch, frames, -1))
         else:
             noise.append(None)
-        if hyper.num_actions:
-            noise.append(draw.uniform(batch, hyper.num_actions, x.device, sharded=True))
+        if settings.num_actions:
+            noise.append(draw.uniform(batch, settings.num_actions, x.device, sharded=True))
         out = runner(x, *noise)
         with torch.autocast(x.device.type, enabled=False):
             out = {name: value.float() for name, value in out.items()}
@@ -236,8 +166,8 @@ class SequenceMethod(Method):
                 terms["static"],
                 terms["dynamic"],
                 terms["action"],
-                hyper.beta,
-                hyper.gamma,
+                settings.beta,
+                settings.gamma,
             )
         return MethodOutput(terms, self.pack_codes(out).detach())
 
@@ -255,7 +185,7 @@ class SequenceMethod(Method):
 
     def unpack_codes(self, codes: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(s, z, prior_z) from the rows of `pack_codes`."""
-        ds, dz = self.hyper.ds, self.hyper.dz
+        ds, dz = self.settings.ds, self.cfg.dz
         frames = (codes.shape[1] - ds) // (2 * dz)
         if ds + 2 * frames * dz != codes.shape[1] or frames < 1:
             raise ValueError(f"codes of width {codes.shape[1]} are not (s, z_1:T, z^_1:T) rows")

@@ -6,7 +6,7 @@ import torch
 
 from tcwae.estimators import density_ratio_tc
 from tcwae.methods.base import Codes, GaussianMethod, Terms, frozen_logits
-from tcwae.methods.tcwae_mws import BETA, GAMMA, tcwae_loss
+from tcwae.methods.tcwae_mws import tcwae_loss
 
 
 class TCWAEGAN(GaussianMethod):
@@ -14,9 +14,6 @@ class TCWAEGAN(GaussianMethod):
     permuted codes from prior samples (dimensionwise KL, KL(prod q_d || p))."""
 
     name = "tcwae_gan"
-    label = "TCWAE-GAN"
-    paper = "Gaujac, Feige and Barber 2021, seed 001 (Eq. 8, 11)"
-    hyperparameters = (BETA, GAMMA)
     num_discriminators = 2
 
     def latent_terms(self, codes: Codes, gathered: bool, step: int) -> Terms:
@@ -29,7 +26,7 @@ class TCWAEGAN(GaussianMethod):
 
     def total_loss(self, terms: Terms) -> torch.Tensor:
         return tcwae_loss(
-            terms["rec"], terms["tc"], terms["dimkl"], self.hparams["beta"], self.hparams["gamma"]
+            terms["rec"], terms["tc"], terms["dimkl"], self.settings.beta, self.settings.gamma
         )
 
     def density_ratio_pairs(
@@ -38,6 +35,3 @@ class TCWAEGAN(GaussianMethod):
         permuted = self._permute(codes, gathered)
         prior = self._prior_samples(codes.shape[0], codes.device, gathered)
         return [(codes, permuted), (permuted, prior)]
-
-
-METHODS = (TCWAEGAN,)

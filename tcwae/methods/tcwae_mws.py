@@ -12,11 +12,9 @@ from tcwae.estimators import (
     standard_normal_log_density,
     total_correlation,
 )
-from tcwae.methods.base import Codes, GaussianMethod, HyperParameter, Terms
+from tcwae.methods.base import Codes, GaussianMethod, Terms
 
 ESTIMATORS = {"mws": log_qz_mws, "mss": log_qz_mss}
-BETA = HyperParameter("beta", "weight of the total correlation TC(q(z))", 1.0)
-GAMMA = HyperParameter("gamma", "weight of the dimensionwise KL sum_d KL(q(z_d) || p(z_d))", 1.0)
 
 
 def tcwae_loss(
@@ -38,9 +36,6 @@ class TCWAEMWS(GaussianMethod):
     """TCWAE-MWS: rec + beta TC + gamma dimensionwise KL, both by MWS (or MSS)."""
 
     name = "tcwae_mws"
-    label = "TCWAE-MWS"
-    paper = "Gaujac, Feige and Barber 2021, seed 001 (Eq. 8, 10)"
-    hyperparameters = (BETA, GAMMA)
 
     def latent_terms(self, codes: Codes, gathered: bool, step: int) -> Terms:
         log_qz, log_prod_qz, log_pz = sampled_log_densities(
@@ -53,8 +48,5 @@ class TCWAEMWS(GaussianMethod):
 
     def total_loss(self, terms: Terms) -> torch.Tensor:
         return tcwae_loss(
-            terms["rec"], terms["tc"], terms["dimkl"], self.hparams["beta"], self.hparams["gamma"]
+            terms["rec"], terms["tc"], terms["dimkl"], self.settings.beta, self.settings.gamma
         )
-
-
-METHODS = (TCWAEMWS,)
