@@ -46,7 +46,7 @@ def mlflow_params(name, seed):
     """A trial's parameters as MLflow stores them: TrainConfig values as strings."""
     method, params, *_ = CONFIGS[name]
     config = TrainConfig(
-        method=method, seed=seed, steps=100, batch_size=16, hyperparameters=dict(params)
+        method=method, seed=seed, steps=100, batch_size=16, settings=dict(params)
     )
     return {key: str(value) for key, value in config.to_dict().items()}
 
@@ -231,7 +231,7 @@ def test_build_report_refuses_a_sweep_with_nothing_finished(tmp_path):
 
 
 def test_trials_stopped_at_a_rung_are_listed_apart_and_not_ranked(tmp_path):
-    params = TrainConfig(method="wae_mmd", hyperparameters={"lam": 25.0}).to_dict()
+    params = TrainConfig(method="wae_mmd", settings={"lam": 25.0}).to_dict()
     stopped = run_row({k: str(v) for k, v in params.items()}, {"rung/mig": 0.01}, "s", "KILLED")
     stopped.update(stopped_at=400, rung_scores={"rec": 5.5, "mig": 0.01})
     built = build_report([*hand_made_rows(), stopped], tmp_path)
