@@ -100,12 +100,12 @@ def make_spec(
     require_in_range("--workers", workers, 0, MAX_WORKERS)
     require_in_range("--max-failures", max_failures, -1, MAX_RESTARTS)
     from tcwae.data import DATASETS, SEQUENCE_DATASETS
-    from tcwae.methods import method_class, methods_for
+    from tcwae.methods import method_card, methods_for
 
     if config.dataset not in DATASETS:
         raise UserError(f"unknown data set {config.dataset!r}; choose one of {', '.join(DATASETS)}")
     sequences = config.dataset in SEQUENCE_DATASETS
-    if method_class(config.method).sequences != sequences:
+    if method_card(config.method).sequences != sequences:
         raise UserError(
             f"--method {config.method} does not train on {config.dataset}; choose one of "
             f"{', '.join(methods_for(sequences))}"
