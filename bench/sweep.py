@@ -48,13 +48,10 @@ from sweep_replay import (
 
 from pipeline.report import collect_rows
 from pipeline.report_ranking import aggregate
-from pipeline.search_space import (
-    OptunaDefineByRun,
-    Profile,
-    config_id,
-    grid_points,
-    load_search_space,
-)
+from pipeline.search.grid import config_id
+from pipeline.search.loader import load_search_space
+from pipeline.search.optuna_search import OptunaDefineByRun
+from pipeline.search.types import Profile, grid_points
 from pipeline.tracking import Tracking
 from tcwae.atomic import write_text_atomically
 from tcwae.methods import hyperparameter_names

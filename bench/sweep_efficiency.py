@@ -36,7 +36,8 @@ import torch
 from benchmarks_md import BENCHMARKS, cpu_model, replace_section
 from trial_startup import process_tree
 
-from pipeline.search_space import grid_points, load_search_space, trial_train_config
+from pipeline.search.loader import load_search_space
+from pipeline.search.types import grid_points, trial_train_config
 from tcwae.data.dsprites import small_dsprites
 from tcwae.trainer import Trainer, bf16_supported, resolve_precision
 

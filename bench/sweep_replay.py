@@ -2,9 +2,10 @@
 
 `bench/record_rungs.py` trains every point of a profile's grid once and records its rung scores
 at every rung step and its final scores; `replay` (asynchronous, as Ray Tune runs MO-ASHA) and
-`replay_synchronous` run `pipeline.rungs.SuccessiveHalving` over those recorded scores in many
-trial orders, which says what fraction of the grid's training steps a sweep would use and whether
-it would end with the grid's best configuration, without training anything again.
+`replay_synchronous` run `SuccessiveHalving` (pipeline/search/successive_halving.py) over those
+recorded scores in many trial orders, which says what fraction of the grid's training steps a
+sweep would use and whether it would end with the grid's best configuration, without training
+anything again.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import numpy as np
 import optuna
 from benchmarks_md import cpu_model
 
-from pipeline.rungs import SchedulerSpec, SuccessiveHalving
-from pipeline.search_space import GRID_PARAMETER, config_id, grid_sampler_space
+from pipeline.search.grid import config_id, grid_sampler_space
+from pipeline.search.successive_halving import SchedulerSpec, SuccessiveHalving
+from pipeline.search.types import GRID_PARAMETER
 from tcwae.metrics import rank_configurations
 
 RUNG_CACHE = Path(__file__).resolve().parent / "sweep_rung_scores.json"
@@ -131,11 +133,11 @@ def _configuration(entry: Mapping[str, Any]) -> str:
 def replay(
     recording: Recording, spec: SchedulerSpec, order: Sequence[str], workers: int
 ) -> dict[str, Any]:
-    """One asynchronous successive-halving sweep over the recorded grid: `workers` trials train
-    at a time at one speed (time counts training steps), taken in `order`; a trial that reaches
-    a rung is judged there by `pipeline.rungs.SuccessiveHalving` against the trials that reached
-    it before, as MultiObjectiveAsha judges it in a sweep. Returns the steps trained, the points
-    trained to the full budget and the configuration the sweep's report would rank first."""
+    """One asynchronous successive-halving sweep over the recorded grid: `workers` trials train at a
+    time at one speed (time counts training steps), taken in `order`; a trial that reaches a
+    rung is judged there by `SuccessiveHalving` against the trials that reached it before, as
+    MultiObjectiveAsha judges it in a sweep. Returns the steps trained, the points trained to
+    the full budget and the configuration the sweep's report would rank first."""
     halving = SuccessiveHalving(spec, recording.budget)
     recording.check_rungs(halving.rungs)
     milestones = (*halving.rungs, recording.budget)
@@ -201,7 +203,7 @@ def recorded_eta(recording: Recording) -> int:
 def replay_table(
     recording: Recording, replays: int, workers: Sequence[int], grace: int | None = None
 ) -> list[dict[str, Any]]:
-    """Every selection rule of `pipeline.rungs` at the recorded eta and grace (or a later
+    """Every selection rule of successive halving at the recorded eta and grace (or a later
     `grace` whose rungs were all recorded), replayed in GridSampler's orders for seeds
     0 .. replays-1: asynchronous at each number of concurrent trials, and synchronous (where
     concurrency does not matter, reported as 'any')."""

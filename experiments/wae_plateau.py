@@ -17,7 +17,8 @@ import time
 
 import torch
 
-from pipeline.search_space import load_search_space, trial_train_config
+from pipeline.search.loader import load_search_space
+from pipeline.search.types import trial_train_config
 from tcwae.config import TrainConfig
 from tcwae.data import FactorDataset, load_dataset
 from tcwae.trainer import Trainer

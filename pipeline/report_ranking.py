@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.search_space import SCORES
+from pipeline.search.types import SCORES
 from pipeline.tracking import FINISHED
 from tcwae.config import CONFIG_KEYS
 from tcwae.methods import METHODS, REGISTRY, all_hyperparameters

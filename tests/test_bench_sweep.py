@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.rungs import SchedulerSpec
-from pipeline.search_space import load_search_space
+from pipeline.search.loader import load_search_space
+from pipeline.search.successive_halving import SchedulerSpec
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 

@@ -4,7 +4,12 @@ import math
 
 import pytest
 
-from pipeline.rungs import SchedulerSpec, SuccessiveHalving, kept_at_rung, rung_steps
+from pipeline.search.successive_halving import (
+    SchedulerSpec,
+    SuccessiveHalving,
+    kept_at_rung,
+    rung_steps,
+)
 
 TWO = (("rec", "min"), ("mig", "max"))
 

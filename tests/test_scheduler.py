@@ -10,8 +10,12 @@ import optuna
 import pytest
 from ray.tune import Callback
 
-from pipeline.rungs import SchedulerSpec, rung_metric
-from pipeline.scheduler import MultiObjectiveAsha, PruningOptunaSearch, SchedulerCallback
+from pipeline.search.successive_halving import SchedulerSpec, rung_metric
+from pipeline.search.tune_scheduler import (
+    MultiObjectiveAsha,
+    PruningOptunaSearch,
+    SchedulerCallback,
+)
 
 STEPS = 40
 SPEC = SchedulerSpec("mo-asha", grace=10, eta=2, rank_by=(("rec", "min"), ("mig", "max")))
@@ -177,7 +181,7 @@ def test_synchronous_rungs_wait_for_every_trial_and_keep_the_best_within_the_lim
     slot (the sweep ends); two trials do run at once, never more."""
     from ray import cloudpickle, tune
 
-    from pipeline.scheduler import RungConcurrencyLimiter
+    from pipeline.search.tune_scheduler import RungConcurrencyLimiter
 
     monkeypatch.setenv("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     cloudpickle.register_pickle_by_value(sys.modules[__name__])

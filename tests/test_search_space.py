@@ -5,21 +5,12 @@ import pytest
 import yaml
 from sweep_spaces import DSPRITES_YAML, PAPER_METHODS
 
-from pipeline.rungs import SchedulerSpec
-from pipeline.search_space import (
-    GRID_PARAMETER,
-    HYPERPARAMETERS,
-    GridDefineByRun,
-    OptunaDefineByRun,
-    SearchSpaceError,
-    available_search_spaces,
-    config_id,
-    grid_points,
-    grid_sampler_space,
-    load_search_space,
-    objectives,
-    trial_train_config,
-)
+from pipeline.search.grid import GridDefineByRun, config_id, grid_sampler_space
+from pipeline.search.loader import available_search_spaces, load_search_space
+from pipeline.search.optuna_search import OptunaDefineByRun, objectives
+from pipeline.search.parser import HYPERPARAMETERS
+from pipeline.search.successive_halving import SchedulerSpec
+from pipeline.search.types import GRID_PARAMETER, SearchSpaceError, grid_points, trial_train_config
 from tcwae.config import TrainConfig
 from tcwae.methods import REGISTRY
 
@@ -61,7 +52,7 @@ def test_shipped_search_space_loads_with_the_three_profiles(name):
     paper = space.profile("paper")
     assert paper.train["eval_profile"] == "paper"
     assert paper.seeds == (0, 1, 2, 3, 4)
-    assert paper.resources.gpus_per_trial == 1
+    assert paper.resources.workers * paper.resources.gpus_per_worker == 1
     assert paper.train["steps"] >= 300_000
 
 

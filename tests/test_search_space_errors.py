@@ -5,7 +5,8 @@ import pytest
 import yaml
 from sweep_spaces import DSPRITES_YAML, PAPER_METHODS
 
-from pipeline.search_space import SearchSpaceError, load_search_space
+from pipeline.search.loader import load_search_space
+from pipeline.search.types import SearchSpaceError
 from tcwae.methods import methods_for
 
 

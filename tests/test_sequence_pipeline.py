@@ -17,7 +17,7 @@ import yaml
 
 from pipeline import sweep, train
 from pipeline.report_sequences import SECTION_HEADING
-from pipeline.search_space import SEARCH_SPACE_DIR
+from pipeline.search.loader import SEARCH_SPACE_DIR
 from pipeline.tracking import Tracking
 from tcwae.data.sprite_videos import DYNAMIC_FACTORS, FACTOR_NAMES, STATIC_FACTORS
 from tcwae.methods import SEQUENCE_METHODS

@@ -3,13 +3,8 @@
 import pytest
 import yaml
 
-from pipeline.search_space import (
-    SEARCH_SPACE_DIR,
-    SearchSpaceError,
-    grid_points,
-    load_search_space,
-    trial_train_config,
-)
+from pipeline.search.loader import SEARCH_SPACE_DIR, load_search_space
+from pipeline.search.types import SearchSpaceError, grid_points, trial_train_config
 from tcwae.methods import SEQUENCE_METHODS
 
 
@@ -30,7 +25,8 @@ def test_sprite_videos_space_loads_with_the_three_profiles():
     assert space.profile("smoke").train["steps"] <= 10
     cpu = space.profile("cpu")
     assert cpu.seeds == (0, 1, 2) and len(grid_points(cpu)) == 9
-    assert space.profile("paper").resources.gpus_per_trial == 1
+    paper = space.profile("paper").resources
+    assert paper.workers * paper.gpus_per_worker == 1
 
 
 @pytest.mark.parametrize(

@@ -1,13 +1,13 @@
-"""Multi-objective successive halving as a Ray Tune scheduler (MO-ASHA; see `pipeline.rungs`).
+"""Multi-objective successive halving as a Ray Tune scheduler (MO-ASHA; see `successive_halving`).
 
 `MultiObjectiveAsha` reads the `rung/<score>` values a trial reports at a rung step and answers
-CONTINUE or STOP by `pipeline.rungs.SuccessiveHalving`. Ray Tune 2.60 saves the searcher and the
-callbacks with the experiment but never calls a scheduler's `save` / `restore`, so
-`SchedulerCallback` carries the scheduler's state in the experiment checkpoint (saved at the same
-moment as the trials' states, restored before they are re-queued): after `Tuner.restore` the
-scheduler remembers every rung and decision, and a resumed trial that reports a rung again gets
-its first decision. The callback also hands every stopped trial to `on_stop` (the sweep marks its
-MLflow run there). `PruningOptunaSearch` tells Optuna that such a trial was pruned.
+CONTINUE or STOP by `SuccessiveHalving`. Ray Tune 2.60 saves the searcher and the callbacks with
+the experiment but never calls a scheduler's `save` / `restore`, so `SchedulerCallback` carries the
+scheduler's state in the experiment checkpoint (saved at the same moment as the trials' states,
+restored before they are re-queued): after `Tuner.restore` the scheduler remembers every rung and
+decision, and a resumed trial that reports a rung again gets its first decision. The callback also
+hands every stopped trial to `on_stop` (the sweep marks its MLflow run there).
+`PruningOptunaSearch` tells Optuna that such a trial was pruned.
 
 With a synchronous spec a trial that reaches a rung before the others is PAUSED (Tune saves it and
 frees its workers; its Ray Train run resumes from the checkpoint it wrote at the rung step when
@@ -29,7 +29,13 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from pipeline.rungs import STEP_KEY, Decision, SchedulerSpec, SuccessiveHalving, rung_metric
+from pipeline.search.successive_halving import (
+    STEP_KEY,
+    Decision,
+    SchedulerSpec,
+    SuccessiveHalving,
+    rung_metric,
+)
 
 StopHandler = Callable[[str, Decision], None]
 # Told every decision as it is made, with the sweep's trials (whose configs name them).
@@ -69,7 +75,7 @@ class MultiObjectiveAsha(FIFOScheduler):
             return self._pause(tune_controller, trial.trial_id)
         if self.halving.stopped(trial.trial_id) is not None:
             return TrialScheduler.STOP  # restarted by --resume after its rung stopped it
-        scores = rung_scores(result, self.halving.spec)
+        scores = reported_rung_scores(result, self.halving.spec)
         if scores is None:
             return TrialScheduler.CONTINUE
         step = int(result[STEP_KEY])
@@ -178,7 +184,7 @@ class RungConcurrencyLimiter(ConcurrencyLimiter):
         return state
 
 
-def rung_scores(result: Mapping[str, Any], spec: SchedulerSpec) -> dict[str, float] | None:
+def reported_rung_scores(result: Mapping[str, Any], spec: SchedulerSpec) -> dict[str, float] | None:
     """The `rank_by` scores of a rung report, or None when `result` is not one."""
     keys = {score: rung_metric(score) for score, _ in spec.rank_by}
     if STEP_KEY not in result or not all(key in result for key in keys.values()):

@@ -19,7 +19,7 @@ reach it has: the sweep's `trials` at the first rung, the ones promoted at the r
 that, less any that ended on their own (an error) on the way. Then the best ceil(n / eta) of its n
 arrivals continue and the rest stop; arrivals wait in between (the Tune scheduler pauses them).
 Decisions are final: a trial that reports the same rung again (a resumed trial) gets the decision
-it got the first time. `pipeline/scheduler.py` wraps this for Ray Tune;
+it got the first time. `pipeline.search.tune_scheduler` wraps this for Ray Tune;
 `bench/sweep.py` replays it on recorded scores.
 """
 
@@ -99,16 +99,8 @@ class SchedulerSpec:
         return f"Pareto fronts on {scores}, ties by {self.tie_break.replace('_', ' ')}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "type": self.type,
-            "grace": self.grace,
-            "eta": self.eta,
-            "rank_by": dict(self.rank_by),
-            "selection": self.selection,
-            "tie_break": self.tie_break,
-            "rung_profile": self.rung_profile,
-            "synchronous": self.synchronous,
-        }
+        """Plain data for the sweep's logged search space (`rank_by` as score: mode)."""
+        return {**dataclasses.asdict(self), "rank_by": dict(self.rank_by)}
 
 
 def rung_order(table: Sequence[Mapping[str, float]], spec: SchedulerSpec) -> list[int]:
@@ -167,32 +159,25 @@ class SuccessiveHalving:
         """Asynchronous: the decision for `trial_id` reaching `step` with these rung scores;
         None when `step` is not a rung. A rung the trial already reached gets its earlier
         decision."""
-        if step not in self.arrivals:
-            return None
-        earlier = self.decision_at(trial_id, step)
-        if earlier is not None:
-            return earlier
-        arrivals = self.arrivals[step]
-        arrivals.append((trial_id, {key: float(value) for key, value in scores.items()}))
-        order = rung_order([entry for _, entry in arrivals], self.spec)
-        return self._decide(trial_id, step, order.index(len(arrivals) - 1) + 1, len(arrivals))
+        decisions = self.arrive(trial_id, step, scores)
+        return decisions[0] if decisions else None
 
     def arrive(self, trial_id: str, step: int, scores: Mapping[str, float]) -> list[Decision]:
         """Every decision that `trial_id` reaching `step` settles: its own alone when
         asynchronous; when synchronous, none while the rung waits for more trials and all of
         the rung's when it is the last to come (or its earlier decision, when it had one)."""
-        if not self.spec.synchronous:
-            decision = self.judge(trial_id, step, scores)
-            return [] if decision is None else [decision]
         if step not in self.arrivals:
             return []
         earlier = self.decision_at(trial_id, step)
         if earlier is not None:
             return [earlier]
+        arrivals = self.arrivals[step]
         if trial_id not in self.arrived(step):
-            entry = {key: float(value) for key, value in scores.items()}
-            self.arrivals[step].append((trial_id, entry))
-        return self._close_ready()
+            arrivals.append((trial_id, {key: float(value) for key, value in scores.items()}))
+        if self.spec.synchronous:
+            return self._close_ready()
+        order = rung_order([entry for _, entry in arrivals], self.spec)
+        return [self._decide(trial_id, step, order.index(len(arrivals) - 1) + 1, len(arrivals))]
 
     def end(self, trial_id: str) -> list[Decision]:
         """Synchronous: `trial_id` ended without a stop decision (an error, or its budget): the

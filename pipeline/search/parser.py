@@ -1,0 +1,420 @@
+"""Validating a search-space file's YAML: walked once, every key and value checked, every mistake
+one `SearchSpaceError` line naming the file and the key path.
+
+Values are converted by TrainConfig's own converter (one validator for a config file, a command
+line and a search space), and each profile's trial configs are built and validated here, once
+(`Profile.planned`), so a sweep that starts has no invalid trial left to find.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from pipeline.run_spec import Resources
+from pipeline.search.successive_halving import RUNG_SCORES, SCHEDULERS, SELECTIONS, SchedulerSpec
+from pipeline.search.types import (
+    SCORES,
+    MethodSpace,
+    ParamSpace,
+    Profile,
+    SearchSpace,
+    SearchSpaceError,
+    format_number,
+    validated_config,
+)
+from tcwae.config import CONFIG_KEYS, ConfigError, TrainConfig, coerce_value
+from tcwae.data import DATASETS, SEQUENCE_DATASETS
+from tcwae.methods import (
+    METHODS,
+    all_hyperparameters,
+    hyperparameter_names,
+    method_card,
+    methods_for,
+)
+from tcwae.metrics import PROFILES, TIE_BREAKS
+
+RANK_MODES = ("min", "max")  # how `rank_by` orders a score
+# TrainConfig keys that the search itself sets, and the key of the file that sets each.
+SEARCH_SET_KEYS = {
+    "dataset": "the top-level `dataset`",
+    "method": "the `methods` entries",
+    "seed": "the profile's `seeds`",
+    "cost": "each method's `cost`",
+}
+# Every method's hyper-parameters (tcwae.methods); a method searches only those it reads.
+HYPERPARAMETERS = tuple(all_hyperparameters())
+RESOURCE_KEYS = ("workers", "cpus_per_worker", "gpus_per_worker")
+# A `scheduler:` block's keys besides `type`: SchedulerSpec's fields.
+SCHEDULER_KEYS = tuple(item.name for item in dataclasses.fields(SchedulerSpec))[1:]
+DEFAULT_SCHEDULER = SchedulerSpec()
+PROFILE_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
+# What a value of each TrainConfig kind must be, as the messages say it.
+KINDS = {
+    "int": "an integer",
+    "float": "a finite number",
+    "bool": "true or false",
+    "str": "a string",
+}
+
+
+def parse_search_space(raw: Any, source: str) -> SearchSpace:
+    """Validate a search-space file's YAML data; `source` names the file in messages."""
+    return _SpaceParser(source).parse(raw)
+
+
+class _SpaceParser:
+    """Walks the raw YAML once, checking every key and value; errors name the key path."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, path: str, message: str) -> SearchSpaceError:
+        return SearchSpaceError(
+            f"{self.source}: {path}: {message}" if path else f"{self.source}: {message}"
+        )
+
+    def require(self, ok: Any, path: str, message: str) -> None:
+        if not ok:
+            raise self.fail(path, message)
+
+    def mapping(
+        self,
+        value: Any,
+        path: str,
+        required: Sequence[str] = (),
+        optional: Sequence[str] = (),
+        closed: bool = True,
+    ) -> dict[str, Any]:
+        """Check a mapping; when `closed`, every key must be one of `required` or `optional`."""
+        got = _describe(value)
+        self.require(isinstance(value, dict), path, f"must be a mapping of key: value, got {got}")
+        allowed = (*required, *optional)
+        for key in value:
+            self.require(isinstance(key, str), path, f"key {key!r} must be a string")
+            if closed and key not in allowed:
+                raise self.fail(
+                    _join(path, key), f"unknown key; expected one of {', '.join(allowed)}"
+                )
+        for key in required:
+            self.require(key in value, _join(path, key), "missing")
+        return value
+
+    def value(self, raw: Any, path: str, kind: str, minimum: int | None = None) -> Any:
+        """`raw` as TrainConfig converts a value of `kind` (a key of KINDS), at least
+        `minimum` when given."""
+        try:
+            value = coerce_value(path, kind, raw, self.source)
+        except ConfigError:
+            value = None
+        if value is None or (minimum is not None and value < minimum):
+            bound = "" if minimum is None else f" >= {minimum}"
+            raise self.fail(path, f"must be {KINDS[kind]}{bound}, got {_describe(raw)}")
+        return value
+
+    def choice(self, raw: Any, path: str, allowed: Sequence[str]) -> str:
+        got = _describe(raw)
+        self.require(raw in allowed, path, f"must be one of {', '.join(allowed)}, got {got}")
+        return raw
+
+    def config(self, values: dict[str, Any], path: str) -> TrainConfig:
+        """Let TrainConfig judge a merged set of values; its message follows the key path."""
+        return validated_config(values, f"{self.source}: {path}")
+
+    def parse(self, raw: Any) -> SearchSpace:
+        self.require(raw is not None, "", "the file is empty")
+        top = self.mapping(
+            raw,
+            "",
+            required=("dataset", "rank_by", "methods", "profiles"),
+            optional=("description", "train"),
+        )
+        dataset = self.value(top["dataset"], "dataset", "str")
+        known = ", ".join(DATASETS)
+        self.require(dataset in DATASETS, "dataset", f"{dataset!r} is not one of {known}")
+        description = self.value(top.get("description", ""), "description", "str")
+        rank_by = self.rank_by(top["rank_by"], "rank_by")
+        train = self.train(top.get("train", {}), "train")
+        self.config({"dataset": dataset, **train}, "train")
+        methods = self.methods(top["methods"], dataset, train)
+        profiles_raw = self.mapping(top["profiles"], "profiles", closed=False)
+        self.require(
+            profiles_raw, "profiles", "empty; give at least one profile (smoke, cpu, paper)"
+        )
+        profiles = {
+            name: self.profile(name, value, dataset, rank_by, train, methods)
+            for name, value in profiles_raw.items()
+        }
+        return SearchSpace(self.source, dataset, description, rank_by, train, methods, profiles)
+
+    def rank_by(self, raw: Any, path: str) -> tuple[tuple[str, str], ...]:
+        scores = self.mapping(raw, path, optional=SCORES)
+        self.require(scores, path, "empty; name at least one score, e.g. rec: min")
+        for score, mode in scores.items():
+            got = _describe(mode)
+            self.require(mode in RANK_MODES, _join(path, score), f"must be min or max, got {got}")
+        return tuple(scores.items())
+
+    def train(self, raw: Any, path: str, hyperparameters: bool = False) -> dict[str, Any]:
+        """TrainConfig overrides: a file's or profile's `train`, or (with `hyperparameters`
+        allowed) a method's `fixed`; never a key the search itself sets."""
+        train = self.mapping(raw if raw is not None else {}, path, closed=False)
+        for key in train:
+            key_path = _join(path, key)
+            if key in SEARCH_SET_KEYS:
+                raise self.fail(key_path, f"set by {SEARCH_SET_KEYS[key]}, not here")
+            if key in HYPERPARAMETERS and not hyperparameters:
+                raise self.fail(
+                    key_path, "a method hyper-parameter: set it in a method's fixed or params"
+                )
+            keys = ", ".join(sorted(CONFIG_KEYS))
+            self.require(key in CONFIG_KEYS, key_path, f"unknown key; TrainConfig keys are {keys}")
+        return dict(train)
+
+    def methods(self, raw: Any, dataset: str, train: dict[str, Any]) -> dict[str, MethodSpace]:
+        entries = self.mapping(raw, "methods", closed=False)
+        self.require(entries, "methods", f"empty; give at least one of {', '.join(METHODS)}")
+        allowed = methods_for(sequences=dataset in SEQUENCE_DATASETS)
+        methods = {}
+        for name, value in entries.items():
+            path = _join("methods", name)
+            expected = ", ".join(allowed)
+            self.require(name in allowed, path, f"unknown method; expected one of {expected}")
+            methods[name] = self.method(name, value, path, dataset, train)
+        return methods
+
+    def method(
+        self, name: str, raw: Any, path: str, dataset: str, train: dict[str, Any]
+    ) -> MethodSpace:
+        """One method's entry; its config, each grid value and each range end are validated."""
+        entry = self.mapping(raw, path, required=("cost", "params"), optional=("fixed",))
+        cost = self.value(entry["cost"], _join(path, "cost"), "str")
+        fixed_path = _join(path, "fixed")
+        fixed = self.train(entry.get("fixed") or {}, fixed_path, hyperparameters=True)
+        params_path = _join(path, "params")
+        params_raw = self.mapping(
+            entry["params"] if entry["params"] is not None else {}, params_path, closed=False
+        )
+        reads = hyperparameter_names(name)
+        integers = {p.name for p in method_card(name).hyperparameters if p.integer}
+        params = {}
+        for param_name, value in params_raw.items():
+            param_path = _join(params_path, param_name)
+            if param_name not in reads:
+                raise self.fail(
+                    param_path, f"{name} cannot search {param_name!r}; it reads {', '.join(reads)}"
+                )
+            if param_name in fixed:
+                raise self.fail(
+                    param_path, f"both searched and fixed ({_join(fixed_path, param_name)})"
+                )
+            params[param_name] = self.param(param_name, value, param_path, param_name in integers)
+        spec = MethodSpace(name, cost, fixed, params)
+        base = spec.values(dataset, train)
+        self.config(base, path)
+        for param in params.values():
+            param_path = _join(params_path, param.name)
+            for index, value in enumerate(param.grid):
+                self.config({**base, param.name: value}, f"{param_path}.grid[{index}]")
+            for end in ("low", "high"):
+                self.config({**base, param.name: getattr(param, end)}, f"{param_path}.range.{end}")
+        return spec
+
+    def param(self, name: str, raw: Any, path: str, integer: bool) -> ParamSpace:
+        entry = self.mapping(raw, path, required=("grid", "range"))
+        range_path = _join(path, "range")
+        bounds = self.mapping(
+            entry["range"], range_path, required=("low", "high"), optional=("log",)
+        )
+        low = self.value(bounds["low"], _join(range_path, "low"), "float")
+        high = self.value(bounds["high"], _join(range_path, "high"), "float")
+        log = self.value(bounds.get("log", False), _join(range_path, "log"), "bool")
+        low_text, high_text = format_number(low), format_number(high)
+        self.require(low <= high, range_path, f"low {low_text} > high {high_text}")
+        self.require(not log or low > 0, range_path, f"log: true needs low > 0, got {low_text}")
+        grid = self.grid(entry["grid"], _join(path, "grid"), low, high)
+        return ParamSpace(name, grid, low, high, log, integer)
+
+    def grid(self, raw: Any, path: str, low: float, high: float) -> tuple[float, ...]:
+        got = _describe(raw)
+        self.require(isinstance(raw, list), path, f"must be a list of numbers, got {got}")
+        self.require(raw, path, "empty; give at least one value")
+        values = tuple(self.value(value, f"{path}[{i}]", "float") for i, value in enumerate(raw))
+        bounds = f"[{format_number(low)}, {format_number(high)}]"
+        for index, value in enumerate(values):
+            message = f"{format_number(value)} is outside the range {bounds}"
+            self.require(low <= value <= high, f"{path}[{index}]", message)
+        self.require(len(set(values)) == len(values), path, "a value appears twice")
+        return values
+
+    def profile(
+        self,
+        name: Any,
+        raw: Any,
+        dataset: str,
+        rank_by: tuple[tuple[str, str], ...],
+        train: dict[str, Any],
+        methods: dict[str, MethodSpace],
+    ) -> Profile:
+        """One profile, its trials' configs planned (built and validated once)."""
+        path = _join("profiles", str(name))
+        if not isinstance(name, str) or not PROFILE_NAME.match(name):
+            raise self.fail(path, "a profile name is lower-case letters, digits and _")
+        entry = self.mapping(
+            raw,
+            path,
+            required=("seeds", "num_samples", "resources"),
+            optional=("budget", "train", "methods", "scheduler"),
+        )
+        budget = self.value(entry.get("budget", ""), _join(path, "budget"), "str")
+        merged = {**train, **self.train(entry.get("train", {}), _join(path, "train"))}
+        effective = self.config({"dataset": dataset, **merged}, _join(path, "train"))
+        seeds = self.seeds(entry["seeds"], _join(path, "seeds"))
+        samples = self.value(entry["num_samples"], _join(path, "num_samples"), "int", 1)
+        resources = self.resources(entry["resources"], _join(path, "resources"))
+        selected = self.profile_methods(entry.get("methods"), _join(path, "methods"), methods)
+        profile = Profile(
+            self.source, name, dataset, rank_by, merged, selected, seeds, samples, resources, budget
+        ).planned()
+        if "scheduler" not in entry:
+            return profile
+        scheduler = self.scheduler(entry["scheduler"], _join(path, "scheduler"), rank_by, effective)
+        return dataclasses.replace(profile, scheduler=scheduler)
+
+    def scheduler(
+        self, raw: Any, path: str, rank_by: tuple[tuple[str, str], ...], config: TrainConfig
+    ) -> SchedulerSpec:
+        """A profile's `scheduler:` block: `type: fifo` alone, or `type: mo-asha` with `grace`
+        (the first rung, in steps: a multiple of the profile's report_every below its steps) and
+        optionally `eta`, `rank_by` (the rung scores; default the file's), `selection`,
+        `tie_break` (pareto only), `rung_profile` (metric sizes of the rung scores) and
+        `synchronous` (rungs wait for every trial; grace a multiple of checkpoint_every)."""
+        entry = self.mapping(raw, path, required=("type",), optional=SCHEDULER_KEYS)
+        if self.choice(entry["type"], _join(path, "type"), SCHEDULERS) == "fifo":
+            extra = [key for key in entry if key != "type"]
+            if extra:
+                raise self.fail(_join(path, extra[0]), "only for type mo-asha; fifo has no rungs")
+            return SchedulerSpec("fifo")
+        if config.dataset in SEQUENCE_DATASETS:
+            raise self.fail(
+                _join(path, "type"),
+                "mo-asha on a sequence data set is not done (its rung scores would need the "
+                "judge of tcwae.sequence_eval); use type: fifo",
+            )
+        at = _join(path, "grace")
+        self.require("grace" in entry, at, "missing (the first rung, in training steps)")
+        grace = self.value(entry["grace"], at, "int", 1)
+        self.require(
+            grace % config.report_every == 0,
+            at,
+            f"{grace} is not a multiple of report_every ({config.report_every}): rung scores "
+            "are computed at report steps",
+        )
+        steps = config.steps
+        self.require(grace < steps, at, f"{grace} leaves no rung below the profile's {steps} steps")
+        eta = self.value(entry.get("eta", DEFAULT_SCHEDULER.eta), _join(path, "eta"), "int", 2)
+        scores = self.rung_rank_by(entry.get("rank_by"), _join(path, "rank_by"), rank_by)
+        selection, tie_break, profile = (
+            self.choice(entry.get(key, default), _join(path, key), allowed)
+            for key, default, allowed in (
+                ("selection", DEFAULT_SCHEDULER.selection, SELECTIONS),
+                ("tie_break", DEFAULT_SCHEDULER.tie_break, TIE_BREAKS),
+                ("rung_profile", "rung", tuple(PROFILES)),  # a block's rungs: the rung sizes
+            )
+        )
+        if "tie_break" in entry and selection != "pareto":
+            raise self.fail(_join(path, "tie_break"), "only for selection: pareto")
+        synchronous = self.value(
+            entry.get("synchronous", False), _join(path, "synchronous"), "bool"
+        )
+        self.require(
+            not synchronous or grace % config.checkpoint_every == 0,
+            at,
+            f"{grace} is not a multiple of checkpoint_every ({config.checkpoint_every}): a "
+            "synchronous rung pauses its trials, which resume from a checkpoint at the rung",
+        )
+        return SchedulerSpec(
+            "mo-asha", grace, eta, scores, selection, tie_break, profile, synchronous
+        )
+
+    def rung_rank_by(
+        self, raw: Any, path: str, default: tuple[tuple[str, str], ...]
+    ) -> tuple[tuple[str, str], ...]:
+        """The rung scores: the block's own `rank_by`, else the file's; either way only scores
+        that a rung evaluation computes."""
+        scores = default if raw is None else self.rank_by(raw, path)
+        slow = [score for score, _ in scores if score not in RUNG_SCORES]
+        if not slow:
+            return scores
+        fast = ", ".join(RUNG_SCORES)
+        if raw is None:
+            raise self.fail(
+                path.rpartition(".")[0],
+                f"the file's rank_by has {slow[0]!r}, which rungs do not score ({fast}); "
+                "give the scheduler block its own rank_by",
+            )
+        raise self.fail(_join(path, slow[0]), f"not scored at rungs; rung scores are {fast}")
+
+    def seeds(self, raw: Any, path: str) -> tuple[int, ...]:
+        got = _describe(raw)
+        ok = isinstance(raw, list) and raw
+        self.require(ok, path, f"must be a non-empty list of integers, got {got}")
+        seeds = tuple(self.value(value, f"{path}[{i}]", "int", 0) for i, value in enumerate(raw))
+        self.require(len(set(seeds)) == len(seeds), path, "a seed appears twice")
+        return seeds
+
+    def resources(self, raw: Any, path: str) -> Resources:
+        entry = self.mapping(raw, path, required=RESOURCE_KEYS)
+        workers = self.value(entry["workers"], _join(path, "workers"), "int", 1)
+        cpus, gpus = (
+            self.value(entry[key], _join(path, key), "float")
+            for key in ("cpus_per_worker", "gpus_per_worker")
+        )
+        at = _join(path, "cpus_per_worker")
+        self.require(cpus > 0, at, f"must be > 0, got {format_number(cpus)}")
+        at = _join(path, "gpus_per_worker")
+        self.require(gpus >= 0, at, f"must be >= 0, got {format_number(gpus)}")
+        return Resources(workers, cpus, gpus)
+
+    def profile_methods(
+        self, raw: Any, path: str, methods: dict[str, MethodSpace]
+    ) -> dict[str, MethodSpace]:
+        """The profile's methods: all of the file's, or those listed, each listed parameter's grid
+        replaced by the profile's values (which must lie in the file's range)."""
+        if raw is None:
+            return dict(methods)
+        entries = self.mapping(raw, path, closed=False)
+        self.require(entries, path, "empty; leave it out to keep every method")
+        selected = {}
+        for name, value in entries.items():
+            at = _join(path, name)
+            self.require(
+                name in methods, at, f"not a method of this file; it has {', '.join(methods)}"
+            )
+            spec = methods[name]
+            grids = self.mapping(value if value is not None else {}, at, closed=False)
+            searched = ", ".join(spec.params) or "nothing"
+            for param_name in grids:
+                message = f"not a searched parameter of {name}; it searches {searched}"
+                self.require(param_name in spec.params, _join(at, param_name), message)
+            params = dict(spec.params)
+            for param_name, grid_raw in grids.items():
+                param = spec.params[param_name]
+                grid = self.grid(grid_raw, _join(at, param_name), param.low, param.high)
+                params[param_name] = dataclasses.replace(param, grid=grid)
+            selected[name] = dataclasses.replace(spec, params=params)
+        return selected
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _describe(value: Any) -> str:
+    """A value as a message names it: nothing, a mapping, a list or its repr."""
+    return _KIND_NAMES[type(value)] if type(value) in _KIND_NAMES else repr(value)
+
+
+_KIND_NAMES = {type(None): "nothing", dict: "a mapping", list: "a list"}
