@@ -30,8 +30,8 @@ from tcwae.costs import PER_IMAGE_COSTS
 from tcwae.data.sprite_videos import DYNAMIC_FACTORS, STATIC_FACTORS, held_out_part
 from tcwae.metrics.sequence_judge import Judge, judge_probabilities, load_or_train_judge
 from tcwae.metrics.sequences import joint_labels, kept_factor_scores
+from tcwae.pictures import save_tile_grid
 from tcwae.sequence_nets import SequenceCodes
-from tcwae.viz import _save_tile_grid
 
 # Generated sequences a direction, spread evenly over the classes of its kept label, and judge
 # training steps, by evaluation profile (the names of tcwae.metrics.PROFILES). On the full grid
@@ -290,7 +290,7 @@ def save_swap_picture(
         rows += [a[pair], b[pair], torch.sigmoid(a_on_b[pair].float()).cpu()]
         rows.append(torch.sigmoid(b_on_a[pair].float()).cpu())
         labels += [f"A{pair}", f"B{pair}", f"s(A{pair}) z(B{pair})", f"s(B{pair}) z(A{pair})"]
-    _save_tile_grid(torch.stack(rows), path, row_labels=labels, column_labels=_frame_labels(a))
+    save_tile_grid(torch.stack(rows), path, row_labels=labels, column_labels=_frame_labels(a))
 
 
 def save_generated_sequences(
@@ -319,7 +319,7 @@ def save_generated_sequences(
         labels += [f"real {index}", "its s, prior z", "prior s, its z"]
     rows += list(prior)
     labels += ["prior"] * num_prior
-    _save_tile_grid(torch.stack(rows), path, row_labels=labels, column_labels=_frame_labels(x))
+    save_tile_grid(torch.stack(rows), path, row_labels=labels, column_labels=_frame_labels(x))
 
 
 def _frame_labels(sequences: torch.Tensor) -> list[str]:

@@ -26,7 +26,7 @@ from tcwae.sequence_eval import (
     score_and_draw,
 )
 from tcwae.sequence_nets import SequenceAutoencoder
-from tcwae.viz import tile_grid_size
+from tcwae.pictures import tile_grid_size
 
 GRID = (1, 6, 1, 4, 3)  # colour, motion, rotation: 72 sequences, 60 to train on, 12 held out
 

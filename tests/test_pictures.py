@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from tcwae import viz
+from tcwae import pictures
 from tcwae.nets import Autoencoder
 
-PITCH = 64 + viz.TILE_GAP
+PITCH = 64 + pictures.TILE_GAP
 
 
 class StripeAutoencoder(nn.Module):
@@ -37,8 +37,8 @@ class StripeAutoencoder(nn.Module):
 
 
 def tile(png: np.ndarray, row: int, column: int, labelled: bool, header: bool) -> np.ndarray:
-    top = (viz.HEADER_HEIGHT if header else 0) + viz.TILE_GAP + row * PITCH
-    left = (viz.ROW_LABEL_WIDTH if labelled else 0) + viz.TILE_GAP + column * PITCH
+    top = (pictures.HEADER_HEIGHT if header else 0) + pictures.TILE_GAP + row * PITCH
+    left = (pictures.ROW_LABEL_WIDTH if labelled else 0) + pictures.TILE_GAP + column * PITCH
     return png[top : top + 64, left : left + 64, :3]
 
 
@@ -56,7 +56,7 @@ def test_dimensionwise_kl_is_near_zero_when_the_aggregate_is_the_prior():
     posterior_var = 0.3
     mu = rng.normal(0.0, math.sqrt(1 - posterior_var), size=(2000, 3))
     logvar = np.full_like(mu, math.log(posterior_var))
-    kl = viz.dimensionwise_kl(mu, logvar, num_samples=2000)
+    kl = pictures.dimensionwise_kl(mu, logvar, num_samples=2000)
     assert np.all(np.abs(kl) < 0.02), kl
 
 
@@ -67,7 +67,7 @@ def test_dimensionwise_kl_matches_closed_form_for_collapsed_and_shifted_dimensio
     logvar[:, 0] = math.log(0.01)
     mu[:, 1] = 3.0
     mu[:, 2], logvar[:, 2] = 1.5, math.log(0.1)
-    kl = viz.dimensionwise_kl(mu, logvar, num_samples=4000)
+    kl = pictures.dimensionwise_kl(mu, logvar, num_samples=4000)
 
     def gaussian_kl(mean: float, var: float) -> float:
         return 0.5 * (var + mean**2 - 1 - math.log(var))
@@ -84,13 +84,13 @@ def test_dimensionwise_kl_sees_a_bimodal_dimension_that_moment_matching_would_mi
     # narrow peaks: KL = -H(q) - E log p = -(log 2 + 0.5 log(2 pi e 0.01)) + 0.5 log 2 pi + 0.505.
     expected = -(math.log(2) + 0.5 * math.log(2 * math.pi * math.e * 0.01))
     expected += 0.5 * math.log(2 * math.pi) + 0.5 * 1.01
-    kl = viz.dimensionwise_kl(mu, logvar, num_samples=count)
+    kl = pictures.dimensionwise_kl(mu, logvar, num_samples=count)
     assert kl[0] == pytest.approx(expected, abs=0.1)
 
 
 def test_dimensionwise_kl_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="mu and logvar"):
-        viz.dimensionwise_kl(np.zeros((4, 3)), np.zeros((4, 2)))
+        pictures.dimensionwise_kl(np.zeros((4, 3)), np.zeros((4, 2)))
 
 
 @pytest.mark.parametrize("nchan", [1, 3])
@@ -98,11 +98,11 @@ def test_traversal_rows_follow_increasing_kl_and_vary_one_dimension(tmp_path, nc
     shifts = [1.0, 2.5, 0.0, 1.8]
     model = StripeAutoencoder(nchan, shifts)
     path = tmp_path / "traversal.png"
-    order = viz.save_traversals(model, images(6, nchan), path, steps=5, span=2.0)
+    order = pictures.save_traversals(model, images(6, nchan), path, steps=5, span=2.0)
 
     assert order == [2, 0, 3, 1]
     png = mpimg.imread(path)
-    assert png.shape[:2] == viz.tile_grid_size(4, 5, row_labels=True, column_labels=True)
+    assert png.shape[:2] == pictures.tile_grid_size(4, 5, row_labels=True, column_labels=True)
     for row, dim in enumerate(order):
         means = np.stack([stripe_means(tile(png, row, c, True, True), 4) for c in range(5)])
         varying = np.flatnonzero(means.max(axis=0) - means.min(axis=0) > 0.5)
@@ -125,13 +125,17 @@ def test_traversal_rows_follow_increasing_kl_and_vary_one_dimension(tmp_path, nc
 def test_traversal_with_given_order(tmp_path):
     model = StripeAutoencoder(1, [1.0, 2.5, 0.0])
     path = tmp_path / "traversal.png"
-    assert viz.save_traversals(model, images(2, 1), path, kl_order=[1, 2, 0], steps=3) == [1, 2, 0]
+    assert pictures.save_traversals(model, images(2, 1), path, kl_order=[1, 2, 0], steps=3) == [
+        1,
+        2,
+        0,
+    ]
     png = mpimg.imread(path)
     first, last = tile(png, 0, 0, True, True), tile(png, 0, 2, True, True)
     changed = np.abs(stripe_means(last, 3) - stripe_means(first, 3)) > 0.5
     assert changed.tolist() == [False, True, False]
     with pytest.raises(ValueError, match="permutation"):
-        viz.save_traversals(model, images(2, 1), path, kl_order=[0, 0, 1])
+        pictures.save_traversals(model, images(2, 1), path, kl_order=[0, 0, 1])
 
 
 @pytest.mark.parametrize("nchan", [1, 3])
@@ -139,10 +143,10 @@ def test_reconstructions_show_inputs_over_decoded_means(tmp_path, nchan):
     model = StripeAutoencoder(nchan, [1.0, -1.0])
     inputs = images(10, nchan)
     path = tmp_path / "reconstructions.png"
-    viz.save_reconstructions(model, inputs, path, columns=4)
+    pictures.save_reconstructions(model, inputs, path, columns=4)
 
     png = mpimg.imread(path)
-    assert png.shape[:2] == viz.tile_grid_size(6, 4, row_labels=True, column_labels=False)
+    assert png.shape[:2] == pictures.tile_grid_size(6, 4, row_labels=True, column_labels=False)
     for index in range(10):
         pair, column = divmod(index, 4)
         shown = tile(png, 2 * pair, column, True, False)
@@ -157,11 +161,11 @@ def test_reconstructions_show_inputs_over_decoded_means(tmp_path, nchan):
 
 def test_samples_grid_is_seeded(tmp_path):
     model = StripeAutoencoder(1, [0.0, 0.0, 0.0])
-    viz.save_samples(model, tmp_path / "a.png", n=10, seed=3)
-    viz.save_samples(model, tmp_path / "b.png", n=10, seed=3)
-    viz.save_samples(model, tmp_path / "c.png", n=10, seed=4)
+    pictures.save_samples(model, tmp_path / "a.png", n=10, seed=3)
+    pictures.save_samples(model, tmp_path / "b.png", n=10, seed=3)
+    pictures.save_samples(model, tmp_path / "c.png", n=10, seed=4)
     a, b, c = (mpimg.imread(tmp_path / name) for name in ("a.png", "b.png", "c.png"))
-    assert a.shape[:2] == viz.tile_grid_size(3, 4, row_labels=False, column_labels=False)
+    assert a.shape[:2] == pictures.tile_grid_size(3, 4, row_labels=False, column_labels=False)
     assert np.array_equal(a, b)
     assert not np.array_equal(a, c)
     codes = torch.randn(10, 3, generator=torch.Generator().manual_seed(3))
@@ -173,9 +177,9 @@ def test_model_pictures_restore_training_mode_and_leave_no_temporary_files(tmp_p
     model = StripeAutoencoder(1, [0.5, 1.0])
     model.train()
     target = tmp_path / "nested" / "dir"
-    viz.save_traversals(model, images(3, 1), target / "t.png", steps=3)
-    viz.save_reconstructions(model, images(3, 1), target / "r.png")
-    viz.save_samples(model, target / "s.png", n=4)
+    pictures.save_traversals(model, images(3, 1), target / "t.png", steps=3)
+    pictures.save_reconstructions(model, images(3, 1), target / "r.png")
+    pictures.save_samples(model, target / "s.png", n=4)
     assert model.training
     assert sorted(p.name for p in target.iterdir()) == ["r.png", "s.png", "t.png"]
 
@@ -183,98 +187,19 @@ def test_model_pictures_restore_training_mode_and_leave_no_temporary_files(tmp_p
 def test_model_pictures_reject_non_uint8_images(tmp_path):
     model = StripeAutoencoder(1, [0.5])
     with pytest.raises(ValueError, match="uint8"):
-        viz.save_reconstructions(model, torch.zeros(2, 1, 64, 64), tmp_path / "r.png")
-
-
-def grid_rows() -> list[dict]:
-    return [
-        {"beta": 1, "gamma": 5, "mig": 0.1, "rec": 3.0},
-        {"beta": 1, "gamma": 5, "mig": 0.3, "rec": 5.0},
-        {"beta": 1, "gamma": 10, "mig": 0.2, "rec": None},
-        {"beta": 10, "gamma": 5, "mig": float("nan"), "rec": 4.0},
-        {"beta": 10, "gamma": 5, "mig": 0.5, "rec": 6.0},
-        {"beta": 10.0, "gamma": 10.0, "rec": 2.0},
-    ]
-
-
-def test_grid_means_average_duplicates_and_leave_missing_cells_nan():
-    xs, ys, mig = viz.grid_means(grid_rows(), "gamma", "beta", "mig")
-    assert xs == [5.0, 10.0] and ys == [1.0, 10.0]
-    np.testing.assert_allclose(mig, [[0.2, 0.2], [0.5, np.nan]])
-    _, _, rec = viz.grid_means(grid_rows(), "gamma", "beta", "rec")
-    np.testing.assert_allclose(rec, [[4.0, np.nan], [5.0, 2.0]])
-    with pytest.raises(ValueError, match="lacks"):
-        viz.grid_means([{"beta": 1, "mig": 0.1}], "gamma", "beta", "mig")
-
-
-def test_heatmaps_png_has_one_panel_per_score(tmp_path):
-    for keys in (["mig"], ["mig", "rec", "sap"]):
-        path = tmp_path / f"heatmap{len(keys)}.png"
-        viz.save_heatmaps(grid_rows(), "gamma", "beta", keys, path, "TCWAE-MWS")
-        png = mpimg.imread(path)
-        width, height = viz.PANEL_INCHES[0] * len(keys), viz.PANEL_INCHES[1]
-        assert png.shape[:2] == (round(height * viz.DPI), round(width * viz.DPI))
-        assert png[..., :3].std() > 0.05, "the panels are drawn"
-
-
-def test_scores_vs_rec_draws_rows_with_beta_only(tmp_path):
-    rows = [
-        {"method": m, "beta": b, "seed": s, "rec": 3 + b / 10 + s, "mig": b / 20, "sap": 0.01}
-        for m in ("tcwae_mws", "beta_tcvae")
-        for b in (1, 5, 10)
-        for s in (0, 1)
-    ]
-    rows.append({"method": "wae_mmd", "lam": 10, "rec": 2.0, "mig": 0.02, "sap": 0.0})
-    path = tmp_path / "scores.png"
-    viz.save_scores_vs_rec(rows, path, score_keys=("mig", "sap"))
-    png = mpimg.imread(path)
-    assert png.shape[:2] == (
-        round(viz.PANEL_INCHES[1] * viz.DPI),
-        round(2 * viz.PANEL_INCHES[0] * viz.DPI),
-    )
-    with pytest.raises(ValueError, match="beta"):
-        viz.save_scores_vs_rec(rows[-1:], tmp_path / "none.png")
-
-
-def test_method_scores_vs_rec_draws_every_method_with_or_without_beta(tmp_path):
-    rows = [
-        {"method": m, "seed": s, "rec": 3.0 + s, "mig": 0.1 * s, "sap": 0.01}
-        for m in ("wae_mmd", "tcwae_mws")
-        for s in (0, 1, 2)
-    ]
-    rows.append({"method": "factor_vae", "rec": 4.0, "mig": float("nan"), "sap": 0.02})
-    path = tmp_path / "methods.png"
-    viz.save_method_scores_vs_rec(rows, path, score_keys=("mig", "sap"))
-    assert mpimg.imread(path).shape[:2] == (
-        round(viz.PANEL_INCHES[1] * viz.DPI),
-        round(2 * viz.PANEL_INCHES[0] * viz.DPI),
-    )
-    with pytest.raises(ValueError, match="no rows"):
-        viz.save_method_scores_vs_rec([], tmp_path / "none.png")
-
-
-def test_curves_draw_mean_and_band_per_group(tmp_path):
-    curves = {"WAE": {250: [0.01, 0.02], 500: [0.02, 0.03]}, "TCWAE": {250: [0.1], 500: [0.2]}}
-    path = tmp_path / "curves.png"
-    viz.save_curves(curves, path, "MIG", "MIG against steps")
-    assert mpimg.imread(path).shape[:2] == (
-        round(viz.PANEL_INCHES[1] * viz.DPI),
-        round(viz.PANEL_INCHES[0] * viz.DPI),
-    )
-    with pytest.raises(ValueError, match="no curves"):
-        viz.save_curves({}, tmp_path / "none.png", "MIG", "empty")
+        pictures.save_reconstructions(model, torch.zeros(2, 1, 64, 64), tmp_path / "r.png")
 
 
 @pytest.mark.parametrize("nchan", [1, 3])
 def test_model_pictures_of_the_paper_autoencoder(tmp_path, nchan):
     torch.manual_seed(0)
     model = Autoencoder(nchan, 10)
-    order = viz.save_traversals(model, images(16, nchan), tmp_path / "t.png")
-    viz.save_reconstructions(model, images(16, nchan), tmp_path / "r.png")
-    viz.save_samples(model, tmp_path / "s.png", n=64)
+    order = pictures.save_traversals(model, images(16, nchan), tmp_path / "t.png")
+    pictures.save_reconstructions(model, images(16, nchan), tmp_path / "r.png")
+    pictures.save_samples(model, tmp_path / "s.png", n=64)
 
     assert sorted(order) == list(range(10))
     sizes = {name: mpimg.imread(tmp_path / name).shape for name in ("t.png", "r.png", "s.png")}
-    assert sizes["t.png"] == (*viz.tile_grid_size(10, 9, True, True), 4)
-    assert sizes["r.png"] == (*viz.tile_grid_size(4, 8, True, False), 4)
-    assert sizes["s.png"] == (*viz.tile_grid_size(8, 8, False, False), 4)
+    assert sizes["t.png"] == (*pictures.tile_grid_size(10, 9, True, True), 4)
+    assert sizes["r.png"] == (*pictures.tile_grid_size(4, 8, True, False), 4)
+    assert sizes["s.png"] == (*pictures.tile_grid_size(8, 8, False, False), 4)
