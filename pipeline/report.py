@@ -65,7 +65,12 @@ from pipeline.worker import MIG_CURVE_METRIC, TRAVERSALS
 from tcwae.errors import UserError
 from tcwae.methods import REGISTRY, all_hyperparameters
 from tcwae.metrics import PAPER_RANKING
-from tcwae.viz import save_curves, save_heatmaps, save_method_scores_vs_rec, save_scores_vs_rec
+from tcwae.sweep_figures import (
+    save_curves,
+    save_heatmaps,
+    save_method_scores_vs_rec,
+    save_scores_vs_rec,
+)
 
 PROG = "report"
 REPORT_ARTIFACT_DIR = "report"
