@@ -435,7 +435,7 @@ def rung_scores(trainer: Any, check: RungCheck) -> dict[str, float]:
 def evaluate_and_log(trainer: Any, dataset: Any, tracking: Tracking, run_id: str) -> dict:
     """Scores (`rec` and, for data sets with factors, the disentanglement metrics), pictures,
     the final checkpoint and the encoder model, all logged to the run. Returns the scores."""
-    from tcwae import viz
+    from tcwae import pictures
 
     cfg = trainer.cfg
     rng = np.random.default_rng([cfg.seed, EVAL_SEED_STREAM])
@@ -448,9 +448,9 @@ def evaluate_and_log(trainer: Any, dataset: Any, tracking: Tracking, run_id: str
     with tempfile.TemporaryDirectory(prefix="tcwae-artifacts-") as folder:
         folder = Path(folder)
         traversals, reconstructions, samples = (folder / name for name in PICTURES)
-        viz.save_traversals(autoencoder, images, traversals)
-        viz.save_reconstructions(autoencoder, images[:RECONSTRUCTION_IMAGES], reconstructions)
-        viz.save_samples(autoencoder, samples, seed=cfg.seed)
+        pictures.save_traversals(autoencoder, images, traversals)
+        pictures.save_reconstructions(autoencoder, images[:RECONSTRUCTION_IMAGES], reconstructions)
+        pictures.save_samples(autoencoder, samples, seed=cfg.seed)
         for picture in (traversals, reconstructions, samples):
             tracking.log_artifact(run_id, picture)
         trainer.save(folder / CHECKPOINT_FILE)
