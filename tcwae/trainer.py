@@ -37,6 +37,7 @@ from tcwae.atomic import write_bytes_atomically
 from tcwae.config import ConfigError, TrainConfig
 from tcwae.costs import PER_IMAGE_COSTS
 from tcwae.errors import CheckpointError
+from tcwae.gather import all_gather_with_grad
 from tcwae.methods import Method, StepRandomness, build_method, method_card, methods_for
 
 if TYPE_CHECKING:
@@ -50,32 +51,6 @@ DIAGNOSTICS_STREAM = 13  # seeds the report steps' logged-only draws, apart from
 
 class NonFiniteLossError(RuntimeError):
     """A loss term became NaN or infinite; the message names the step and the term."""
-
-
-class _GatherWithGrad(torch.autograd.Function):
-    """All-gather along dim 0 whose backward returns this rank's share of the summed gradient.
-
-    Every rank's loss depends on every rank's rows, so the gradient of a row is the sum over
-    ranks of the gradients flowing into its copies (all-reduce, then take our slice).
-    """
-
-    @staticmethod
-    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
-        ctx.rank, ctx.rows = dist.get_rank(), tensor.shape[0]
-        parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
-        dist.all_gather(parts, tensor.contiguous())
-        return torch.cat(parts)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad)
-        return grad[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows]
-
-
-def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
-    """Concatenate every rank's `tensor` (equal shapes) along dim 0, differentiably."""
-    return _GatherWithGrad.apply(tensor)
 
 
 def bf16_supported(device: torch.device) -> bool:
