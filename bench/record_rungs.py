@@ -1,11 +1,11 @@
 """Record what successive halving sees on a grid, once, for bench/sweep.py to replay.
 
 Every point of a profile's grid trains in this process (`tcwae.trainer.Trainer` on the sweep's
-own configuration of that point) and is scored as a sweep trial is: `pipeline.worker.rung_scores`
-(Rec, MIG, FactorVAE score, SAP with the rung profile's sizes) at every rung step, and
-`pipeline.worker.model_scores` with the trial's evaluation profile at the end of its budget. The
-cache is rewritten (atomically) after each point, and a recording that was interrupted continues
-with the points it lacks.
+own configuration of that point) and is scored as a sweep trial is:
+`pipeline.evaluation.score_at_rung` (Rec, MIG, FactorVAE score, SAP with the rung profile's sizes)
+at every rung step, and `pipeline.evaluation.model_scores` with the trial's evaluation profile at
+the end of its budget. The cache is rewritten (atomically) after each point, and a recording
+that was interrupted continues with the points it lacks.
 
     python bench/record_rungs.py --profile cpu --grace 100 --eta 3          # the profile's grid
     python bench/record_rungs.py --profile cpu --methods tcwae_mws,wae_mmd --steps 90 \\
@@ -32,6 +32,7 @@ import numpy as np
 from benchmarks_md import cpu_model
 from sweep_replay import RUNG_CACHE
 
+from pipeline.evaluation import EVAL_SEED_STREAM, model_scores, score_at_rung
 from pipeline.rungs import RUNG_SCORES, SchedulerSpec
 from pipeline.search_space import (
     Profile,
@@ -40,7 +41,6 @@ from pipeline.search_space import (
     load_search_space,
     trial_train_config,
 )
-from pipeline.worker import EVAL_SEED_STREAM, model_scores, rung_scores
 from tcwae.atomic import write_text_atomically
 from tcwae.config import TrainConfig
 from tcwae.methods import hyperparameter_names
@@ -85,7 +85,7 @@ def record_point(
     def on_report(step: int, losses: dict[str, float]) -> None:
         if step in steps:
             started = time.perf_counter()
-            scores = rung_scores(trainer, check)
+            scores = score_at_rung(trainer, check)
             rung_seconds.append(time.perf_counter() - started)
             rungs[str(step)] = {key.split("/", 1)[1]: value for key, value in scores.items()}
 

@@ -20,17 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.cli import ArgumentParser, add_location_flags, run_command
+from pipeline.metric_keys import MIG_CURVE_METRIC, REC_CURVE_METRIC
 from pipeline.report import collect_histories, collect_rows
 from pipeline.report_ranking import METHOD_LABELS, mean_and_std
 from pipeline.report_results import curves_by_method, write_section
 from pipeline.tracking import FINISHED, Tracking
 from pipeline.tracking_store import check_tracking_uri, resolve_tracking_uri
-from pipeline.worker import MIG_CURVE_METRIC, TRAIN_PREFIX
 from tcwae.atomic import atomic_path
 from tcwae.errors import UserError
 
 HEADING = "## Optimizer ablation"
-REC_CURVE_METRIC = f"{TRAIN_PREFIX}rec"
 FINAL_SCORES = ("rec", "mig", "factor_vae", "sap", "dci_disentanglement")
 PROG = "ablation"
 

@@ -24,6 +24,8 @@ from typing import Any
 import yaml
 
 from pipeline.cli import ArgumentParser, add_location_flags, run_command
+from pipeline.evaluation import TRAVERSALS
+from pipeline.metric_keys import MIG_CURVE_METRIC
 from pipeline.report_ranking import (
     METHOD_HYPERPARAMETERS,
     METHOD_LABELS,
@@ -61,16 +63,10 @@ from pipeline.rungs import RUNG_SCORES, rung_metric
 from pipeline.search_space import SCORES
 from pipeline.tracking import TAG_STOPPED_AT, TAG_SWEEP, Tracking
 from pipeline.tracking_store import check_tracking_uri, resolve_tracking_uri
-from pipeline.worker import MIG_CURVE_METRIC, TRAVERSALS
 from tcwae.errors import UserError
 from tcwae.methods import REGISTRY, all_hyperparameters
 from tcwae.metrics import PAPER_RANKING
-from tcwae.sweep_figures import (
-    save_curves,
-    save_heatmaps,
-    save_method_scores_vs_rec,
-    save_scores_vs_rec,
-)
+from tcwae.viz import save_curves, save_heatmaps, save_method_scores_vs_rec, save_scores_vs_rec
 
 PROG = "report"
 REPORT_ARTIFACT_DIR = "report"

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pipeline import cli, cluster
+from pipeline.metric_keys import LOSS_METRIC, MIG_CURVE_METRIC
 from pipeline.model_registry import BEST_ALIAS, register_best
 from pipeline.rungs import Decision
 from pipeline.search_space import (
@@ -57,7 +58,6 @@ from pipeline.train import (
     record_failed_run,
     run_training,
 )
-from pipeline.worker import LOSS_METRIC, MIG_CURVE_METRIC
 from tcwae.errors import UserError
 
 PROG = "sweep"

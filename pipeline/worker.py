@@ -21,11 +21,9 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
 import torch
 
 from pipeline.checkpoints import (
@@ -35,7 +33,17 @@ from pipeline.checkpoints import (
     older_checkpoint_files,
     restore_newest_intact,
 )
-from pipeline.rungs import RungCheck, rung_metric
+from pipeline.evaluation import evaluate_and_log, score_at_rung
+from pipeline.metric_keys import (
+    LOSS_METRIC,
+    MIG_CURVE_METRIC,
+    PROGRESS_KEY,
+    RESUMED_METRIC,
+    SPEED_METRIC,
+    STARTUP_METRIC,
+    train_metrics,
+)
+from pipeline.rungs import RungCheck
 from pipeline.shared_data import SharedData, worker_dataset
 from pipeline.tracking import TAG_NON_FINITE, Tracking
 from tcwae.atomic import is_disk_full
@@ -44,21 +52,6 @@ from tcwae.errors import DiskFullError
 from tcwae.eval_profiles import PROFILES
 
 CHECKPOINTS_TO_KEEP = 2
-TRAIN_PREFIX = "train/"
-LOSS_METRIC = f"{TRAIN_PREFIX}loss"
-MIG_CURVE_METRIC = f"{TRAIN_PREFIX}mig"  # every `mig_every` steps, on the eval profile's sizes
-SPEED_METRIC = f"{TRAIN_PREFIX}steps_per_second"
-RESUMED_METRIC = "resumed_from_step"
-# Seconds from the run's launch (its TorchTrainer starting, or train_in_process) to the first
-# training step: worker start-up, data loading, model building and restoring.
-STARTUP_METRIC = "startup_s"
-PROGRESS_KEY = "progress"  # the report's one-line summary, for the console
-EVAL_SEED_STREAM = 7
-RUNG_SEED_STREAM = 13  # seeds each rung's draws from (seed, step), apart from training's streams
-PICTURE_IMAGES = 256
-RECONSTRUCTION_IMAGES = 16
-TRAVERSALS = "traversals.png"
-PICTURES = (TRAVERSALS, "reconstructions.png", "samples.png")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -269,7 +262,7 @@ class _Reporter:
         now = time.perf_counter()
         speed = (step - self.last_step) / max(now - self.last_time, 1e-9)
         self.last_time, self.last_step = now, step
-        metrics = {f"{TRAIN_PREFIX}{key}": value for key, value in losses.items()}
+        metrics = train_metrics(losses)
         metrics[SPEED_METRIC] = speed
         report: dict[str, Any] = {"step": step, **metrics}
         if self.recorder is not None:
@@ -277,7 +270,7 @@ class _Reporter:
             if mig is not None:
                 metrics[MIG_CURVE_METRIC] = self.latest_mig = mig
             if self.rung_check is not None and step in self.rung_check.steps:
-                rung = rung_scores(self.trainer, self.rung_check)
+                rung = score_at_rung(self.trainer, self.rung_check)
                 metrics.update(rung)
                 report.update(rung)
             self.recorder.log_step(step, metrics)
@@ -341,7 +334,6 @@ def train_and_record(task: WorkerTask, session: _Session) -> dict[str, Any]:
     """Load the data, build and resume the trainer, train with reports and checkpoints, then on
     rank 0 score, draw and log everything; every rank ends with a final `report` (rank 0's holds
     the scores), with a checkpoint, so that Ray's Result.metrics are these."""
-    from tcwae.data import data_root
     from tcwae.trainer import Trainer
 
     cfg = task.config
@@ -378,16 +370,10 @@ def train_and_record(task: WorkerTask, session: _Session) -> dict[str, Any]:
     reporter = _Reporter(trainer, session, recorder, task.fault, task.rung_check)
     losses = trainer.train(on_report=reporter.on_report, on_checkpoint=reporter.on_checkpoint)
     final: dict[str, Any] = {"step": float(trainer.step)}
-    final.update({f"{TRAIN_PREFIX}{key}": value for key, value in losses.items()})
-    if recorder is not None and trainer.objective.sequences:
-        judge_root = Path(task.data_root or data_root())
-        final.update(
-            evaluate_and_log_sequences(
-                trainer, dataset, recorder.tracking, recorder.run_id, judge_root
-            )
-        )
-    elif recorder is not None:
-        final.update(evaluate_and_log(trainer, dataset, recorder.tracking, recorder.run_id))
+    final.update(train_metrics(losses))
+    if recorder is not None:
+        run = (recorder.tracking, recorder.run_id)
+        final.update(evaluate_and_log(trainer, dataset, *run, task.data_root))
     session.report(final, checkpoint_of=trainer)
     return final
 
@@ -396,89 +382,3 @@ def _describe_device(device: torch.device, world_size: int) -> str:
     if device.type == "cuda":
         return f"{world_size} x {torch.cuda.get_device_name(device)}"
     return f"{world_size} x cpu"
-
-
-def model_scores(
-    trainer: Any, rng: np.random.Generator, profile: str, scores: Sequence[str] | None = None
-) -> dict[str, float]:
-    """`rec` on the profile's `rec_images` and, for data sets with factors, the scores of
-    `tcwae.metrics.evaluate` with `profile`'s sizes (with its `eval_*` sizes); all of them, or
-    those in `scores`. Both the final scores and the rung scores come from here."""
-    from tcwae import metrics
-
-    result = {}
-    if scores is None or "rec" in scores:
-        result["rec"] = trainer.reconstruction_error(PROFILES[profile].rec_images, rng)
-    factor_scores = None if scores is None else [score for score in scores if score != "rec"]
-    if trainer.has_factors and (factor_scores is None or factor_scores):
-        result.update(
-            metrics.evaluate(
-                trainer.dataset,
-                trainer.represent,
-                rng,
-                profile,
-                factor_scores,
-                codebook=trainer.codebook(),
-            )
-        )
-    return {key: float(value) for key, value in result.items()}
-
-
-def rung_scores(trainer: Any, check: RungCheck) -> dict[str, float]:
-    """`rung/<score>` of the model now, with the check's profile; draws come from (seed, step),
-    never from the training streams."""
-    rng = np.random.default_rng([trainer.cfg.seed, RUNG_SEED_STREAM, trainer.step])
-    scores = model_scores(trainer, rng, check.profile, check.scores)
-    return {rung_metric(score): scores[score] for score in check.scores if score in scores}
-
-
-def evaluate_and_log(trainer: Any, dataset: Any, tracking: Tracking, run_id: str) -> dict:
-    """Scores (`rec` and, for data sets with factors, the disentanglement metrics), pictures,
-    the final checkpoint and the encoder model, all logged to the run. Returns the scores."""
-    from tcwae import pictures
-
-    cfg = trainer.cfg
-    rng = np.random.default_rng([cfg.seed, EVAL_SEED_STREAM])
-    scores = model_scores(trainer, rng, cfg.eval_profile)
-    tracking.log_metrics(run_id, scores, trainer.step)
-
-    autoencoder = trainer.autoencoder  # viz and log_encoder handle its device and mode
-    picks = rng.choice(len(dataset), size=min(PICTURE_IMAGES, len(dataset)), replace=False)
-    images = dataset.images[torch.from_numpy(picks)]
-    with tempfile.TemporaryDirectory(prefix="tcwae-artifacts-") as folder:
-        folder = Path(folder)
-        traversals, reconstructions, samples = (folder / name for name in PICTURES)
-        pictures.save_traversals(autoencoder, images, traversals)
-        pictures.save_reconstructions(autoencoder, images[:RECONSTRUCTION_IMAGES], reconstructions)
-        pictures.save_samples(autoencoder, samples, seed=cfg.seed)
-        for picture in (traversals, reconstructions, samples):
-            tracking.log_artifact(run_id, picture)
-        trainer.save(folder / CHECKPOINT_FILE)
-        tracking.log_artifact(run_id, folder / CHECKPOINT_FILE, "checkpoint")
-    example = images[:2].float().div(255.0).numpy()
-    tracking.log_encoder(run_id, autoencoder, example, trainer.step)
-    return scores
-
-
-def evaluate_and_log_sequences(
-    trainer: Any, dataset: Any, tracking: Tracking, run_id: str, judge_root: Path
-) -> dict:
-    """A sequence model's record: the judge's accuracy and the judged scores of
-    `tcwae.sequence_eval.score_and_draw` (the judge trained once and cached under `judge_root`),
-    its swap and generated-sequence pictures and the final checkpoint. Returns the scores."""
-    from tcwae.sequence_eval import score_and_draw
-
-    cfg = trainer.cfg
-    rng = np.random.default_rng([cfg.seed, EVAL_SEED_STREAM])
-    with tempfile.TemporaryDirectory(prefix="tcwae-artifacts-") as folder:
-        folder = Path(folder)
-        scores, pictures = score_and_draw(
-            trainer.autoencoder, dataset, judge_root, cfg.eval_profile, rng, folder, cfg.cost
-        )
-        scores = {key: float(value) for key, value in scores.items()}
-        tracking.log_metrics(run_id, scores, trainer.step)
-        for picture in pictures:
-            tracking.log_artifact(run_id, picture)
-        trainer.save(folder / CHECKPOINT_FILE)
-        tracking.log_artifact(run_id, folder / CHECKPOINT_FILE, "checkpoint")
-    return scores

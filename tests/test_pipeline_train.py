@@ -18,6 +18,8 @@ import torch
 import yaml
 from mlflow_store import run_statuses
 
+from pipeline.evaluation import PICTURES
+from pipeline.metric_keys import RESUMED_METRIC
 from pipeline.run_spec import default_run_name, make_spec, parse_args
 from pipeline.rungs import RungCheck
 from pipeline.shared_data import FROM_OBJECT_STORE, LOADED_BY_WORKER
@@ -25,7 +27,7 @@ from pipeline.tracking import TAG_ERROR, TAG_PARENT, TAG_PREVIOUS_ERROR, Trackin
 from pipeline.tracking_store import resolve_tracking_uri
 from pipeline.tracking_ui import param_values
 from pipeline.train import TrainingFailed, check_launch, main, run_training
-from pipeline.worker import PICTURES, RESUMED_METRIC, SigkillOnce
+from pipeline.worker import SigkillOnce
 from tcwae.config import ConfigError, TrainConfig
 from tcwae.errors import UserError
 from tcwae.metrics import SCORES
