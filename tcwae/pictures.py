@@ -25,7 +25,7 @@ HEADER_HEIGHT = 18
 ENCODE_BATCH = 256
 
 
-def dimensionwise_kl(
+def kl_per_latent_dimension(
     mu: torch.Tensor | np.ndarray,
     logvar: torch.Tensor | np.ndarray,
     num_samples: int = 1000,
@@ -95,7 +95,7 @@ def save_traversals(
         order = list(range(dz))
         labels = [f"z{i}" for i in order]
     elif kl_order is None:
-        kl = dimensionwise_kl(mu, logvar)
+        kl = kl_per_latent_dimension(mu, logvar)
         order = [int(i) for i in np.argsort(kl, kind="stable")]
         labels = [f"z{i}  KL {kl[i]:.2f}" for i in order]
     else:

@@ -56,7 +56,7 @@ def test_dimensionwise_kl_is_near_zero_when_the_aggregate_is_the_prior():
     posterior_var = 0.3
     mu = rng.normal(0.0, math.sqrt(1 - posterior_var), size=(2000, 3))
     logvar = np.full_like(mu, math.log(posterior_var))
-    kl = pictures.dimensionwise_kl(mu, logvar, num_samples=2000)
+    kl = pictures.kl_per_latent_dimension(mu, logvar, num_samples=2000)
     assert np.all(np.abs(kl) < 0.02), kl
 
 
@@ -67,7 +67,7 @@ def test_dimensionwise_kl_matches_closed_form_for_collapsed_and_shifted_dimensio
     logvar[:, 0] = math.log(0.01)
     mu[:, 1] = 3.0
     mu[:, 2], logvar[:, 2] = 1.5, math.log(0.1)
-    kl = pictures.dimensionwise_kl(mu, logvar, num_samples=4000)
+    kl = pictures.kl_per_latent_dimension(mu, logvar, num_samples=4000)
 
     def gaussian_kl(mean: float, var: float) -> float:
         return 0.5 * (var + mean**2 - 1 - math.log(var))
@@ -84,13 +84,13 @@ def test_dimensionwise_kl_sees_a_bimodal_dimension_that_moment_matching_would_mi
     # narrow peaks: KL = -H(q) - E log p = -(log 2 + 0.5 log(2 pi e 0.01)) + 0.5 log 2 pi + 0.505.
     expected = -(math.log(2) + 0.5 * math.log(2 * math.pi * math.e * 0.01))
     expected += 0.5 * math.log(2 * math.pi) + 0.5 * 1.01
-    kl = pictures.dimensionwise_kl(mu, logvar, num_samples=count)
+    kl = pictures.kl_per_latent_dimension(mu, logvar, num_samples=count)
     assert kl[0] == pytest.approx(expected, abs=0.1)
 
 
 def test_dimensionwise_kl_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="mu and logvar"):
-        pictures.dimensionwise_kl(np.zeros((4, 3)), np.zeros((4, 2)))
+        pictures.kl_per_latent_dimension(np.zeros((4, 3)), np.zeros((4, 2)))
 
 
 @pytest.mark.parametrize("nchan", [1, 3])
