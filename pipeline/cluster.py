@@ -1,17 +1,5 @@
-"""The Ray cluster a command runs on: join the one asked for or start a local one, and what it
-offers.
-
-Without `RAY_ADDRESS`, `ray.init()` joins the local cluster recorded in Ray's temporary folder
-(`ray_current_cluster`, written by the last Ray head started on this machine) even when that head
-died without cleaning up (kill -9, out of memory, a crash), and then retries for about 14 minutes
-before failing with a traceback. `connect` asks the recorded address first: one that does not
-answer within CONNECT_TIMEOUT_S is reported in one line, its record removed (as `ray stop` would)
-and a fresh local instance started instead. An address given explicitly (`RAY_ADDRESS`) that does
-not answer is a UserError.
-
-A local instance is started by `start_local`, which tells every process of the instance where its
-dashboard is (see there): without that, Ray Train cannot release the CPUs of a trial that Tune
-paused or stopped while another Ray instance runs on the machine.
+"""The Ray cluster a command runs on: join the one asked for or start a local one (`connect`,
+`start_local`), what it offers, and the queue that carries rank 0's progress lines to the console.
 """
 
 from __future__ import annotations
@@ -23,6 +11,7 @@ import socket
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from tcwae.errors import UserError
@@ -35,8 +24,14 @@ LOCAL_HOST = "127.0.0.1"
 
 def connect(verbose: bool = False) -> None:
     """Join $RAY_ADDRESS, else the answering local cluster Ray recorded, else start a local Ray
-    instance; nothing when Ray is already initialised. Ray's own log lines from workers and actors,
-    and its warnings, reach this console only when `verbose` (its errors always do)."""
+    instance; nothing when Ray is already initialised. Ray's own log lines and warnings reach this
+    console only when `verbose` (its errors always do).
+
+    Plain `ray.init()` joins the cluster recorded in Ray's temporary folder even when its head
+    died (kill -9, out of memory) and retries for about 14 minutes before a traceback; so the
+    recorded address is asked first, and one that does not answer within CONNECT_TIMEOUT_S is
+    removed (as `ray stop` would) and a fresh instance started. An explicit $RAY_ADDRESS that
+    does not answer is a UserError."""
     import ray
 
     if ray.is_initialized():
@@ -75,16 +70,12 @@ def connect(verbose: bool = False) -> None:
 
 
 def start_local(**options: Any) -> None:
-    """Start a fresh local Ray instance (`ray.init(address="local", **options)`) with its
-    dashboard on a free port that every process of the instance knows.
+    """Start a fresh local Ray instance with its dashboard on a free port that every process of
+    the instance knows (RAY_API_SERVER_ADDRESS in its runtime environment).
 
-    Ray Train's placement-group cleaner watches each run's controller through Ray's state API
-    without an address. A local instance started by `ray.init` records no address, so the state
-    API then looks for running GCS processes, and with a second Ray instance on the machine (two
-    sweeps, a test's fake cluster) it finds two, fails, and the placement group of a trial that
-    Tune paused or stopped is never released: the sweep waits for CPUs forever. The state API
-    reads RAY_API_SERVER_ADDRESS first, so the instance's runtime environment (inherited by every
-    actor: Tune's trials, Train's controllers and cleaners) sets it to this dashboard."""
+    Ray Train's placement-group cleaner asks Ray's state API, which without that address looks
+    for running GCS processes: with a second Ray instance on the machine it finds two and fails,
+    and a trial that Tune paused or stopped never releases its CPUs."""
     import ray
 
     port = free_port(LOCAL_HOST)
@@ -118,8 +109,7 @@ def recorded_address_file() -> str:
 
 def recorded_address() -> str | None:
     try:
-        with open(recorded_address_file()) as handle:
-            return handle.read().strip() or None
+        return Path(recorded_address_file()).read_text().strip() or None
     except OSError:
         return None
 
@@ -150,14 +140,10 @@ def available_resources() -> tuple[float, float, str]:
 
 
 def cluster_capacity() -> tuple[dict[str, float], bool]:
-    """The most CPUs and GPUs the cluster can offer: what it has now, or, on an autoscaling
-    cluster, what its node types add up to (Ray Train checks its workers the same way); and
-    whether it may grow beyond that unannounced.
-
-    The autoscaler of the cluster launcher (AWS, GCP) and of the fake local provider publishes no
-    limits, so a joined cluster whose head has no CPUs looks empty although nodes will come; Ray
-    Train then skips its check and lets the autoscaler decide. A Ray instance that this process
-    started is fixed."""
+    """The most CPUs and GPUs the cluster can offer (now, or what an autoscaling cluster's node
+    types add up to, as Ray Train checks) and whether it may grow beyond that unannounced: the
+    cluster launcher's autoscaler publishes no limits, so a joined cluster may look empty although
+    nodes will come. A Ray instance that this process started is fixed."""
     import ray
     from ray._private.state import state
 

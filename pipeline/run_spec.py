@@ -1,14 +1,16 @@
-"""A training run as one typed object: `RunSpec`, from a command line (`parse_args`) or from
-values (`make_spec`), every default and location resolved; the object `pipeline/train.py`'s
-driver and `pipeline/sweep.py`'s trials hand on."""
+"""The one spec a run carries across every boundary (sweep -> driver -> workers): what to train
+(the typed `TrainConfig`, built once), where (`Locations`, with the data sets a driver shared
+through Ray's object store), on what (`Resources`) and which run it is (`Identity`). `parse_args`
+and `make_spec` build it for train.py's command line."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
-from collections.abc import Sequence
-from typing import Any
+import logging
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from pipeline.cli import (
     ArgumentParser,
@@ -19,50 +21,145 @@ from pipeline.cli import (
     resolve_data_root,
     resolve_storage,
 )
-from pipeline.rungs import RungCheck
-from pipeline.shared_data import SharedData
+from pipeline.search.successive_halving import RungCheck
 from pipeline.tracking_store import resolve_tracking_uri
 from tcwae.config import COSTS, DATA_SOURCES, EVAL_PROFILES, TrainConfig, load_yaml_mapping
 from tcwae.errors import UserError
 from tcwae.methods import METHODS, all_hyperparameters
+
+if TYPE_CHECKING:
+    from pipeline.worker import SigkillOnce
+    from tcwae.data import FactorDataset
+
+log = logging.getLogger(__name__)
 
 DEFAULT_WORKERS = 1
 DEFAULT_MAX_FAILURES = 3
 # Bounds of the numeric flags, far above any real run (the cluster check refuses what it lacks).
 MAX_WORKERS = 1024
 MAX_RESTARTS = 1000
+# The MLflow tag `data_loading` of every run: how its workers got their data.
+LOADED_BY_WORKER = "loaded by each worker"
+FROM_OBJECT_STORE = "shared through Ray's object store"
 
 
 @dataclasses.dataclass(frozen=True)
-class RunSpec:
-    """One training run: what to train (`config`, parsed once) and where and how to run and
-    record it, every location already resolved (absolute, or a URI).
+class SharedData:
+    """Data sets a driver loaded once and put in Ray's object store, by (data set, source): else
+    every worker renders or reads its own copy (737,280 dSprites images, 3 GB a worker). The
+    references live inside this object, so that Ray passes them, not the gigabytes; the data sets
+    pickle as numpy arrays (protocol 5), which every worker of a node maps read-only."""
 
-    `storage` is the Ray Train storage and `name` the run's folder in it; together they identify
-    the run for resuming. `parent_run_id` makes the MLflow run a sweep's child run;
-    `rung_check` (a successive-halving sweep's) has rank 0 add rung scores at its rung steps.
-    `shared_data`: the data sets a sweep put in Ray's object store once for all its trials (a run
-    with several workers and none given puts its own).
-    """
+    refs: dict[tuple[str, str], Any]
 
-    config: TrainConfig
+    def ref_for(self, config: TrainConfig) -> Any | None:
+        return self.refs.get((config.dataset, config.data_source))
+
+
+def share_datasets(configs: Iterable[TrainConfig], data_root: str | None) -> SharedData:
+    """Load each distinct (data set, source) of `configs` here and put it in the connected Ray
+    cluster's object store. One that cannot be loaded is left out: the runs that need it load
+    it themselves and fail with the data set's own error, recorded in their MLflow runs."""
+    import ray
+
+    from tcwae.data import load_dataset
+
+    refs = {}
+    for key in dict.fromkeys((config.dataset, config.data_source) for config in configs):
+        try:
+            loaded = load_dataset(key[0], root=data_root, source=key[1])
+        except UserError as error:
+            log.warning("%s (%s) is not shared: %s", key[0], key[1], error)
+            continue
+        refs[key] = ray.put(loaded)
+    return SharedData(refs)
+
+
+def worker_dataset(
+    config: TrainConfig, shared: SharedData | None, data_root: str | None
+) -> tuple[FactorDataset, str]:
+    """The data set of `config` and how it was obtained (the run's `data_loading` tag): the
+    shared copy when there is one, else loaded here."""
+    ref = shared.ref_for(config) if shared is not None else None
+    if ref is None:
+        from tcwae.data import load_dataset
+
+        dataset = load_dataset(config.dataset, root=data_root, source=config.data_source)
+        return dataset, LOADED_BY_WORKER
+    import ray
+
+    return ray.get(ref), FROM_OBJECT_STORE
+
+
+@dataclasses.dataclass(frozen=True)
+class Locations:
+    """Where a run reads and records, resolved once (absolute paths or URIs) so that workers in
+    other folders and on other nodes find the same places. `storage` is Ray Train's (a sweep's:
+    its Tune state); `shared_data` the data sets a driver already put in Ray's object store."""
+
     tracking_uri: str
     experiment: str
     storage: str
-    name: str
+    data_root: str | None = None
+    shared_data: SharedData | None = None
+
+    @classmethod
+    def resolve(
+        cls, tracking_uri: str | None, experiment: str, storage: str | None, data_root: str | None
+    ) -> Locations:
+        """The location flags with their defaults (`tracking_store.resolve_tracking_uri`,
+        `cli.resolve_storage`, `cli.resolve_data_root`), absolute or URIs."""
+        return cls(
+            resolve_tracking_uri(tracking_uri),
+            experiment,
+            resolve_storage(storage),
+            resolve_data_root(data_root),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Resources:
+    """What one run asks the cluster for: `workers` DDP ranks (0: this process, no Ray)."""
+
     workers: int = DEFAULT_WORKERS
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
-    data_root: str | None = None
-    max_failures: int = DEFAULT_MAX_FAILURES
-    parent_run_id: str | None = None
-    verbose: bool = False
-    rung_check: RungCheck | None = None
-    shared_data: SharedData | None = None
 
     @property
     def use_gpu(self) -> bool:
         return self.gpus_per_worker > 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Identity:
+    """Which run this is: `name` (its folder in the storage and its MLflow run name; with the
+    storage it finds the run to resume), the sweep's `parent_run_id`, and once the driver opened
+    the MLflow run its `run_id` and the time it launched the workers."""
+
+    name: str
+    parent_run_id: str | None = None
+    run_id: str | None = None
+    launched_at: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """One training run, built once and handed on whole: the sweep builds a trial's, the driver
+    adds the MLflow run id and hands it to every worker.
+
+    `rung_check` (a successive-halving sweep's) has rank 0 add rung scores at its rung steps;
+    `progress` is the Ray queue rank 0 puts its progress lines in for the driver's console (None:
+    a sweep prints them from Tune's results); `fault` is for tests only."""
+
+    config: TrainConfig
+    where: Locations
+    identity: Identity
+    resources: Resources = Resources()
+    rung_check: RungCheck | None = None
+    max_failures: int = DEFAULT_MAX_FAILURES
+    verbose: bool = False
+    progress: Any = None
+    fault: SigkillOnce | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,9 +191,8 @@ def make_spec(
     verbose: bool = False,
     rung_check: RungCheck | None = None,
 ) -> RunSpec:
-    """A RunSpec from command-line values, defaults resolved: tracking URI (see
-    `tracking_store.resolve_tracking_uri`), experiment = data set, storage (`cli.resolve_storage`),
-    name = `default_run_name`."""
+    """A RunSpec from command-line values, defaults resolved (`Locations.resolve`; experiment:
+    the data set; name: `default_run_name`)."""
     require_in_range("--workers", workers, 0, MAX_WORKERS)
     require_in_range("--max-failures", max_failures, -1, MAX_RESTARTS)
     from tcwae.data import DATASETS, SEQUENCE_DATASETS
@@ -112,16 +208,12 @@ def make_spec(
         )
     return RunSpec(
         config=config,
-        tracking_uri=resolve_tracking_uri(tracking_uri),
-        experiment=experiment or config.dataset,
-        storage=resolve_storage(storage),
-        name=default_run_name(config) if name is None else check_folder_name(name),
-        workers=workers,
-        gpus_per_worker=1.0 if use_gpu else 0.0,
-        data_root=resolve_data_root(data_root),
+        where=Locations.resolve(tracking_uri, experiment or config.dataset, storage, data_root),
+        identity=Identity(default_run_name(config) if name is None else check_folder_name(name)),
+        resources=Resources(workers=workers, gpus_per_worker=1.0 if use_gpu else 0.0),
+        rung_check=rung_check,
         max_failures=max_failures,
         verbose=verbose,
-        rung_check=rung_check,
     )
 
 
@@ -152,6 +244,10 @@ _CONFIG_FLAGS = {
     "mig_every": ("--mig-every", "log MIG every this many steps (0 = only at the end)"),
     "data_source": ("--data-source", f"one of {', '.join(DATA_SOURCES)}"),
 }
+
+
+# The flags that say where and how to run (make_spec's keywords), not what to train.
+_RUN_FLAGS = "workers use_gpu tracking_uri experiment storage name data_root max_failures verbose"
 
 
 def build_parser() -> ArgumentParser:
@@ -195,15 +291,4 @@ def parse_args(argv: Sequence[str] | None = None) -> RunSpec:
     values.update(flags)
     values["dataset"] = args.dataset
     config = TrainConfig.from_dict(values, where="command line")
-    return make_spec(
-        config,
-        workers=args.workers,
-        use_gpu=args.use_gpu,
-        tracking_uri=args.tracking_uri,
-        experiment=args.experiment,
-        storage=args.storage,
-        name=args.name,
-        data_root=args.data_root,
-        max_failures=args.max_failures,
-        verbose=args.verbose,
-    )
+    return make_spec(config, **{key: getattr(args, key) for key in _RUN_FLAGS.split()})

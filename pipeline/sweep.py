@@ -1,11 +1,12 @@
 """The main job: a Ray Tune search, driven by Optuna, over a data set's search space.
 
 `python pipeline/sweep.py dsprites --profile cpu` (or the same after `ray job submit --`) reads
-`search_spaces/dsprites.yaml` into a `SweepPlan`, opens one MLflow parent run for the sweep, and
-runs a `Tuner` whose trials each build one `RunSpec` and hand it to the driver,
-`pipeline.train.run_training`, which trains it with a Ray Train `TorchTrainer` (Train inside Tune)
-as a complete MLflow child run. When the trials are done, `pipeline.report` ranks the
-configurations the paper's way and logs the ranking and figures to the parent run.
+`search_spaces/dsprites.yaml` into a `SweepPlan` (every grid trial's config built once), opens one
+MLflow parent run for the sweep, and runs a `Tuner` whose trials each take their `RunSpec` from
+the plan and hand it to the driver, `pipeline.train.run_training`, which trains it with a Ray
+Train `TorchTrainer` (Train inside Tune) as a complete MLflow child run. When the trials are done,
+`pipeline.report` ranks the configurations the paper's way and logs the ranking and figures to
+the parent run.
 
 `--mode grid` enumerates the file's grids through Optuna's `GridSampler` (the paper's heatmaps);
 `--mode optuna` samples the ranges with a multi-objective TPE sampler on the file's `rank_by`
@@ -27,22 +28,20 @@ from typing import Any
 from pipeline import cli, cluster
 from pipeline.metric_keys import LOSS_METRIC, MIG_CURVE_METRIC
 from pipeline.model_registry import BEST_ALIAS, register_best
-from pipeline.rungs import Decision
-from pipeline.search_space import (
-    GridDefineByRun,
-    OptunaDefineByRun,
-    grid_sampler_space,
-    objectives,
-    trial_train_config,
-)
-from pipeline.shared_data import SharedData, share_datasets
-from pipeline.sweep_checks import (
+from pipeline.run_spec import Identity, RunSpec, SharedData, share_datasets
+from pipeline.search.grid import GridDefineByRun, grid_sampler_space
+from pipeline.search.optuna_search import OptunaDefineByRun, objectives
+from pipeline.search.successive_halving import Decision
+from pipeline.search.types import trial_train_config
+from pipeline.sweep_plan import (
+    SweepPlan,
     check_restorable,
     check_resume_arguments,
     check_sweep_data,
+    concurrent_trials,
     parent_params,
+    plan_sweep,
 )
-from pipeline.sweep_plan import DEFAULT_MODE, SweepPlan, concurrent_trials, plan_from_args
 from pipeline.tracking import (
     MAX_TAG_LENGTH,
     TAG_STOP_REASON,
@@ -52,12 +51,7 @@ from pipeline.tracking import (
     Tracking,
 )
 from pipeline.tracking_ui import TAG_DESCRIPTION, sweep_description
-from pipeline.train import (
-    check_data,
-    print_run_page,
-    record_failed_run,
-    run_training,
-)
+from pipeline.train import check_data, print_run_page, record_failed_run, run_training
 from tcwae.errors import UserError
 
 PROG = "sweep"
@@ -79,9 +73,15 @@ def run_trial(
     import ray.tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    config = trial_train_config(plan.profile, params)
     trial_id = ray.tune.get_context().get_trial_id()
-    spec = plan.trial_spec(config, trial_id, parent_run_id, shared_data)
+    config = trial_train_config(plan.profile, params)  # a grid point's: planned, looked up
+    spec = RunSpec(
+        config=config,
+        where=dataclasses.replace(plan.where, storage=plan.trial_storage, shared_data=shared_data),
+        identity=Identity(plan.trial_name(trial_id), parent_run_id=parent_run_id),
+        resources=plan.resources,
+        rung_check=plan.scheduler.rung_check(config.steps) if plan.scheduler else None,
+    )
     try:
         check_data(spec)
     except UserError as error:
@@ -91,53 +91,10 @@ def run_trial(
     ray.tune.report(dict(result.metrics))
 
 
-def build_parser() -> cli.ArgumentParser:
-    parser = cli.ArgumentParser(prog="sweep.py", description=__doc__.splitlines()[0])
-    parser.add_argument("dataset", help="a search space: search_spaces/<DATASET>.yaml, or a path")
-    parser.add_argument("--profile", default="cpu", help="profile of the search space (cpu)")
-    parser.add_argument("--methods", help="comma-separated subset of the profile's methods")
-    parser.add_argument(
-        "--seeds", help="comma-separated seeds in place of the profile's (e.g. 2 or 3,4)"
-    )
-    parser.add_argument("--mode", default=DEFAULT_MODE, help="grid (the file's grids) or optuna")
-    parser.add_argument("--num-samples", type=int, help="optuna mode: trials (profile's default)")
-    parser.add_argument("--max-concurrent", type=int, help="trials at once (from the cluster)")
-    parser.add_argument("--workers-per-trial", type=int, help="DDP workers per trial (profile)")
-    parser.add_argument("--gpus-per-trial", type=float, help="GPUs per trial (profile)")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
-    cli.add_location_flags(
-        parser, "--tracking-uri", "--experiment", "--storage", "--name", "--data-root"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="the Optuna sampler's seed")
-    parser.add_argument(
-        "--scheduler",
-        help="fifo (every trial trains its full budget) or mo-asha (the profile's scheduler "
-        "block: multi-objective successive halving); default: the profile's block, else fifo",
-    )
-    parser.add_argument(
-        "--results-md",
-        help="also write the sweep's section of RESULTS.md here (paper Table 1a beside ours, or "
-        "the sequence models'); the page's other sections are kept",
-    )
-    parser.add_argument(
-        "--data-per-worker",
-        action="store_true",
-        help="every training worker loads its own copy of the data set instead of reading the "
-        "one the driver puts in Ray's object store (for a head node too small to hold it)",
-    )
-    cli.add_verbose_flag(parser)
-    return parser
-
-
-def plan_sweep(argv: Sequence[str] | None) -> SweepPlan:
-    """Parse and validate the command line (see `pipeline.sweep_plan.plan_from_args`)."""
-    return plan_from_args(build_parser().parse_args(argv))
-
-
 def search_algorithm(plan: SweepPlan) -> Any:
     import optuna
 
-    from pipeline.scheduler import PruningOptunaSearch
+    from pipeline.search.tune_scheduler import PruningOptunaSearch
 
     if not plan.verbose:
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # its "study created" line
@@ -151,11 +108,6 @@ def search_algorithm(plan: SweepPlan) -> Any:
     return PruningOptunaSearch(space=space, metric=metrics, mode=modes, sampler=sampler)
 
 
-def budget_steps(plan: SweepPlan) -> int:
-    """The training steps of a trial that is never stopped (the profile's `steps`)."""
-    return trial_train_config(plan.profile, plan.points[0]).steps
-
-
 @dataclasses.dataclass(frozen=True)
 class StopMarker:
     """Marks a trial that successive halving stopped: its MLflow child run (complete up to the
@@ -165,9 +117,9 @@ class StopMarker:
     plan: SweepPlan
 
     def __call__(self, trial_id: str, decision: Decision) -> None:
-        tracking = Tracking.at(self.plan.tracking_uri)
         plan = self.plan
-        experiment_id = tracking.experiment_id(plan.experiment)
+        tracking = Tracking.at(plan.where.tracking_uri)
+        experiment_id = tracking.experiment_id(plan.where.experiment)
         run = tracking.find_run(experiment_id, plan.trial_storage, plan.trial_name(trial_id))
         if run is None:
             return
@@ -183,7 +135,11 @@ def make_tuner(
     trial reads the data sets in `shared_data`."""
     from ray import tune
 
-    from pipeline.scheduler import MultiObjectiveAsha, RungConcurrencyLimiter, SchedulerCallback
+    from pipeline.search.tune_scheduler import (
+        MultiObjectiveAsha,
+        RungConcurrencyLimiter,
+        SchedulerCallback,
+    )
     from pipeline.sweep_console import ProgressLines, RungLines, SweepTable
 
     # The searcher's scores arrive only in a trial's last report; the reports before it carry
@@ -204,7 +160,7 @@ def make_tuner(
     searcher, limit = search_algorithm(plan), max_concurrent
     if plan.scheduler is not None:
         scheduler = MultiObjectiveAsha(
-            plan.scheduler, budget_steps(plan), plan.num_samples, max_concurrent, RungLines(PROG)
+            plan.scheduler, plan.budget_steps, plan.num_samples, max_concurrent, RungLines(PROG)
         )
         callbacks.append(SchedulerCallback(scheduler, StopMarker(plan)))
         # Trials paused at a synchronous rung must not count against the concurrency limit.
@@ -224,7 +180,7 @@ def make_tuner(
         ),
         run_config=tune.RunConfig(
             name=plan.name,
-            storage_path=plan.storage,
+            storage_path=plan.where.storage,
             verbose=1 if plan.verbose else 0,
             progress_reporter=SweepTable(TABLE_COLUMNS, TABLE_EVERY_S) if plan.verbose else None,
             callbacks=callbacks,
@@ -234,16 +190,16 @@ def make_tuner(
 
 def _parent_run(plan: SweepPlan, tracking: Tracking) -> str:
     """The sweep's MLflow parent run: reopened on --resume, else a new one."""
-    experiment_id = tracking.experiment_id(plan.experiment)
+    experiment_id = tracking.experiment_id(plan.where.experiment)
     if plan.resume:
-        found = tracking.find_sweep_run(experiment_id, plan.name, plan.storage)
+        found = tracking.find_sweep_run(experiment_id, plan.name, plan.where.storage)
         if found is not None:
             tracking.reopen_run(found)
             return found
     params = parent_params(plan)
     tags = {
         TAG_SWEEP: plan.name,
-        TAG_SWEEP_STORAGE: plan.storage,
+        TAG_SWEEP_STORAGE: plan.where.storage,
         TAG_DESCRIPTION: f"{_headline(plan)}; its ranked table comes here when the sweep ends.",
     }
     run_id = tracking.start_parent_run(experiment_id, plan.name, params=params, tags=tags)
@@ -270,7 +226,7 @@ def _share_data(plan: SweepPlan) -> SharedData:
     if not plan.share_data:
         return SharedData({})
     loading = time.perf_counter()
-    shared = share_datasets(plan.trial_configs(), plan.data_root)
+    shared = share_datasets(plan.trial_configs(), plan.where.data_root)
     print(
         f"{PROG}: loaded {len(shared.refs)} data set(s) into Ray's object store in "
         f"{time.perf_counter() - loading:.0f} s; every trial reads them from there",
@@ -285,7 +241,7 @@ def run_sweep(plan: SweepPlan) -> tuple[str, Any]:
 
     max_concurrent = concurrent_trials(plan, *cluster.cluster_capacity())
     check_restorable(plan)
-    tracking = Tracking.at(plan.tracking_uri)
+    tracking = Tracking.at(plan.where.tracking_uri)
     parent_run_id = _parent_run(plan, tracking)
     print(
         f"{PROG}: {plan.name}: {plan.num_samples} trials ({plan.mode} mode), "
@@ -353,7 +309,7 @@ def _main(argv: Sequence[str] | None) -> int:
     check_resume_arguments(plan)
     check_restorable(plan)
     cluster.connect(plan.verbose)
-    storage = cli.local_path(plan.storage)
+    storage = cli.local_path(plan.where.storage)
     try:
         with cli.exclusive_folder(
             None if storage is None else storage / plan.name, f"sweep {plan.name!r}"
@@ -367,7 +323,7 @@ def _main(argv: Sequence[str] | None) -> int:
     print(f"{PROG}: {plan.name} done in {minutes:.1f} min; MLflow parent run {parent_run_id}")
     if plan.results_md:
         print(f"{PROG}: wrote {plan.results_md}")
-    print_run_page(PROG, Tracking.at(plan.tracking_uri), parent_run_id)
+    print_run_page(PROG, Tracking.at(plan.where.tracking_uri), parent_run_id)
     return 0
 
 

@@ -13,7 +13,7 @@ from ray.tune import CLIReporter
 from pipeline import cluster
 from pipeline.metric_keys import PROGRESS_KEY
 from pipeline.report_ranking import METHOD_HYPERPARAMETERS
-from pipeline.rungs import Decision
+from pipeline.search.successive_halving import Decision
 from tcwae.metrics import PAPER_SCORES
 
 TUNE_RESOURCE_LINE = "Logical resource usage"

@@ -1,27 +1,35 @@
-"""A sweep decided before Ray or MLflow is touched: `SweepPlan` and how sweep.py's command line
-and the search-space file become one (`plan_from_args`), and how many of its trials fit at once on
-a cluster (`concurrent_trials`)."""
+"""A sweep decided before Ray or MLflow is touched: sweep.py's command line and the search-space
+file become one `SweepPlan` (every trial's `TrainConfig` planned once, the locations and resources
+its trials' `RunSpec`s share), checked before Ray starts (a sweep to resume or none to overwrite,
+the resumed sweep's arguments, the trials' data); and how many trials fit on a cluster at once.
+Each failure is one `UserError` line."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import math
+import pickle
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from pipeline import cli
-from pipeline.run_spec import RunSpec
-from pipeline.rungs import SchedulerSpec
-from pipeline.search_space import Profile, grid_points, load_search_space, trial_train_config
-from pipeline.shared_data import SharedData
-from pipeline.tracking_store import check_tracking_uri, resolve_tracking_uri
+from pipeline.run_spec import Locations, Resources
+from pipeline.search.loader import load_search_space
+from pipeline.search.successive_halving import SchedulerSpec
+from pipeline.search.types import Profile, grid_points, trial_train_config
+from pipeline.tracking import Tracking
+from pipeline.tracking_store import check_tracking_uri
+from pipeline.train import check_batch_size
 from tcwae.config import MAX_SEED, TrainConfig
 from tcwae.errors import UserError
 
+PROG = "sweep"
 DEFAULT_MODE = "grid"  # left out of a sweep's default name
-MODES = (DEFAULT_MODE, "optuna")
+SWEEP_MODES = (DEFAULT_MODE, "optuna")
 TRIALS_DIR = "trials"
+TUNER_STATE_FILE = "tuner.pkl"  # what Tuner.restore reads first
 # Bounds of the numeric flags: far above any real sweep, far below what breaks Ray or Optuna.
 MAX_TRIALS = 100_000
 MAX_WORKERS_PER_TRIAL = 1024
@@ -30,25 +38,22 @@ MAX_GPUS_PER_TRIAL = 1024
 
 @dataclasses.dataclass(frozen=True)
 class SweepPlan:
-    """A validated sweep: everything decided before Ray or MLflow is touched, every location
-    resolved (absolute, or a URI)."""
+    """A validated sweep: its profile (with every grid point's TrainConfig planned once, which a
+    grid trial looks up), `where` the sweep's locations (its Tune state in `where.storage`; a
+    trial's are the same but for its storage and the shared data) and `resources` every
+    trial's."""
 
     profile: Profile
     space_name: str
     mode: str
     points: tuple[dict[str, Any], ...]
     num_samples: int
-    workers: int
-    cpus_per_worker: float
-    gpus_per_worker: float
-    max_concurrent: int | None
-    tracking_uri: str
-    experiment: str
-    storage: str
+    where: Locations
+    resources: Resources
     name: str
     resume: bool
-    data_root: str | None
     seed: int
+    max_concurrent: int | None = None
     results_md: str | None = None
     verbose: bool = False
     share_data: bool = True  # False: every worker loads its own copy of the data set
@@ -56,44 +61,73 @@ class SweepPlan:
 
     @property
     def experiment_path(self) -> str:
-        return f"{self.storage.rstrip('/')}/{self.name}"
+        return f"{self.where.storage.rstrip('/')}/{self.name}"
 
     @property
     def trial_storage(self) -> str:
         """The trials' Ray Train storage: a folder of their own beside the sweep's Tune state."""
-        return f"{self.storage.rstrip('/')}/{self.name}-{TRIALS_DIR}"
+        return f"{self.where.storage.rstrip('/')}/{self.name}-{TRIALS_DIR}"
+
+    @property
+    def budget_steps(self) -> int:
+        """The training steps of a trial that is never stopped (the profile's `steps`)."""
+        return self.trial_configs()[0].steps
 
     def trial_name(self, trial_id: str) -> str:
         """A trial's Train run and MLflow child run are named after the Tune trial."""
         return f"{self.name}-{trial_id}"
 
-    def trial_spec(
-        self,
-        config: TrainConfig,
-        trial_id: str,
-        parent_run_id: str,
-        shared_data: SharedData,
-    ) -> RunSpec:
-        """The RunSpec of one trial."""
-        return RunSpec(
-            config=config,
-            tracking_uri=self.tracking_uri,
-            experiment=self.experiment,
-            storage=self.trial_storage,
-            name=self.trial_name(trial_id),
-            workers=self.workers,
-            cpus_per_worker=self.cpus_per_worker,
-            gpus_per_worker=self.gpus_per_worker,
-            data_root=self.data_root,
-            parent_run_id=parent_run_id,
-            rung_check=self.scheduler.rung_check(config.steps) if self.scheduler else None,
-            shared_data=shared_data,
-        )
-
     def trial_configs(self) -> list[TrainConfig]:
-        """The training configuration of every grid point (in optuna mode: every method's data
-        set and source appear among them)."""
+        """The planned config of every grid point (in optuna mode: every data set and source
+        the trials can train on appears among them)."""
         return [trial_train_config(self.profile, point) for point in self.points]
+
+
+def build_parser() -> cli.ArgumentParser:
+    parser = cli.ArgumentParser(
+        prog="sweep.py",
+        description="The main job: a Ray Tune search, driven by Optuna, over a data set's "
+        "search space.",
+    )
+    parser.add_argument("dataset", help="a search space: search_spaces/<DATASET>.yaml, or a path")
+    parser.add_argument("--profile", default="cpu", help="profile of the search space (cpu)")
+    parser.add_argument("--methods", help="comma-separated subset of the profile's methods")
+    parser.add_argument(
+        "--seeds", help="comma-separated seeds in place of the profile's (e.g. 2 or 3,4)"
+    )
+    parser.add_argument("--mode", default=DEFAULT_MODE, help="grid (the file's grids) or optuna")
+    parser.add_argument("--num-samples", type=int, help="optuna mode: trials (profile's default)")
+    parser.add_argument("--max-concurrent", type=int, help="trials at once (from the cluster)")
+    parser.add_argument("--workers-per-trial", type=int, help="DDP workers per trial (profile)")
+    parser.add_argument("--gpus-per-trial", type=float, help="GPUs per trial (profile)")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
+    cli.add_location_flags(
+        parser, "--tracking-uri", "--experiment", "--storage", "--name", "--data-root"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="the Optuna sampler's seed")
+    parser.add_argument(
+        "--scheduler",
+        help="fifo (every trial trains its full budget) or mo-asha (the profile's scheduler "
+        "block: multi-objective successive halving); default: the profile's block, else fifo",
+    )
+    parser.add_argument(
+        "--results-md",
+        help="also write the sweep's section of RESULTS.md here (paper Table 1a beside ours, or "
+        "the sequence models'); the page's other sections are kept",
+    )
+    parser.add_argument(
+        "--data-per-worker",
+        action="store_true",
+        help="every training worker loads its own copy of the data set instead of reading the "
+        "one the driver puts in Ray's object store (for a head node too small to hold it)",
+    )
+    cli.add_verbose_flag(parser)
+    return parser
+
+
+def plan_sweep(argv: Sequence[str] | None) -> SweepPlan:
+    """Parse and validate sweep.py's command line (see `plan_from_args`)."""
+    return plan_from_args(build_parser().parse_args(argv))
 
 
 def parse_seeds(text: str | None) -> list[int] | None:
@@ -109,15 +143,15 @@ def parse_seeds(text: str | None) -> list[int] | None:
 def plan_from_args(args: argparse.Namespace) -> SweepPlan:
     """Validate sweep.py's parsed command line, the search space and the locations (storage and
     results folders writable, tracking store usable); raise one UserError."""
-    if args.mode not in MODES:
-        raise UserError(f"--mode must be one of {', '.join(MODES)}, got {args.mode!r}")
+    if args.mode not in SWEEP_MODES:
+        raise UserError(f"--mode must be one of {', '.join(SWEEP_MODES)}, got {args.mode!r}")
     space = load_search_space(args.dataset)
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
     profile = space.profile(args.profile).select(methods).with_seeds(parse_seeds(args.seeds))
-    resources = profile.resources
-    workers = resources.workers if args.workers_per_trial is None else args.workers_per_trial
+    asked = profile.resources
+    workers = asked.workers if args.workers_per_trial is None else args.workers_per_trial
     cli.require_in_range("--workers-per-trial", workers, 1, MAX_WORKERS_PER_TRIAL)
-    gpus_per_worker = resources.gpus_per_worker
+    gpus_per_worker = asked.gpus_per_worker
     if args.gpus_per_trial is not None:
         cli.require_in_range("--gpus-per-trial", args.gpus_per_trial, 0, MAX_GPUS_PER_TRIAL)
         gpus_per_worker = args.gpus_per_trial / workers
@@ -125,7 +159,7 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
         cli.require_in_range("--max-concurrent", args.max_concurrent, 1, MAX_TRIALS)
     cli.require_in_range("--seed", args.seed, 0, MAX_SEED)
     points = tuple(grid_points(profile))
-    if args.mode == "grid":
+    if args.mode == DEFAULT_MODE:
         num_samples = len(points)
         if args.num_samples is not None:
             raise UserError("--num-samples is for --mode optuna; grid mode runs every grid point")
@@ -136,8 +170,10 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
             )
         num_samples = profile.num_samples if args.num_samples is None else args.num_samples
         cli.require_in_range("--num-samples", num_samples, 1, MAX_TRIALS)
-    storage = cli.resolve_storage(args.storage)
-    local = cli.local_path(storage)
+    where = Locations.resolve(
+        args.tracking_uri, args.experiment or profile.dataset, args.storage, args.data_root
+    )
+    local = cli.local_path(where.storage)
     if local is not None:
         cli.require_writable(local, "Ray storage", "--storage")
     space_name = Path(space.source).stem
@@ -150,25 +186,19 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
         results_path = Path(args.results_md).expanduser().resolve()
         cli.require_writable(results_path.parent, "the folder of --results-md", "--results-md")
         results_md = str(results_path)
-    tracking_uri = resolve_tracking_uri(args.tracking_uri)
-    check_tracking_uri(tracking_uri)
+    check_tracking_uri(where.tracking_uri)
     return SweepPlan(
         profile=profile,
         space_name=space_name,
         mode=args.mode,
         points=points,
         num_samples=num_samples,
-        workers=workers,
-        cpus_per_worker=resources.cpus_per_worker,
-        gpus_per_worker=gpus_per_worker,
-        max_concurrent=args.max_concurrent,
-        tracking_uri=tracking_uri,
-        experiment=args.experiment or profile.dataset,
-        storage=storage,
+        where=where,
+        resources=Resources(workers, asked.cpus_per_worker, gpus_per_worker),
         name=name,
         resume=args.resume,
-        data_root=cli.resolve_data_root(args.data_root),
         seed=args.seed,
+        max_concurrent=args.max_concurrent,
         results_md=results_md,
         verbose=args.verbose,
         share_data=not args.data_per_worker,
@@ -198,13 +228,14 @@ def concurrent_trials(plan: SweepPlan, capacity: dict[str, float], may_grow: boo
     """How many trials fit at once; an impossible request is a UserError naming the numbers.
     On a cluster that `may_grow`, a trial that does not fit yet waits for the autoscaler, so
     every trial may start (up to --max-concurrent) and its workers wait for their nodes."""
-    cpus = plan.workers * plan.cpus_per_worker
-    gpus = plan.workers * plan.gpus_per_worker
+    asked = plan.resources
+    cpus = asked.workers * asked.cpus_per_worker
+    gpus = asked.workers * asked.gpus_per_worker
     if cpus > capacity["CPU"] or gpus > capacity["GPU"]:
         if may_grow:
             return min(plan.num_samples, plan.max_concurrent or plan.num_samples)
         raise UserError(
-            f"a trial needs {cpus:g} CPUs and {gpus:g} GPUs ({plan.workers} workers) but the "
+            f"a trial needs {cpus:g} CPUs and {gpus:g} GPUs ({asked.workers} workers) but the "
             f"cluster has at most {capacity['CPU']:g} CPUs and {capacity['GPU']:g} GPUs; "
             "lower --workers-per-trial / --gpus-per-trial or use a bigger cluster"
         )
@@ -213,3 +244,97 @@ def concurrent_trials(plan: SweepPlan, capacity: dict[str, float], may_grow: boo
         fits = min(fits, math.floor(capacity["GPU"] / gpus))
     fits = max(1, min(fits, plan.num_samples))
     return fits if plan.max_concurrent is None else min(fits, plan.max_concurrent)
+
+
+# Checks before Ray starts ----------------------------------------------------------------------
+
+
+def parent_params(plan: SweepPlan) -> dict[str, Any]:
+    """The sweep's parameters as its parent run records them (and --resume compares them)."""
+    return {
+        "space": plan.space_name,
+        "profile": plan.profile.name,
+        "mode": plan.mode,
+        "methods": ",".join(plan.profile.methods),
+        "num_samples": plan.num_samples,
+        "workers_per_trial": plan.resources.workers,
+        "gpus_per_worker": plan.resources.gpus_per_worker,
+        "seeds": ",".join(str(s) for s in plan.profile.seeds),
+        **{f"train.{key}": value for key, value in plan.profile.train.items()},
+    }
+
+
+def check_restorable(plan: SweepPlan) -> None:
+    """--resume needs an earlier sweep of that name, whose saved state reads; a new sweep must
+    not overwrite one."""
+    from ray import tune
+
+    exists = tune.Tuner.can_restore(plan.experiment_path)
+    storage = plan.where.storage
+    if plan.resume and not exists:
+        raise UserError(
+            f"--resume: no sweep {plan.name!r} to continue in {storage}; drop --resume to start it"
+        )
+    if not plan.resume and exists:
+        raise UserError(
+            f"sweep {plan.name!r} already exists in {storage}; pass --resume to continue it "
+            "or --name to start another"
+        )
+    local = cli.local_path(plan.experiment_path)
+    if plan.resume and local is not None:
+        try:
+            pickle.loads((local / TUNER_STATE_FILE).read_bytes())
+        except Exception as error:  # any damage: truncated, overwritten, from another version
+            raise UserError(
+                f"--resume: the saved state of sweep {plan.name!r} ({local / TUNER_STATE_FILE}) "
+                f"cannot be read ({type(error).__name__}); start the sweep again under another "
+                "--name"
+            ) from None
+
+
+def check_resume_arguments(plan: SweepPlan) -> None:
+    """--resume continues a sweep with the arguments it was started with: a changed one would
+    fail every trial (and leave the sweep unresumable), so it is refused before anything runs."""
+    if not plan.resume:
+        return
+    tracking = Tracking.at(plan.where.tracking_uri)
+    experiment_id = tracking.experiment_id(plan.where.experiment)
+    parent = tracking.find_sweep_run(experiment_id, plan.name, plan.where.storage)
+    if parent is None:
+        return
+    logged = tracking.params(parent)
+    for key, value in parent_params(plan).items():
+        if value is not None and key in logged and logged[key] != str(value):
+            raise UserError(
+                f"--resume: sweep {plan.name!r} was started with {key}={logged[key]} but this "
+                f"command has {key}={value}; resume it with its original arguments, or drop "
+                "--resume and pass another --name to start a new sweep"
+            )
+
+
+def check_sweep_data(plan: SweepPlan) -> None:
+    """The data sets the trials train on load and hold their batches: checked once before Ray
+    starts. When no trial could train, that is one line, not a FAILED parent run and a traceback;
+    when only some cannot, a notice names them (they fail as FAILED child runs, the rest train)."""
+    from tcwae.data import check_dataset
+
+    problems: dict[tuple[str, str, int], str | None] = {}
+    for config in plan.trial_configs():
+        key = (config.dataset, config.data_source, config.batch_size)
+        if key in problems:
+            continue
+        try:
+            examples = check_dataset(config.dataset, plan.where.data_root, config.data_source)
+            check_batch_size(config.batch_size, examples, plan.resources.workers)
+            problems[key] = None
+        except UserError as error:
+            problems[key] = cli.one_line(error)
+    failing = [problem for problem in problems.values() if problem is not None]
+    if failing and len(failing) == len(problems):
+        raise UserError(failing[0])
+    if failing:
+        print(
+            f"{PROG}: the trials of {len(failing)} of {len(problems)} data choices will fail: "
+            f"{failing[0]}",
+            flush=True,
+        )

@@ -2,40 +2,31 @@
 
     python pipeline/train.py dsprites --method tcwae_mws --beta 10 --gamma 10 --workers 2
 
-The command line becomes one frozen `RunSpec`. Everything is checked before anything starts
-(flags, storage, tracking store, Ray cluster, data): a mistake is one line on stderr and exit code
-2. Then the driver opens the MLflow run (or reopens an interrupted one with the same storage and
-name), launches the workers (`pipeline/worker.py`, each handed one frozen `WorkerTask`) with a
-Ray Train `TorchTrainer` or, with `--workers 0`, in this process, prints rank 0's progress lines,
-and ends the run FINISHED or FAILED. When a worker dies, Ray Train restarts the worker group from
-the last checkpoint in the same MLflow run; the same command run again resumes an interrupted run.
-
-The sweep (`pipeline/sweep.py`) calls `run_training(spec, [TuneReportCallback()])` inside each
-Tune trial, with the sweep's MLflow run as the spec's `parent_run_id`.
+The command line becomes one frozen `RunSpec` (a sweep's trial hands over its own). Everything
+is checked before anything starts (flags, storage, tracking store, Ray cluster, data): a mistake
+is one line on stderr and exit code 2. Then the driver opens the MLflow run (or reopens an
+interrupted one with the same storage and name), hands the spec with its run id to the workers
+(`pipeline/worker.py`) of a Ray Train `TorchTrainer` or, with `--workers 0`, of this process, and
+ends the run FINISHED or FAILED. Ray Train restarts a dead worker group from the last checkpoint
+in the same MLflow run; the same command run again resumes an interrupted run.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import logging
 import os
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from pipeline import cluster
-from pipeline.cli import (
-    exclusive_folder,
-    local_path,
-    require_writable,
-    run_command,
-)
-from pipeline.run_spec import RunResult, RunSpec, parse_args
-from pipeline.shared_data import share_datasets
+from pipeline.cli import exclusive_folder, local_path, require_writable, run_command
+from pipeline.run_spec import Resources, RunResult, RunSpec, parse_args, share_datasets
 from pipeline.tracking import (
     TAG_KIND,
     TAG_NON_FINITE,
@@ -50,7 +41,6 @@ from pipeline.tracking_ui import UNSET, changed_params
 from pipeline.worker import (
     CHECKPOINTS_TO_KEEP,
     SigkillOnce,
-    WorkerTask,
     train_in_process,
     train_loop_per_worker,
 )
@@ -79,33 +69,33 @@ def check_launch(spec: RunSpec) -> None:
 
     Resources are the Ray cluster's when connected (or RAY_ADDRESS is set), otherwise this
     machine's."""
-    storage = local_path(spec.storage)
-    if spec.workers == 0:
+    storage = local_path(spec.where.storage)
+    if spec.resources.workers == 0:
         _in_process_folder(spec)
     if storage is not None:
         require_writable(storage, "storage", "--storage")
-    check_tracking_uri(spec.tracking_uri)
-    if spec.workers >= 1 and os.environ.get(cluster.ADDRESS_VARIABLE):
+    check_tracking_uri(spec.where.tracking_uri)
+    if spec.resources.workers >= 1 and os.environ.get(cluster.ADDRESS_VARIABLE):
         cluster.connect(spec.verbose)
-    _check_resources(spec)
+    _check_resources(spec.resources)
     check_data(spec)
 
 
-def _check_resources(spec: RunSpec) -> None:
+def _check_resources(asked: Resources) -> None:
     cpus, gpus, where = cluster.available_resources()
-    if spec.use_gpu and gpus < 1:
+    if asked.use_gpu and gpus < 1:
         raise UserError(f"--use-gpu was given but {where} has no GPU; drop --use-gpu")
-    needed_gpus = spec.workers * spec.gpus_per_worker
+    needed_gpus = asked.workers * asked.gpus_per_worker
     if needed_gpus > gpus:
         raise UserError(
-            f"--workers {spec.workers} with --use-gpu needs {needed_gpus:g} GPUs but {where} has "
-            f"{gpus:g}; use --workers {int(gpus / spec.gpus_per_worker)} or fewer"
+            f"--workers {asked.workers} with --use-gpu needs {needed_gpus:g} GPUs but {where} has "
+            f"{gpus:g}; use --workers {int(gpus / asked.gpus_per_worker)} or fewer"
         )
-    if spec.workers * spec.cpus_per_worker > cpus:
+    if asked.workers * asked.cpus_per_worker > cpus:
         raise UserError(
-            f"--workers {spec.workers} is more than the {cpus:g} CPUs of {where}; use --workers "
-            f"{int(cpus / spec.cpus_per_worker)} or fewer (each worker takes "
-            f"{spec.cpus_per_worker:g} CPU), or connect to a larger cluster with RAY_ADDRESS"
+            f"--workers {asked.workers} is more than the {cpus:g} CPUs of {where}; use --workers "
+            f"{int(cpus / asked.cpus_per_worker)} or fewer (each worker takes "
+            f"{asked.cpus_per_worker:g} CPU), or connect to a larger cluster with RAY_ADDRESS"
         )
 
 
@@ -114,8 +104,9 @@ def check_data(spec: RunSpec) -> None:
     `tcwae.data.check_dataset`) and the batch fits it and this machine's memory."""
     from tcwae.data import check_dataset
 
-    examples = check_dataset(spec.config.dataset, spec.data_root, spec.config.data_source)
-    check_batch_size(spec.config.batch_size, examples, max(spec.workers, 1))
+    config = spec.config
+    examples = check_dataset(config.dataset, spec.where.data_root, config.data_source)
+    check_batch_size(config.batch_size, examples, max(spec.resources.workers, 1))
 
 
 # What one image of a batch holds at least while it trains: the encoder's first and the decoder's
@@ -149,8 +140,9 @@ def check_batch_size(batch_size: int, examples: int, workers: int) -> None:
 def open_run(tracking: Tracking, spec: RunSpec) -> tuple[str, bool]:
     """The MLflow run for `spec`: an interrupted one for the same storage and name is reopened;
     returns (run id, finished) where finished means the run already completed earlier."""
-    experiment_id = tracking.experiment_id(spec.experiment)
-    existing = tracking.find_run(experiment_id, spec.storage, spec.name)
+    where, name = spec.where, spec.identity.name
+    experiment_id = tracking.experiment_id(where.experiment)
+    existing = tracking.find_run(experiment_id, where.storage, name)
     config = spec.config.to_dict()
     if existing is not None:
         run_id = existing.info.run_id
@@ -159,7 +151,7 @@ def open_run(tracking: Tracking, spec: RunSpec) -> tuple[str, bool]:
         if changed:
             key = changed[0]
             raise UserError(
-                f"run {spec.name!r} in {spec.storage} (MLflow run {run_id}) was trained with "
+                f"run {name!r} in {where.storage} (MLflow run {run_id}) was trained with "
                 f"{key}={logged.get(key, UNSET)} but this command has {key}={config[key]}; "
                 "pass a new --name to train a different model"
             )
@@ -169,17 +161,16 @@ def open_run(tracking: Tracking, spec: RunSpec) -> tuple[str, bool]:
         return run_id, False
     tags = {
         TAG_KIND: "train",
-        TAG_STORAGE: spec.storage,
-        TAG_RUN_NAME: spec.name,
-        "workers": str(spec.workers),
-        "use_gpu": str(spec.use_gpu),
+        TAG_STORAGE: where.storage,
+        TAG_RUN_NAME: name,
+        "workers": str(spec.resources.workers),
+        "use_gpu": str(spec.resources.use_gpu),
         **runtime_tags(),
     }
-    run_id = tracking.start_run(
-        experiment_id, spec.name, params=config, tags=tags, parent_run_id=spec.parent_run_id
-    )
+    parent = spec.identity.parent_run_id
+    run_id = tracking.start_run(experiment_id, name, config, tags, parent_run_id=parent)
     try:
-        tracking.log_config(run_id, spec.config.to_dict())
+        tracking.log_config(run_id, config)
     except BaseException as error:  # Ctrl-C or SIGTERM here must not leave the run RUNNING
         tracking.end_run(run_id, error)
         raise
@@ -193,45 +184,37 @@ def run_training(
     show_progress: bool = True,
     fault: SigkillOnce | None = None,
 ) -> RunResult:
-    """Train `spec` (in this process for `workers == 0`, else with a Ray Train TorchTrainer on
-    the connected Ray cluster) and record it in its MLflow run.
+    """Train `spec` (in this process for no workers, else with a Ray Train TorchTrainer on the
+    connected Ray cluster) and record it in its MLflow run.
 
     `callbacks` go to the TorchTrainer's `RunConfig` (the sweep passes `TuneReportCallback()`);
     `show_progress` prints rank 0's progress lines here (a sweep prints them from Tune's results
     instead); `fault` is for tests only. Raises UserError when a run with the same storage and
     name has another configuration, TrainingFailed when training fails.
     """
-    tracking = Tracking.at(spec.tracking_uri)
+    tracking = Tracking.at(spec.where.tracking_uri)
+    name, storage = spec.identity.name, spec.where.storage
     run_id, finished = open_run(tracking, spec)
     if finished:
         log.warning(
             "run %r in %s already finished (MLflow run %s); returning its scores. Pass a new "
             "--name to train again.",
-            spec.name,
-            spec.storage,
+            name,
+            storage,
             run_id,
         )
         return RunResult(run_id, tracking.latest_metrics(run_id))
     started = time.perf_counter()
     try:
-        shared = spec.shared_data
-        if shared is None and spec.workers > 1:
-            shared = share_datasets([spec.config], spec.data_root)
-        task = WorkerTask(
-            config=spec.config,
-            tracking_uri=spec.tracking_uri,
-            run_id=run_id,
-            data_root=spec.data_root,
-            use_gpu=spec.use_gpu,
-            fault=fault,
-            rung_check=spec.rung_check,
-            shared_data=shared,
-            launched_at=time.time(),
-        )
-        if spec.workers == 0:
-            final = train_in_process(task, _in_process_folder(spec), f"{PROG}: ")
+        where = spec.where
+        if where.shared_data is None and spec.resources.workers > 1:
+            where = replace(where, shared_data=share_datasets([spec.config], where.data_root))
+        identity = replace(spec.identity, run_id=run_id, launched_at=time.time())
+        spec = replace(spec, where=where, identity=identity, fault=fault)
+        if spec.resources.workers == 0:
+            final = train_in_process(spec, _in_process_folder(spec), f"{PROG}: ")
         else:
-            final = _fit(spec, task, callbacks, show_progress)
+            final = _fit(spec, callbacks, show_progress)
         wall_time = {WALL_TIME_METRIC: time.perf_counter() - started}
         tracking.log_metrics(run_id, wall_time, spec.config.steps)
     except BaseException as error:
@@ -239,7 +222,7 @@ def run_training(
         if isinstance(error, KeyboardInterrupt):
             raise
         raise TrainingFailed(
-            f"run {spec.name!r} failed (MLflow run {run_id} marked FAILED): {describe_error(error)}"
+            f"run {name!r} failed (MLflow run {run_id} marked FAILED): {describe_error(error)}"
         ) from error
     tracking.end_run(run_id)
     numbers = {key: float(value) for key, value in final.items() if _is_number(value)}
@@ -249,7 +232,7 @@ def run_training(
 def record_failed_run(spec: RunSpec, error: BaseException) -> str:
     """Record a run that failed before it could start (a sweep's trial whose data cannot be
     loaded, say) as a FAILED MLflow run with the error; returns its id."""
-    tracking = Tracking.at(spec.tracking_uri)
+    tracking = Tracking.at(spec.where.tracking_uri)
     run_id, _ = open_run(tracking, spec)
     tracking.end_run(run_id, error)
     return run_id
@@ -260,29 +243,30 @@ def _is_number(value: Any) -> bool:
 
 
 def _in_process_folder(spec: RunSpec) -> Path:
-    local = local_path(spec.storage)
+    local = local_path(spec.where.storage)
     if local is None:
-        raise UserError(f"--workers 0 needs a local --storage directory, got {spec.storage}")
-    return local / spec.name / IN_PROCESS_DIR
+        raise UserError(f"--workers 0 needs a local --storage directory, got {spec.where.storage}")
+    return local / spec.identity.name / IN_PROCESS_DIR
 
 
-def _fit(spec: RunSpec, task: WorkerTask, callbacks: Sequence[Any], show_progress: bool) -> dict:
+def _fit(spec: RunSpec, callbacks: Sequence[Any], show_progress: bool) -> dict:
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    resources = {"CPU": spec.cpus_per_worker}
-    if spec.use_gpu:
-        resources["GPU"] = spec.gpus_per_worker
+    asked = spec.resources
+    resources = {"CPU": asked.cpus_per_worker}
+    if asked.use_gpu:
+        resources["GPU"] = asked.gpus_per_worker
     progress = cluster.printed_lines(f"{PROG}: ") if show_progress else contextlib.nullcontext()
     with progress as queue:
         trainer = TorchTrainer(
-            functools.partial(train_loop_per_worker, dataclasses.replace(task, progress=queue)),
+            functools.partial(train_loop_per_worker, replace(spec, progress=queue)),
             scaling_config=ScalingConfig(
-                num_workers=spec.workers, use_gpu=spec.use_gpu, resources_per_worker=resources
+                num_workers=asked.workers, use_gpu=asked.use_gpu, resources_per_worker=resources
             ),
             run_config=RunConfig(
-                name=spec.name,
-                storage_path=spec.storage,
+                name=spec.identity.name,
+                storage_path=spec.where.storage,
                 checkpoint_config=CheckpointConfig(num_to_keep=CHECKPOINTS_TO_KEEP),
                 failure_config=FailureConfig(max_failures=spec.max_failures),
                 callbacks=list(callbacks),
@@ -290,11 +274,11 @@ def _fit(spec: RunSpec, task: WorkerTask, callbacks: Sequence[Any], show_progres
         )
         result = trainer.fit()
     # Checked first: a run that diverged before its first checkpoint has no metrics (None).
-    non_finite = Tracking.at(spec.tracking_uri).tags(task.run_id).get(TAG_NON_FINITE)
-    if non_finite is not None:
+    tags = Tracking.at(spec.where.tracking_uri).tags(spec.identity.run_id)
+    if TAG_NON_FINITE in tags:
         from tcwae.trainer import NonFiniteLossError
 
-        raise NonFiniteLossError(non_finite)
+        raise NonFiniteLossError(tags[TAG_NON_FINITE])
     return dict(result.metrics)
 
 
@@ -314,12 +298,14 @@ def _main(argv: Sequence[str] | None) -> int:
     started = time.perf_counter()
     spec = parse_args(argv)
     check_launch(spec)
-    if spec.workers >= 1:
+    name, storage = spec.identity.name, spec.where.storage
+    if spec.resources.workers >= 1:
         cluster.connect(spec.verbose)
-    storage = local_path(spec.storage)
-    run_folder = None if storage is None else storage / spec.name
+    local = local_path(storage)
     try:
-        with exclusive_folder(run_folder, f"run {spec.name!r} in {spec.storage}"):
+        with exclusive_folder(
+            None if local is None else local / name, f"run {name!r} in {storage}"
+        ):
             result = run_training(spec)
     except TrainingFailed as error:
         print(f"{PROG}: {error}", file=sys.stderr)
@@ -331,8 +317,8 @@ def _main(argv: Sequence[str] | None) -> int:
         f"{key} {result.metrics[key]:.4g}" for key in PAPER_SCORES if key in result.metrics
     )
     seconds = time.perf_counter() - started
-    print(f"{PROG}: {spec.name} finished in {seconds:.0f} s: {scores}")
-    print_run_page(PROG, Tracking.at(spec.tracking_uri), result.run_id)
+    print(f"{PROG}: {name} finished in {seconds:.0f} s: {scores}")
+    print_run_page(PROG, Tracking.at(spec.where.tracking_uri), result.run_id)
     return 0
 
 

@@ -126,7 +126,7 @@ def _finished_sweep(tmp_path: Path, data_root: Path) -> tuple[list[str], str]:
     space = write_space(tmp_path / "space.yaml", space_dict(GRID_METHODS))
     args = sweep_args(space, tmp_path, data_root, "--name", "resumable")
     plan = sweep.plan_sweep(args)
-    tracking = Tracking.at(plan.tracking_uri)
+    tracking = Tracking.at(plan.where.tracking_uri)
     parent = sweep._parent_run(plan, tracking)
     tracking.end_run(parent)
     return args, parent
@@ -158,10 +158,10 @@ def test_resume_from_a_truncated_tuner_state_is_refused_and_the_sweep_kept(
 ):
     import pickle
 
-    from pipeline import sweep, sweep_checks
+    from pipeline import sweep, sweep_plan
 
     args, parent = _finished_sweep(tmp_path, tiny_data_root)
-    state = tmp_path / "runs" / "resumable" / sweep_checks.TUNER_STATE_FILE
+    state = tmp_path / "runs" / "resumable" / sweep_plan.TUNER_STATE_FILE
     state.parent.mkdir(parents=True)
     state.write_bytes(pickle.dumps({"trials": list(range(1000))})[:40])
     capsys.readouterr()
