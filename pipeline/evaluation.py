@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from pipeline.checkpoints import CHECKPOINT_FILE
-from pipeline.rungs import RungCheck, rung_metric
+from pipeline.search.successive_halving import RungCheck, rung_metric
 from pipeline.tracking import Tracking
 from tcwae.eval_profiles import PROFILES
 
@@ -88,17 +88,17 @@ def evaluate_and_log(
 def _draw_pictures(
     trainer: Any, dataset: Any, rng: np.random.Generator, folder: Path
 ) -> tuple[list[Path], np.ndarray]:
-    """Traversals, reconstructions and samples of an image model (viz handles its device and
-    mode), and two of the drawn images as the encoder's input example."""
-    from tcwae import viz
+    """Traversals, reconstructions and samples of an image model (`tcwae.pictures` handles its
+    device and mode), and two of the drawn images as the encoder's input example."""
+    from tcwae import pictures
 
     autoencoder = trainer.autoencoder
     picks = rng.choice(len(dataset), size=min(PICTURE_IMAGES, len(dataset)), replace=False)
     images = dataset.images[torch.from_numpy(picks)]
     traversals, reconstructions, samples = (folder / name for name in PICTURES)
-    viz.save_traversals(autoencoder, images, traversals)
-    viz.save_reconstructions(autoencoder, images[:RECONSTRUCTION_IMAGES], reconstructions)
-    viz.save_samples(autoencoder, samples, seed=trainer.cfg.seed)
+    pictures.save_traversals(autoencoder, images, traversals)
+    pictures.save_reconstructions(autoencoder, images[:RECONSTRUCTION_IMAGES], reconstructions)
+    pictures.save_samples(autoencoder, samples, seed=trainer.cfg.seed)
     return [traversals, reconstructions, samples], images[:2].float().div(255.0).numpy()
 
 

@@ -59,14 +59,19 @@ from pipeline.report_results import (
     write_section,
 )
 from pipeline.report_sequences import SECTION_HEADING, sequence_section
-from pipeline.rungs import RUNG_SCORES, rung_metric
-from pipeline.search_space import SCORES
+from pipeline.search.successive_halving import RUNG_SCORES, rung_metric
+from pipeline.search.types import SCORES
 from pipeline.tracking import TAG_STOPPED_AT, TAG_SWEEP, Tracking
 from pipeline.tracking_store import check_tracking_uri, resolve_tracking_uri
 from tcwae.errors import UserError
 from tcwae.methods import REGISTRY, all_hyperparameters
 from tcwae.metrics import PAPER_RANKING
-from tcwae.viz import save_curves, save_heatmaps, save_method_scores_vs_rec, save_scores_vs_rec
+from tcwae.sweep_figures import (
+    save_curves,
+    save_heatmaps,
+    save_method_scores_vs_rec,
+    save_scores_vs_rec,
+)
 
 PROG = "report"
 REPORT_ARTIFACT_DIR = "report"
