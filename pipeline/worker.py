@@ -8,7 +8,7 @@ the MLflow run, prints the progress line where a person watches, adds the rung s
 successive-halving sweep's rung steps, and at the end scores the model, draws its pictures and
 logs them with the final checkpoint and the encoder.
 
-The driver (`pipeline/train.py`) hands every worker one frozen `WorkerTask`.
+The driver (`pipeline/train.py`) hands every worker the run's one frozen `RunSpec`.
 """
 
 from __future__ import annotations
@@ -43,11 +43,10 @@ from pipeline.metric_keys import (
     STARTUP_METRIC,
     train_metrics,
 )
-from pipeline.rungs import RungCheck
-from pipeline.shared_data import SharedData, worker_dataset
+from pipeline.run_spec import RunSpec, worker_dataset
+from pipeline.search.successive_halving import RungCheck
 from pipeline.tracking import TAG_NON_FINITE, Tracking
 from tcwae.atomic import is_disk_full
-from tcwae.config import TrainConfig
 from tcwae.errors import DiskFullError
 from tcwae.eval_profiles import PROFILES
 
@@ -63,28 +62,6 @@ class SigkillOnce:
     rank: int
     step: int
     marker: str
-
-
-@dataclasses.dataclass(frozen=True)
-class WorkerTask:
-    """What the driver hands every worker: the run's configuration and where to record it.
-
-    `progress` is a `ray.util.queue.Queue` that rank 0 puts its progress lines in for the
-    driver's console, or None (a sweep prints them from Tune's results instead). `rung_check`
-    names the steps and scores of a successive-halving sweep's rungs. `shared_data` holds the
-    data sets the driver put in Ray's object store (None: each worker loads its own).
-    """
-
-    config: TrainConfig
-    tracking_uri: str
-    run_id: str
-    data_root: str | None = None
-    use_gpu: bool = False
-    progress: Any = None
-    fault: SigkillOnce | None = None
-    rung_check: RungCheck | None = None
-    shared_data: SharedData | None = None
-    launched_at: float | None = None  # time.time() when the driver launched the run
 
 
 class _Session(Protocol):
@@ -104,15 +81,16 @@ class _Session(Protocol):
 class _RaySession:
     """Ray Train: checkpoints through `ray.train.report`, restored with `get_checkpoint`."""
 
-    def __init__(self, task: WorkerTask) -> None:
+    def __init__(self, spec: RunSpec) -> None:
         import ray.train
         import ray.train.torch
 
         context = ray.train.get_context()
         self.rank = context.get_world_rank()
         self.world_size = context.get_world_size()
-        self.device = ray.train.torch.get_device() if task.use_gpu else torch.device("cpu")
-        self.progress = task.progress
+        gpu = spec.resources.use_gpu
+        self.device = ray.train.torch.get_device() if gpu else torch.device("cpu")
+        self.progress = spec.progress
 
     def restore(self, trainer: Any) -> bool:
         import ray.train
@@ -306,8 +284,8 @@ class _Reporter:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def train_loop_per_worker(task: WorkerTask) -> None:
-    """The Ray Train worker function (bound to its task with `functools.partial`).
+def train_loop_per_worker(spec: RunSpec) -> None:
+    """The Ray Train worker function (bound to its spec with `functools.partial`).
 
     A non-finite loss is deterministic: Ray Train would retry it from the last checkpoint
     `max_failures` times and diverge again each time. So every rank (all detect it at the same
@@ -316,42 +294,43 @@ def train_loop_per_worker(task: WorkerTask) -> None:
     """
     from tcwae.trainer import NonFiniteLossError
 
-    session = _RaySession(task)
+    session = _RaySession(spec)
     try:
-        train_and_record(task, session)
+        train_and_record(spec, session)
     except NonFiniteLossError as error:
         if session.rank == 0:
-            Tracking.at(task.tracking_uri).set_tags(task.run_id, {TAG_NON_FINITE: str(error)})
+            tracking = Tracking.at(spec.where.tracking_uri)
+            tracking.set_tags(spec.identity.run_id, {TAG_NON_FINITE: str(error)})
 
 
-def train_in_process(task: WorkerTask, folder: Path, prefix: str) -> dict[str, Any]:
+def train_in_process(spec: RunSpec, folder: Path, prefix: str) -> dict[str, Any]:
     """`--workers 0`: the same loop in this process, checkpoints in `folder`."""
-    device = torch.device("cuda") if task.use_gpu else torch.device("cpu")
-    return train_and_record(task, _InProcessSession(folder, device, prefix))
+    device = torch.device("cuda") if spec.resources.use_gpu else torch.device("cpu")
+    return train_and_record(spec, _InProcessSession(folder, device, prefix))
 
 
-def train_and_record(task: WorkerTask, session: _Session) -> dict[str, Any]:
+def train_and_record(spec: RunSpec, session: _Session) -> dict[str, Any]:
     """Load the data, build and resume the trainer, train with reports and checkpoints, then on
     rank 0 score, draw and log everything; every rank ends with a final `report` (rank 0's holds
     the scores), with a checkpoint, so that Ray's Result.metrics are these."""
     from tcwae.trainer import Trainer
 
-    cfg = task.config
-    dataset, data_loading = worker_dataset(cfg, task.shared_data, task.data_root)
+    cfg, where, run_id = spec.config, spec.where, spec.identity.run_id
+    dataset, data_loading = worker_dataset(cfg, where.shared_data, where.data_root)
     trainer = Trainer(cfg, dataset, device=session.device)
     resumed = session.restore(trainer)
 
     recorder = None
     if session.rank == 0:
-        tracking = Tracking.at(task.tracking_uri)
-        recorder = _Rank0Recorder(tracking, task.run_id)
+        tracking = Tracking.at(where.tracking_uri)
+        recorder = _Rank0Recorder(tracking, run_id)
         resolved = trainer.resolved_settings()
-        tracking.log_params(task.run_id, {k: v for k, v in resolved.items() if "." in k})
+        tracking.log_params(run_id, {k: v for k, v in resolved.items() if "." in k})
         tracking.set_tags(
-            task.run_id, {"precision": resolved["precision"], "optimizer": resolved["optimizer"]}
+            run_id, {"precision": resolved["precision"], "optimizer": resolved["optimizer"]}
         )
         tracking.set_tags(
-            task.run_id,
+            run_id,
             {
                 "dataset_source": dataset.source,
                 "dataset_size": len(dataset),
@@ -361,19 +340,19 @@ def train_and_record(task: WorkerTask, session: _Session) -> dict[str, Any]:
             },
         )
         if resumed:
-            tracking.log_metrics(task.run_id, {RESUMED_METRIC: trainer.step}, trainer.step)
+            tracking.log_metrics(run_id, {RESUMED_METRIC: trainer.step}, trainer.step)
 
-        if task.launched_at is not None:
-            startup = {STARTUP_METRIC: time.time() - task.launched_at}
-            tracking.log_metrics(task.run_id, startup, trainer.step)
+        if spec.identity.launched_at is not None:
+            startup = {STARTUP_METRIC: time.time() - spec.identity.launched_at}
+            tracking.log_metrics(run_id, startup, trainer.step)
 
-    reporter = _Reporter(trainer, session, recorder, task.fault, task.rung_check)
+    reporter = _Reporter(trainer, session, recorder, spec.fault, spec.rung_check)
     losses = trainer.train(on_report=reporter.on_report, on_checkpoint=reporter.on_checkpoint)
     final: dict[str, Any] = {"step": float(trainer.step)}
     final.update(train_metrics(losses))
     if recorder is not None:
         run = (recorder.tracking, recorder.run_id)
-        final.update(evaluate_and_log(trainer, dataset, *run, task.data_root))
+        final.update(evaluate_and_log(trainer, dataset, *run, where.data_root))
     session.report(final, checkpoint_of=trainer)
     return final
 

@@ -20,9 +20,14 @@ from mlflow_store import run_statuses
 
 from pipeline.evaluation import PICTURES
 from pipeline.metric_keys import RESUMED_METRIC
-from pipeline.run_spec import default_run_name, make_spec, parse_args
-from pipeline.rungs import RungCheck
-from pipeline.shared_data import FROM_OBJECT_STORE, LOADED_BY_WORKER
+from pipeline.run_spec import (
+    FROM_OBJECT_STORE,
+    LOADED_BY_WORKER,
+    default_run_name,
+    make_spec,
+    parse_args,
+)
+from pipeline.search.successive_halving import RungCheck
 from pipeline.tracking import TAG_ERROR, TAG_PARENT, TAG_PREVIOUS_ERROR, Tracking, describe_error
 from pipeline.tracking_store import resolve_tracking_uri
 from pipeline.tracking_ui import param_values
@@ -79,12 +84,13 @@ def test_flags_override_the_yaml_and_defaults_are_absolute(tmp_path, monkeypatch
     spec = parse_args(["dsprites", "--config", str(config_file), "--beta", "7.5", "--workers", "0"])
     assert spec.config.hyperparameters == {"beta": 7.5, "gamma": 4.0}
     assert (spec.config.steps, spec.config.dz) == (50, 6)
-    assert spec.workers == 0
-    assert spec.experiment == "dsprites"
-    assert spec.storage == str(tmp_path.resolve() / "runs")
-    assert spec.tracking_uri == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
-    assert spec.name == default_run_name(spec.config)
-    assert parse_args(["dsprites", "--beta", "7.5", "--gamma", "4"]).name != spec.name
+    assert spec.resources.workers == 0
+    assert spec.where.experiment == "dsprites"
+    assert spec.where.storage == str(tmp_path.resolve() / "runs")
+    assert spec.where.tracking_uri == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    assert spec.identity.name == default_run_name(spec.config)
+    other = parse_args(["dsprites", "--beta", "7.5", "--gamma", "4"])
+    assert other.identity.name != spec.identity.name
 
 
 def test_tracking_uri_comes_from_flag_then_environment_then_cwd(tmp_path, monkeypatch):
@@ -340,7 +346,7 @@ def test_killed_worker_restarts_from_checkpoint_in_the_same_mlflow_run(
     final = result.metrics
     assert marker.exists()  # rank 1 did kill itself
     assert final["step"] == STEPS and math.isfinite(final["rec"])
-    tracking = Tracking.at(spec.tracking_uri)
+    tracking = Tracking.at(spec.where.tracking_uri)
     [(run_id, status)] = run_statuses(tmp_path / "mlflow.db")
     assert status == "FINISHED"
     # Two workers: the driver put the data set in the object store once; the restarted worker

@@ -21,8 +21,8 @@ from mlflow_store import mlflow_client, parent_and_children
 from sweep_spaces import GRID_METHODS, space_dict, sweep_args, write_space
 
 from pipeline.metric_keys import RESUMED_METRIC, STARTUP_METRIC
-from pipeline.rungs import RUNG_SCORES, SchedulerSpec, rung_order
-from pipeline.shared_data import FROM_OBJECT_STORE
+from pipeline.run_spec import FROM_OBJECT_STORE
+from pipeline.search.successive_halving import RUNG_SCORES, SchedulerSpec, rung_order
 from pipeline.sweep import main
 from pipeline.tracking import TAG_ERROR, TAG_STOP_REASON
 from pipeline.tracking_ui import MODEL_TRAINING_KIND, TAG_DESCRIPTION, UNSET
