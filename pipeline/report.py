@@ -37,6 +37,7 @@ from pipeline.report_ranking import (
     format_table,
     identity,
     is_complete,
+    logged_train_config,
     methods_in_order,
     pareto_front,
     plain_number,
@@ -61,7 +62,7 @@ from pipeline.report_results import (
 from pipeline.report_sequences import SECTION_HEADING, sequence_section
 from pipeline.search.successive_halving import RUNG_SCORES, rung_metric
 from pipeline.search.types import SCORES
-from pipeline.tracking import TAG_STOPPED_AT, TAG_SWEEP, Tracking
+from pipeline.tracking import CONFIG_ARTIFACT, TAG_STOPPED_AT, TAG_SWEEP, Tracking
 from pipeline.tracking_store import check_tracking_uri, resolve_tracking_uri
 from tcwae.errors import UserError
 from tcwae.methods import REGISTRY, all_hyperparameters
@@ -236,10 +237,14 @@ def build_report(
 
 def collect_rows(tracking: Tracking, parent_run_id: str) -> list[dict[str, Any]]:
     """The child runs of a sweep's parent run as rows (every status; `build_report` keeps the
-    finished ones)."""
+    finished ones), each with the configuration it logged."""
     rows = []
     for run in tracking.child_runs(parent_run_id):
-        row = run_row(run.data.params, run.data.metrics, run.info.run_id, run.info.status)
+        run_id = run.info.run_id
+        values = tracking.logged_config(run_id)
+        where = f"MLflow run {run_id}: {CONFIG_ARTIFACT}"
+        config = None if values is None else logged_train_config(values, where)
+        row = run_row(config, run.data.metrics, run_id, run.info.status)
         if TAG_STOPPED_AT in run.data.tags:
             row["stopped_at"] = int(run.data.tags[TAG_STOPPED_AT])
             row["rung_scores"] = {

@@ -17,13 +17,12 @@ import numpy as np
 
 from pipeline.search.types import SCORES
 from pipeline.tracking import FINISHED
-from tcwae.config import CONFIG_KEYS
+from tcwae.config import CONFIG_KEYS, TrainConfig
 from tcwae.methods import METHODS, REGISTRY, all_hyperparameters
 from tcwae.metrics import PAPER_RANKING, rank_configurations
 from tcwae.values import is_finite_number
 
 CONFIG_FIELDS = tuple(name for name in CONFIG_KEYS if name != "seed")
-_FIELD_TYPES = dict(CONFIG_KEYS)
 # Each registered method's hyper-parameters and display label, from its declaration.
 METHOD_HYPERPARAMETERS = {
     name: tuple(p.name for p in method.hyperparameters) for name, method in REGISTRY.items()
@@ -45,29 +44,33 @@ SCORE_LABELS = {
 }
 
 
+def logged_train_config(values: Mapping[str, Any], where: str) -> TrainConfig:
+    """A run's logged `config.yaml` typed and validated; a hyper-parameter its method does not
+    read is dropped (older runs logged every one)."""
+    reads = METHOD_HYPERPARAMETERS.get(values.get("method"), ())
+    kept = {k: v for k, v in values.items() if k not in HYPERPARAMETER_NAMES or k in reads}
+    return TrainConfig.from_dict(kept, where)
+
+
 def run_row(
-    params: Mapping[str, str],
+    config: TrainConfig | None,
     metrics: Mapping[str, float],
     run_id: str = "",
     status: str = FINISHED,
 ) -> dict[str, Any]:
-    """One trial as a row: its TrainConfig values typed back from MLflow's strings (other params
-    are dropped), its final scores, run id and status."""
+    """One trial as a row: its configuration's set values (unset options left out, as in its
+    MLflow parameters; None: the run logged no configuration), its final scores, run id and
+    status."""
     row: dict[str, Any] = {"run_id": run_id, "status": status}
-    for name, text in params.items():
-        if name in _FIELD_TYPES:
-            row[name] = _parse_param(_FIELD_TYPES[name], text)
-    for score in SCORES:
-        if score in metrics:
-            row[score] = float(metrics[score])
+    if config is not None:
+        row.update({key: v for key, v in config.to_dict().items() if v is not None})
+    row.update({score: float(metrics[score]) for score in SCORES if score in metrics})
     return row
 
 
 def configuration_key(row: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
-    """What identifies a configuration: every TrainConfig value of the row except the seed and
-    the hyper-parameters its method does not read (older runs logged those too)."""
-    unread = HYPERPARAMETER_NAMES - set(METHOD_HYPERPARAMETERS.get(row.get("method"), ()))
-    return tuple((name, row[name]) for name in CONFIG_FIELDS if name in row and name not in unread)
+    """What identifies a configuration: every TrainConfig value of the row except the seed."""
+    return tuple((name, row[name]) for name in CONFIG_FIELDS if name in row)
 
 
 def configuration_label(row: Mapping[str, Any]) -> str:
@@ -233,21 +236,6 @@ def format_stopped(
             f"step {row['stopped_at']}" + (f" ({values})" if values else "")
         )
     return "\n".join(lines)
-
-
-def _parse_param(type_name: Any, text: str) -> Any:
-    type_name = type_name if isinstance(type_name, str) else type_name.__name__
-    if type_name.endswith(" | None"):
-        if text == "None":
-            return None
-        type_name = type_name.removesuffix(" | None")
-    if type_name == "bool":
-        return text == "True"
-    if type_name == "int":
-        return int(float(text))
-    if type_name == "float":
-        return float(text)
-    return text
 
 
 def identity(row: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:

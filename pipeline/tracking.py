@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from pipeline.tracking_store import (
     artifact_location_for,
     sqlite_path,
@@ -39,6 +41,7 @@ from tcwae.errors import UserError
 from tcwae.values import is_finite_number
 
 MODEL_NAME = "model"
+CONFIG_ARTIFACT = "config.yaml"
 LOCAL_UI = "http://127.0.0.1:5000"
 NEWEST = ["attributes.start_time DESC"]
 
@@ -131,6 +134,7 @@ class Tracking:
         from mlflow import MlflowClient
 
         self.tracking_uri = tracking_uri
+        self._configs: dict[str, dict[str, Any]] = {}
         database = sqlite_path(tracking_uri)
         lock = store_lock(database) if database is not None else contextlib.nullcontext()
         with lock:
@@ -327,7 +331,22 @@ class Tracking:
 
     def log_config(self, run_id: str, config: Mapping[str, Any]) -> None:
         """The effective configuration as `config.yaml`, loadable with `TrainConfig.from_yaml`."""
-        self.client.log_dict(run_id, dict(config), "config.yaml")
+        self.client.log_dict(run_id, dict(config), CONFIG_ARTIFACT)
+
+    def logged_config(self, run_id: str) -> dict[str, Any] | None:
+        """The flat keys of the run's `config.yaml`, or None when it logged none (it failed
+        first). Kept per run: a logged configuration never changes, and a report reads each one
+        once however many sweeps it pools."""
+        from mlflow.exceptions import MlflowException
+
+        if run_id not in self._configs:
+            with tempfile.TemporaryDirectory(prefix="tcwae-config-") as folder:
+                try:
+                    path = self.download_artifact(run_id, CONFIG_ARTIFACT, folder)
+                except MlflowException:
+                    return None
+                self._configs[run_id] = yaml.safe_load(path.read_text()) or {}
+        return dict(self._configs[run_id])
 
     def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), artifact_path)

@@ -2,6 +2,7 @@ import csv
 import math
 
 import pytest
+import yaml
 
 from pipeline import report
 from pipeline.report import build_report
@@ -9,6 +10,7 @@ from pipeline.report_ranking import (
     aggregate,
     best_per_method,
     beta_slices,
+    logged_train_config,
     mean_and_std,
     pareto_front,
     rank,
@@ -42,13 +44,10 @@ def label(name):
     return " ".join([method, *(f"{k}={v:g}" for k, v in params.items())])
 
 
-def mlflow_params(name, seed):
-    """A trial's parameters as MLflow stores them: TrainConfig values as strings."""
+def trial_config(name, seed):
+    """A trial's configuration, as its `config.yaml` holds it."""
     method, params, *_ = CONFIGS[name]
-    config = TrainConfig(
-        method=method, seed=seed, steps=100, batch_size=16, settings=dict(params)
-    )
-    return {key: str(value) for key, value in config.to_dict().items()}
+    return TrainConfig(method=method, seed=seed, steps=100, batch_size=16, settings=dict(params))
 
 
 def mlflow_metrics(name, seed):
@@ -61,27 +60,28 @@ def mlflow_metrics(name, seed):
 
 def hand_made_rows():
     return [
-        run_row(mlflow_params(name, seed), mlflow_metrics(name, seed), f"{name}{seed}")
+        run_row(trial_config(name, seed), mlflow_metrics(name, seed), f"{name}{seed}")
         for name in CONFIGS
         for seed in (0, 1, 2)
     ]
 
 
 def test_a_hyperparameter_the_method_does_not_read_does_not_split_a_configuration():
-    old = {**mlflow_params("B", 0), "lam": "1.0"}  # older runs logged every hyper-parameter
-    rows = [run_row(old, mlflow_metrics("B", 0), "B0"), *hand_made_rows()[4:6]]
-    assert rows[0]["lam"] == 1.0 and "lam" not in rows[1]
+    old = {**trial_config("B", 0).to_dict(), "lam": 1.0}  # older runs logged every one
+    config = logged_train_config(old, "B0's config.yaml")
+    rows = [run_row(config, mlflow_metrics("B", 0), "B0"), *hand_made_rows()[4:6]]
+    assert "lam" not in rows[0]
     table = aggregate(rows)
     assert len(table) == 1 and table[0]["seeds"] == [0, 1, 2]
 
 
 def test_pooled_sweeps_drop_an_unfinished_trial_that_a_re_run_finished():
     first = [
-        run_row(mlflow_params("B", 0), mlflow_metrics("B", 0), "B0"),
-        run_row(mlflow_params("B", 1), {}, "B1-killed", "RUNNING"),
-        run_row(mlflow_params("E", 0), {}, "E0-killed", "FAILED"),
+        run_row(trial_config("B", 0), mlflow_metrics("B", 0), "B0"),
+        run_row(trial_config("B", 1), {}, "B1-killed", "RUNNING"),
+        run_row(trial_config("E", 0), {}, "E0-killed", "FAILED"),
     ]
-    re_run = [run_row(mlflow_params("B", 1), mlflow_metrics("B", 1), "B1")]
+    re_run = [run_row(trial_config("B", 1), mlflow_metrics("B", 1), "B1")]
     pooled = report.pool_sweeps([first, re_run])
     assert [row["run_id"] for row in pooled] == ["B0", "E0-killed", "B1"]
 
@@ -91,9 +91,8 @@ def test_a_sequence_sweep_is_averaged_and_ranked_on_its_judged_scores():
         config = TrainConfig(
             dataset="sprite_videos", method=method, seed=seed, steps=10, batch_size=4
         )
-        params = {key: str(value) for key, value in config.to_dict().items()}
         metrics = {"rec": 900.0, "kept_static_acc": static, "kept_dynamics_acc": dynamics}
-        return run_row(params, metrics, f"{method}{seed}")
+        return run_row(config, metrics, f"{method}{seed}")
 
     rows = [trial("dsvae", 0, 0.5, 0.2), trial("dsvae", 1, 0.7, 0.4)]
     rows += [trial("rwae_mmd", 0, 0.9, 0.5), trial("rwae_mmd", 1, 0.9, 0.7)]
@@ -104,16 +103,17 @@ def test_a_sequence_sweep_is_averaged_and_ranked_on_its_judged_scores():
     assert ranked[1]["kept_static_acc_std"] == pytest.approx(math.sqrt(0.02))
 
 
-def test_run_row_types_mlflow_strings_back_and_drops_other_params():
-    params = {**mlflow_params("B", 2), "ray_trial_id": "abc"}
-    row = run_row(params, {"mig": 0.3, "loss": 7.0}, "run-1", "FINISHED")
+def test_run_row_holds_the_logged_configuration_typed_and_the_scores():
+    logged = yaml.safe_load(yaml.safe_dump(trial_config("B", 2).to_dict()))  # as config.yaml
+    config = logged_train_config(logged, "config.yaml")
+    row = run_row(config, {"mig": 0.3, "loss": 7.0}, "run-1", "FINISHED")
     assert row["beta"] == 10.0 and isinstance(row["beta"], float)
     assert row["seed"] == 2 and isinstance(row["seed"], int)
-    assert row["precision"] == "auto" and row["lr"] is None
+    assert row["precision"] == "auto" and "lr" not in row  # unset, as in its MLflow parameters
     assert row["channels_last"] is True  # the image methods' default
     assert row["method"] == "tcwae_mws"
     assert row["mig"] == 0.3
-    assert "ray_trial_id" not in row and "loss" not in row
+    assert "loss" not in row
     assert (row["run_id"], row["status"]) == ("run-1", "FINISHED")
 
 
@@ -181,8 +181,8 @@ def test_beta_slices_follow_each_methods_best_gamma():
 
 def test_build_report_writes_ranking_best_configs_figures_and_table(tmp_path):
     rows = hand_made_rows()
-    rows.append(run_row(mlflow_params("A", 3), {}, "crashed", "FAILED"))
-    rows.append(run_row({}, {}, "no-params", "FINISHED"))
+    rows.append(run_row(trial_config("A", 3), {}, "crashed", "FAILED"))
+    rows.append(run_row(None, {}, "no-params", "FINISHED"))
     result = build_report(rows, tmp_path)
     names = {path.name for path in result.files}
     assert names == {
@@ -227,12 +227,12 @@ def test_build_report_without_factor_scores_ranks_on_reconstruction_only(tmp_pat
 
 def test_build_report_refuses_a_sweep_with_nothing_finished(tmp_path):
     with pytest.raises(UserError, match="no trial trained to the full budget"):
-        build_report([run_row({}, {}, "x", "FAILED")], tmp_path)
+        build_report([run_row(None, {}, "x", "FAILED")], tmp_path)
 
 
 def test_trials_stopped_at_a_rung_are_listed_apart_and_not_ranked(tmp_path):
-    params = TrainConfig(method="wae_mmd", settings={"lam": 25.0}).to_dict()
-    stopped = run_row({k: str(v) for k, v in params.items()}, {"rung/mig": 0.01}, "s", "KILLED")
+    config = TrainConfig(method="wae_mmd", settings={"lam": 25.0})
+    stopped = run_row(config, {"rung/mig": 0.01}, "s", "KILLED")
     stopped.update(stopped_at=400, rung_scores={"rec": 5.5, "mig": 0.01})
     built = build_report([*hand_made_rows(), stopped], tmp_path)
     assert len(built.ranked) == len(CONFIGS) and built.failed == []
@@ -244,7 +244,7 @@ def test_trials_stopped_at_a_rung_are_listed_apart_and_not_ranked(tmp_path):
 @pytest.fixture(scope="module")
 def tracked_sweep(tmp_path_factory):
     """A real sqlite MLflow store with a parent run and its children, made with MlflowClient."""
-    from mlflow.entities import Metric, Param
+    from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
 
     root = tmp_path_factory.mktemp("mlflow")
@@ -271,8 +271,8 @@ def tracked_sweep(tmp_path_factory):
                 child.info.run_id,
                 metrics=[Metric(k, v, 0, 0) for k, v in mlflow_metrics(name, seed).items()]
                 + mig_history,
-                params=[Param(k, v) for k, v in mlflow_params(name, seed).items()],
             )
+            client.log_dict(child.info.run_id, trial_config(name, seed).to_dict(), "config.yaml")
             if (name, seed) == ("D", 2):  # the highest MIG of the best TCWAE configuration
                 client.log_artifact(child.info.run_id, str(traversals))
             client.set_terminated(child.info.run_id, "FINISHED")
@@ -281,7 +281,7 @@ def tracked_sweep(tmp_path_factory):
     )
     client.set_terminated(crashed.info.run_id, "FAILED")
     other = client.create_run(experiment_id, run_name="another sweep's child")
-    client.log_param(other.info.run_id, "method", "wae_mmd")
+    client.log_dict(other.info.run_id, {"method": "wae_mmd"}, "config.yaml")
     client.set_terminated(other.info.run_id, "FINISHED")
     client.set_terminated(parent_id, "FINISHED")
     return uri, client, parent_id
