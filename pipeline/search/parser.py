@@ -138,15 +138,13 @@ class _SpaceParser:
         rank_by = self.rank_by(top["rank_by"], "rank_by")
         train = self.train(top.get("train", {}), "train")
         self.config({"dataset": dataset, **train}, "train")
-        methods = self.methods(top["methods"], dataset, train)
+        self.dataset, self.ranking, self.file_train = dataset, rank_by, train
+        self.file_methods = methods = self.methods(top["methods"])
         profiles_raw = self.mapping(top["profiles"], "profiles", closed=False)
         self.require(
             profiles_raw, "profiles", "empty; give at least one profile (smoke, cpu, paper)"
         )
-        profiles = {
-            name: self.profile(name, value, dataset, rank_by, train, methods)
-            for name, value in profiles_raw.items()
-        }
+        profiles = {name: self.profile(name, value) for name, value in profiles_raw.items()}
         return SearchSpace(self.source, dataset, description, rank_by, train, methods, profiles)
 
     def rank_by(self, raw: Any, path: str) -> tuple[tuple[str, str], ...]:
@@ -173,21 +171,19 @@ class _SpaceParser:
             self.require(key in CONFIG_KEYS, key_path, f"unknown key; TrainConfig keys are {keys}")
         return dict(train)
 
-    def methods(self, raw: Any, dataset: str, train: dict[str, Any]) -> dict[str, MethodSpace]:
+    def methods(self, raw: Any) -> dict[str, MethodSpace]:
         entries = self.mapping(raw, "methods", closed=False)
         self.require(entries, "methods", f"empty; give at least one of {', '.join(METHODS)}")
-        allowed = methods_for(sequences=dataset in SEQUENCE_DATASETS)
+        allowed = methods_for(sequences=self.dataset in SEQUENCE_DATASETS)
         methods = {}
         for name, value in entries.items():
             path = _join("methods", name)
             expected = ", ".join(allowed)
             self.require(name in allowed, path, f"unknown method; expected one of {expected}")
-            methods[name] = self.method(name, value, path, dataset, train)
+            methods[name] = self.method(name, value, path)
         return methods
 
-    def method(
-        self, name: str, raw: Any, path: str, dataset: str, train: dict[str, Any]
-    ) -> MethodSpace:
+    def method(self, name: str, raw: Any, path: str) -> MethodSpace:
         """One method's entry; its config, each grid value and each range end are validated."""
         entry = self.mapping(raw, path, required=("cost", "params"), optional=("fixed",))
         cost = self.value(entry["cost"], _join(path, "cost"), "str")
@@ -212,7 +208,7 @@ class _SpaceParser:
                 )
             params[param_name] = self.param(param_name, value, param_path, param_name in integers)
         spec = MethodSpace(name, cost, fixed, params)
-        base = spec.values(dataset, train)
+        base = spec.values(self.dataset, self.file_train)
         self.config(base, path)
         for param in params.values():
             param_path = _join(params_path, param.name)
@@ -249,15 +245,7 @@ class _SpaceParser:
         self.require(len(set(values)) == len(values), path, "a value appears twice")
         return values
 
-    def profile(
-        self,
-        name: Any,
-        raw: Any,
-        dataset: str,
-        rank_by: tuple[tuple[str, str], ...],
-        train: dict[str, Any],
-        methods: dict[str, MethodSpace],
-    ) -> Profile:
+    def profile(self, name: Any, raw: Any) -> Profile:
         """One profile, its trials' configs planned (built and validated once)."""
         path = _join("profiles", str(name))
         if not isinstance(name, str) or not PROFILE_NAME.match(name):
@@ -269,23 +257,30 @@ class _SpaceParser:
             optional=("budget", "train", "methods", "scheduler"),
         )
         budget = self.value(entry.get("budget", ""), _join(path, "budget"), "str")
-        merged = {**train, **self.train(entry.get("train", {}), _join(path, "train"))}
-        effective = self.config({"dataset": dataset, **merged}, _join(path, "train"))
+        merged = {**self.file_train, **self.train(entry.get("train", {}), _join(path, "train"))}
+        effective = self.config({"dataset": self.dataset, **merged}, _join(path, "train"))
         seeds = self.seeds(entry["seeds"], _join(path, "seeds"))
         samples = self.value(entry["num_samples"], _join(path, "num_samples"), "int", 1)
         resources = self.resources(entry["resources"], _join(path, "resources"))
-        selected = self.profile_methods(entry.get("methods"), _join(path, "methods"), methods)
+        selected = self.profile_methods(entry.get("methods"), _join(path, "methods"))
         profile = Profile(
-            self.source, name, dataset, rank_by, merged, selected, seeds, samples, resources, budget
+            self.source,
+            name,
+            self.dataset,
+            self.ranking,
+            merged,
+            selected,
+            seeds,
+            samples,
+            resources,
+            budget,
         ).planned()
         if "scheduler" not in entry:
             return profile
-        scheduler = self.scheduler(entry["scheduler"], _join(path, "scheduler"), rank_by, effective)
+        scheduler = self.scheduler(entry["scheduler"], _join(path, "scheduler"), effective)
         return dataclasses.replace(profile, scheduler=scheduler)
 
-    def scheduler(
-        self, raw: Any, path: str, rank_by: tuple[tuple[str, str], ...], config: TrainConfig
-    ) -> SchedulerSpec:
+    def scheduler(self, raw: Any, path: str, config: TrainConfig) -> SchedulerSpec:
         """A profile's `scheduler:` block: `type: fifo` alone, or `type: mo-asha` with `grace`
         (the first rung, in steps: a multiple of the profile's report_every below its steps) and
         optionally `eta`, `rank_by` (the rung scores; default the file's), `selection`,
@@ -315,7 +310,7 @@ class _SpaceParser:
         steps = config.steps
         self.require(grace < steps, at, f"{grace} leaves no rung below the profile's {steps} steps")
         eta = self.value(entry.get("eta", DEFAULT_SCHEDULER.eta), _join(path, "eta"), "int", 2)
-        scores = self.rung_rank_by(entry.get("rank_by"), _join(path, "rank_by"), rank_by)
+        scores = self.rung_rank_by(entry.get("rank_by"), _join(path, "rank_by"))
         selection, tie_break, profile = (
             self.choice(entry.get(key, default), _join(path, key), allowed)
             for key, default, allowed in (
@@ -339,12 +334,10 @@ class _SpaceParser:
             "mo-asha", grace, eta, scores, selection, tie_break, profile, synchronous
         )
 
-    def rung_rank_by(
-        self, raw: Any, path: str, default: tuple[tuple[str, str], ...]
-    ) -> tuple[tuple[str, str], ...]:
+    def rung_rank_by(self, raw: Any, path: str) -> tuple[tuple[str, str], ...]:
         """The rung scores: the block's own `rank_by`, else the file's; either way only scores
         that a rung evaluation computes."""
-        scores = default if raw is None else self.rank_by(raw, path)
+        scores = self.ranking if raw is None else self.rank_by(raw, path)
         slow = [score for score, _ in scores if score not in RUNG_SCORES]
         if not slow:
             return scores
@@ -378,11 +371,10 @@ class _SpaceParser:
         self.require(gpus >= 0, at, f"must be >= 0, got {format_number(gpus)}")
         return Resources(workers, cpus, gpus)
 
-    def profile_methods(
-        self, raw: Any, path: str, methods: dict[str, MethodSpace]
-    ) -> dict[str, MethodSpace]:
+    def profile_methods(self, raw: Any, path: str) -> dict[str, MethodSpace]:
         """The profile's methods: all of the file's, or those listed, each listed parameter's grid
         replaced by the profile's values (which must lie in the file's range)."""
+        methods = self.file_methods
         if raw is None:
             return dict(methods)
         entries = self.mapping(raw, path, closed=False)

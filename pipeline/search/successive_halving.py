@@ -236,16 +236,10 @@ class SuccessiveHalving:
 
     def _decide(self, trial_id: str, step: int, position: int, arrived: int) -> Decision:
         kept = kept_at_rung(arrived, self.spec.eta)
+        rung, rungs = self.rungs.index(step) + 1, len(self.rungs)
+        order = self.spec.describe_order()
         decision = Decision(
-            trial_id=trial_id,
-            step=step,
-            rung=self.rungs.index(step) + 1,
-            rungs=len(self.rungs),
-            position=position,
-            arrived=arrived,
-            kept=kept,
-            proceed=position <= kept,
-            order=self.spec.describe_order(),
+            trial_id, step, rung, rungs, position, arrived, kept, position <= kept, order
         )
         self.decisions.setdefault(trial_id, []).append(decision)
         return decision
