@@ -33,14 +33,10 @@ from benchmarks_md import cpu_model
 from sweep_replay import RUNG_CACHE
 
 from pipeline.evaluation import EVAL_SEED_STREAM, model_scores, score_at_rung
-from pipeline.rungs import RUNG_SCORES, SchedulerSpec
-from pipeline.search_space import (
-    Profile,
-    config_id,
-    grid_points,
-    load_search_space,
-    trial_train_config,
-)
+from pipeline.search.grid import config_id
+from pipeline.search.loader import load_search_space
+from pipeline.search.successive_halving import RUNG_SCORES, SchedulerSpec
+from pipeline.search.types import Profile, grid_points, trial_train_config
 from tcwae.atomic import write_text_atomically
 from tcwae.config import TrainConfig
 from tcwae.methods import hyperparameter_names
