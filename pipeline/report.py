@@ -40,6 +40,7 @@ from pipeline.report_ranking import (
     logged_train_config,
     methods_in_order,
     pareto_front,
+    parse_rank_by,
     plain_number,
     rank,
     run_row,
@@ -273,12 +274,8 @@ def collect_histories(
     tracking: Tracking, runs: Sequence[Mapping[str, Any]], metric: str = MIG_CURVE_METRIC
 ) -> dict[str, dict[int, float]]:
     """run id -> {step: value} of `metric` for every run that logged it."""
-    histories = {}
-    for run in runs:
-        points = tracking.metric_history(run["run_id"], metric)
-        if points:
-            histories[run["run_id"]] = dict(points)
-    return histories
+    histories = {run["run_id"]: tracking.metric_history(run["run_id"], metric) for run in runs}
+    return {run_id: dict(points) for run_id, points in histories.items() if points}
 
 
 def log_report(tracking: Tracking, parent_run_id: str, report: Report) -> None:
@@ -323,78 +320,57 @@ def report_sweep(
         [collect_rows(tracking, pid) for pid in (parent_run_id, *added_parent_run_ids)]
     )
     report = build_report(rows, out_dir, rank_by)
-    sweep = "" if results_md is None else tracking.tags(parent_run_id).get(TAG_SWEEP, parent_run_id)
-    if results_md is not None and all(REGISTRY[row["method"]].sequences for row in report.ranked):
-        write_sequence_results(tracking, sweep, report, results_md, budget, machine)
-    elif results_md is not None:
-        figures = {}
-        tcwae_run = best_tcwae_run(report)
-        if tcwae_run is not None:
-            run_id, row = tcwae_run
-            if TRAVERSALS in tracking.artifact_paths(run_id):
-                local = tracking.download_artifact(run_id, TRAVERSALS, out_dir)
-                figures[f"Latent traversals of the best TCWAE model, {row['label']}"] = local
-        scores_vs_rec = [path for path in report.files if path.name == "scores_vs_rec.png"]
-        methods = [row["method"] for row in report.ranked]
-        if scores_vs_rec and len(set(methods)) < len(methods):  # some method has a beta series
-            figures[SCORES_VS_REC_CAPTION] = scores_vs_rec[0]
-        method_scores = Path(out_dir) / "method_scores_vs_rec.png"
-        save_method_scores_vs_rec(
-            [
-                {**run, "method": METHOD_LABELS.get(run["method"], run["method"])}
-                for run in report.runs
-            ],
-            method_scores,
-        )
-        report.files.append(method_scores)
-        figures[METHOD_SCORES_CAPTION] = method_scores
-        chosen = {run_id for row in report.best_by_method.values() for run_id in row["run_ids"]}
-        runs = [run for run in report.runs if run["run_id"] in chosen]
-        curves = curves_by_method(runs, collect_histories(tracking, runs))
-        if curves:
-            curve_path = Path(out_dir) / "mig_vs_steps.png"
-            save_curves(
-                {METHOD_LABELS.get(m, m): c for m, c in curves.items()},
-                curve_path,
-                "MIG",
-                MIG_CURVE_TITLE,
+    if results_md is not None:
+        sweep = tracking.tags(parent_run_id).get(TAG_SWEEP, parent_run_id)
+        budget = budget or describe_budget(report.runs)
+        machine = machine or describe_machine()
+        if all(REGISTRY[row["method"]].sequences for row in report.ranked):
+            run_ids = [run_id for row in report.ranked for run_id in row["run_ids"]]
+            metrics = {run_id: tracking.latest_metrics(run_id) for run_id in run_ids}
+            body = sequence_section(report.ranked, metrics, budget, machine, sweep)
+            write_section(results_md, SECTION_HEADING, body)
+        else:
+            figures, curves = _table_1a_figures(tracking, report, Path(out_dir))
+            best = list(report.best_by_method.values())
+            write_results_md(
+                best, PAPER_TABLE_1A, budget, machine, figures, results_md, curves, sweep
             )
-            report.files.append(curve_path)
-            figures[MIG_CURVE_CAPTION] = curve_path
-        write_results_md(
-            list(report.best_by_method.values()),
-            PAPER_TABLE_1A,
-            budget or describe_budget(report.runs),
-            machine or describe_machine(),
-            figures,
-            results_md,
-            budget_steps(curves),
-            sweep=sweep,
-        )
         report.files.append(Path(results_md))
     log_report(tracking, parent_run_id, report)
     return report
 
 
-def write_sequence_results(
-    tracking: Tracking,
-    sweep: str,
-    report: Report,
-    results_md: str | Path,
-    budget: str | None,
-    machine: str | None,
-) -> None:
-    """Replace (or add) the sequence models' section of `results_md` from the trials' metrics."""
-    run_ids = [run_id for row in report.ranked for run_id in row["run_ids"]]
-    body = sequence_section(
-        report.ranked,
-        {run_id: tracking.latest_metrics(run_id) for run_id in run_ids},
-        budget or describe_budget(report.runs),
-        machine or describe_machine(),
-        sweep,
-    )
-    write_section(results_md, SECTION_HEADING, body)
-    report.files.append(Path(results_md))
+def _table_1a_figures(
+    tracking: Tracking, report: Report, out_dir: Path
+) -> tuple[dict[str, Path], list[Any]]:
+    """The figures of an image sweep's RESULTS.md section (caption -> file, the drawn ones added
+    to the report's files) and its MIG claims along training (`budget_steps`)."""
+    figures = {}
+    tcwae_run = best_tcwae_run(report)
+    if tcwae_run is not None:
+        run_id, row = tcwae_run
+        if TRAVERSALS in tracking.artifact_paths(run_id):
+            local = tracking.download_artifact(run_id, TRAVERSALS, out_dir)
+            figures[f"Latent traversals of the best TCWAE model, {row['label']}"] = local
+    scores_vs_rec = [path for path in report.files if path.name == "scores_vs_rec.png"]
+    methods = [row["method"] for row in report.ranked]
+    if scores_vs_rec and len(set(methods)) < len(methods):  # some method has a beta series
+        figures[SCORES_VS_REC_CAPTION] = scores_vs_rec[0]
+    method_scores, runs = out_dir / "method_scores_vs_rec.png", report.runs
+    labelled = [{**run, "method": METHOD_LABELS.get(run["method"], run["method"])} for run in runs]
+    save_method_scores_vs_rec(labelled, method_scores)
+    report.files.append(method_scores)
+    figures[METHOD_SCORES_CAPTION] = method_scores
+    chosen = {run_id for row in report.best_by_method.values() for run_id in row["run_ids"]}
+    runs = [run for run in report.runs if run["run_id"] in chosen]
+    curves = curves_by_method(runs, collect_histories(tracking, runs))
+    if curves:
+        curve_path = out_dir / "mig_vs_steps.png"
+        named = {METHOD_LABELS.get(m, m): c for m, c in curves.items()}
+        save_curves(named, curve_path, "MIG", MIG_CURVE_TITLE)
+        report.files.append(curve_path)
+        figures[MIG_CURVE_CAPTION] = curve_path
+    return figures, budget_steps(curves)
 
 
 def build_parser() -> ArgumentParser:
@@ -463,18 +439,6 @@ def _main(argv: Sequence[str] | None) -> int:
     print(f"{PROG}: logged to MLflow run {parent_id}, artifacts under '{REPORT_ARTIFACT_DIR}/'")
     print(f"{PROG}: MLflow run page: {tracking.run_page(parent_id)}")
     return 0
-
-
-def parse_rank_by(text: str) -> tuple[tuple[str, str], ...]:
-    pairs = []
-    for item in text.split(","):
-        score, _, mode = item.partition(":")
-        if score not in SCORES or mode not in ("min", "max"):
-            raise UserError(
-                f"--rank-by: {item!r} is not score:min|max with a score in {', '.join(SCORES)}"
-            )
-        pairs.append((score, mode))
-    return tuple(pairs)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import numpy as np
 from pipeline.search.types import SCORES
 from pipeline.tracking import FINISHED
 from tcwae.config import CONFIG_KEYS, TrainConfig
+from tcwae.errors import UserError
 from tcwae.methods import METHODS, REGISTRY, all_hyperparameters
 from tcwae.metrics import PAPER_RANKING, rank_configurations
 from tcwae.values import is_finite_number
@@ -279,3 +280,16 @@ def display_name(row: Mapping[str, Any]) -> str:
 
 def plain_number(value: Any) -> float | None:
     return float(value) if is_finite_number(value) else None
+
+
+def parse_rank_by(text: str) -> tuple[tuple[str, str], ...]:
+    """`--rank-by`'s 'score:min|max,...' as pairs; a UserError naming the bad item."""
+    pairs = []
+    for item in text.split(","):
+        score, _, mode = item.partition(":")
+        if score not in SCORES or mode not in ("min", "max"):
+            raise UserError(
+                f"--rank-by: {item!r} is not score:min|max with a score in {', '.join(SCORES)}"
+            )
+        pairs.append((score, mode))
+    return tuple(pairs)

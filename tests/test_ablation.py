@@ -1,7 +1,7 @@
 """pipeline/ablation.py against a real MLflow sqlite store holding two small sweeps."""
 
 import pytest
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from pipeline import ablation
@@ -30,7 +30,6 @@ def two_sweeps(tmp_path):
             config = TrainConfig(method="tcwae_mws", seed=seed, optimizer=preset, steps=steps)
             client.log_batch(
                 child,
-                params=[Param(k, str(v)) for k, v in config.to_dict().items()],
                 metrics=[
                     Metric("train/mig", first, 0, 1),
                     Metric("train/mig", second, 0, 2),
@@ -39,6 +38,7 @@ def two_sweeps(tmp_path):
                     Metric("rec", 50.0, 0, 2),
                 ],
             )
+            client.log_dict(child, config.to_dict(), "config.yaml")  # as the pipeline logs it
             client.set_terminated(child, "FINISHED")
         failed = client.create_run(
             experiment, run_name="failed", tags={"mlflow.parentRunId": parent}
