@@ -17,9 +17,11 @@ import numpy as np
 import torch
 
 from pipeline.checkpoints import CHECKPOINT_FILE
+from pipeline.model_registry import log_encoder
 from pipeline.search.successive_halving import RungCheck, rung_metric
 from pipeline.tracking import Tracking
 from tcwae.eval_profiles import PROFILES
+from tcwae.methods.registry import method_card
 
 EVAL_SEED_STREAM = 7
 RUNG_SEED_STREAM = 13  # seeds each rung's draws from (seed, step), apart from training's streams
@@ -69,7 +71,7 @@ def evaluate_and_log(
     example = None
     with tempfile.TemporaryDirectory(prefix="tcwae-artifacts-") as name:
         folder = Path(name)
-        if trainer.objective.sequences:
+        if method_card(trainer.cfg.method).sequences:
             scores, pictures = _sequence_scores(trainer, dataset, rng, folder, data_root)
             tracking.log_metrics(run_id, scores, trainer.step)
         else:
@@ -81,7 +83,7 @@ def evaluate_and_log(
         trainer.save(folder / CHECKPOINT_FILE)
         tracking.log_artifact(run_id, folder / CHECKPOINT_FILE, "checkpoint")
     if example is not None:
-        tracking.log_encoder(run_id, trainer.autoencoder, example, trainer.step)
+        log_encoder(tracking, run_id, trainer.autoencoder, example, trainer.step)
     return scores
 
 

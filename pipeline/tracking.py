@@ -11,7 +11,6 @@ search filter is written here, by `_tag_equals` / `_attribute_equals`, which quo
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 import platform
 import re
@@ -40,7 +39,6 @@ from pipeline.tracking_ui import (
 from tcwae.errors import UserError
 from tcwae.values import is_finite_number
 
-MODEL_NAME = "model"
 CONFIG_ARTIFACT = "config.yaml"
 LOCAL_UI = "http://127.0.0.1:5000"
 NEWEST = ["attributes.start_time DESC"]
@@ -363,47 +361,6 @@ class Tracking:
 
     def download_artifact(self, run_id: str, path: str, destination: str | Path) -> Path:
         return Path(self.client.download_artifacts(run_id, path, str(destination)))
-
-    def log_encoder(self, run_id: str, autoencoder: Any, example_images: Any, step: int) -> str:
-        """Log `autoencoder` as the run's MLflow PyTorch model named 'model'; returns its URI.
-
-        The model is exported with `torch.export` (MLflow's 'pt2' format) from a CPU copy in eval
-        mode, with a dynamic batch dimension, so `mlflow.pytorch.load_model(uri)(images)` maps
-        float images `[n, C, 64, 64]` in [0, 1] to encoder means `[n, dz]` without needing this
-        repository's code. `example_images` is a float32 numpy array `[2+, C, 64, 64]`.
-        """
-        import mlflow.pytorch
-        import torch
-        from mlflow.entities import LoggedModelOutput, LoggedModelStatus
-        from mlflow.models import Model
-
-        model = copy.deepcopy(autoencoder).cpu().eval()
-        logged = self.client.create_logged_model(
-            self._experiment_of(run_id), name=MODEL_NAME, source_run_id=run_id
-        )
-        try:
-            with tempfile.TemporaryDirectory() as folder:
-                local = Path(folder) / MODEL_NAME
-                mlflow.pytorch.save_model(
-                    model,
-                    str(local),
-                    mlflow_model=Model(
-                        artifact_path=logged.artifact_location,
-                        model_uuid=logged.model_id,
-                        run_id=run_id,
-                        model_id=logged.model_id,
-                    ),
-                    input_example=example_images,
-                    serialization_format="pt2",
-                    pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-                )
-                self.client.log_model_artifacts(logged.model_id, str(local))
-            self.client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=step)])
-        except BaseException:
-            self.client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
-            raise
-        self.client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
-        return f"runs:/{run_id}/{MODEL_NAME}"
 
     def stop_run(self, run_id: str, tags: Mapping[str, Any]) -> None:
         """End a run that the sweep's scheduler stopped: KILLED, `tags` saying where and why, the

@@ -6,7 +6,7 @@ import mlflow.pytorch
 import numpy as np
 import torch
 
-from pipeline.model_registry import BEST_ALIAS, register_best, registered_model_name
+from pipeline.model_registry import BEST_ALIAS, log_encoder, register_best, registered_model_name
 from pipeline.report import aggregate, rank, run_row
 from pipeline.tracking import Tracking
 from tcwae.config import TrainConfig
@@ -26,7 +26,7 @@ def _trial(tracking: Tracking, experiment_id: str, beta: float, mig: float, seed
     tracking.log_config(run_id, config.to_dict())
     torch.manual_seed(seed)
     example = np.random.default_rng(seed).random((2, 1, 64, 64), dtype=np.float32)
-    tracking.log_encoder(run_id, Autoencoder(nchan=1, dz=DZ), example, step=10)
+    log_encoder(tracking, run_id, Autoencoder(nchan=1, dz=DZ), example, step=10)
     tracking.end_run(run_id)
     return run_row(config, {"rec": 3.0, "mig": mig}, run_id)
 
