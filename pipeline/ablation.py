@@ -1,11 +1,9 @@
 """Compare sweeps that differ in one setting (e.g. the optimizer preset), method by method.
 
-Each `--sweep NAME=LABEL` is a finished sweep (its parent run's name) of the same search space;
-runs are matched by method, and for each (method, label) the MIG curve logged during training
-(`mig_every`) and the training reconstruction loss are averaged over seeds. Writes a markdown
-section (a table at chosen steps and the final scores, mean ± std over seeds) into RESULTS.md
-in place of the section with the same heading (`--heading`, so that ablations at different
-budgets keep their own sections), and a figure with one panel per method.
+Each `--sweep NAME=LABEL` is a finished sweep of the same search space; sweeps with one label are
+one arm. Per method and arm, the MIG curve (`mig_every`) and the training reconstruction loss are
+averaged over seeds into a RESULTS.md section (replacing the one under `--heading`: a table at
+chosen steps and the final scores, mean ± std) and a figure with one panel per method.
 
     python pipeline/ablation.py --tracking-uri sqlite:///$PWD/mlflow.db \
         --experiment dsprites_table1a --sweep dsprites_table1a-cpu-grid=authors \
@@ -42,8 +40,7 @@ def _cell(values: Sequence[float]) -> str:
 
 
 def load_arm(tracking: Tracking, experiment: str, sweeps: Sequence[str]) -> dict[str, Any]:
-    """The finished runs of one arm's sweeps (e.g. a first sweep and one that added seeds), with
-    their MIG and Rec curves by method."""
+    """The finished runs of one arm's sweeps, with their MIG and Rec curves by method."""
     runs = []
     for sweep in sweeps:
         parent = tracking.find_sweep_by_name(experiment, sweep)
@@ -64,8 +61,7 @@ def _methods(arms: Mapping[str, Mapping[str, Any]]) -> list[str]:
 
 
 def ablation_table(arms: Mapping[str, Mapping[str, Any]], steps: Sequence[int]) -> list[str]:
-    """Markdown rows: MIG at `steps`, then the steps each arm trained and its final scores (at
-    that length), per method and arm."""
+    """Markdown rows per method and arm: MIG at `steps`, the steps trained, the final scores."""
     header = ["Method", "Arm", "n", *(f"MIG @{s}" for s in steps), "trained", *FINAL_SCORES]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method in _methods(arms):
@@ -83,8 +79,7 @@ def ablation_table(arms: Mapping[str, Mapping[str, Any]], steps: Sequence[int]) 
 
 
 def draw(arms: Mapping[str, Mapping[str, Any]], path: Path) -> None:
-    """One column per method: MIG (top) and training Rec (bottom) against steps, a mean line
-    and a ± std band per arm."""
+    """One column per method: MIG (top) and training Rec (bottom) against steps, mean ± std."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -118,8 +113,7 @@ def draw(arms: Mapping[str, Mapping[str, Any]], path: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: 0 when the section was written, 2 when a sweep cannot be found or the command line
-    is wrong."""
+    """CLI: 0 when the section was written, 2 on a bad command line or a missing sweep."""
     return run_command(PROG, lambda: _main(argv))
 
 
@@ -154,27 +148,17 @@ def _main(argv: Sequence[str] | None) -> int:
     tracking_uri = resolve_tracking_uri(args.tracking_uri)
     check_tracking_uri(tracking_uri)
     tracking = Tracking.at(tracking_uri)
-    sweeps_by_label: dict[str, list[str]] = {}
-    for name, _, label in pairs:
-        sweeps_by_label.setdefault(label, []).append(name)
+    labels = dict.fromkeys(label for _, _, label in pairs)
     arms = {
-        label: load_arm(tracking, args.experiment, names)
-        for label, names in sweeps_by_label.items()
+        label: load_arm(tracking, args.experiment, [n for n, _, arm in pairs if arm == label])
+        for label in labels
     }
-    results = Path(args.results_md)
-    figure = Path(args.figure)
+    results, figure = Path(args.results_md), Path(args.figure)
     draw(arms, results.parent / figure)
-    body = "\n".join(
-        [
-            args.note,
-            "",
-            *ablation_table(arms, steps),
-            "",
-            f"![MIG and training reconstruction against steps, mean ± std over seeds]({figure})",
-        ]
-    )
-    write_section(results, args.heading, body)
-    print("\n".join(ablation_table(arms, steps)))
+    table = "\n".join(ablation_table(arms, steps))
+    caption = "MIG and training reconstruction against steps, mean ± std over seeds"
+    write_section(results, args.heading, f"{args.note}\n\n{table}\n\n![{caption}]({figure})")
+    print(table)
     return 0
 
 

@@ -1,7 +1,6 @@
-"""The one spec a run carries across every boundary (sweep -> driver -> workers): what to train
-(the typed `TrainConfig`, built once), where (`Locations`, with the data sets a driver shared
-through Ray's object store), on what (`Resources`) and which run it is (`Identity`). `parse_args`
-and `make_spec` build it for train.py's command line."""
+"""The one spec a run carries from the sweep to the driver to the workers: what to train (the
+`TrainConfig`), where (`Locations`), on what (`Resources`) and which run it is (`Identity`);
+`parse_args` builds it from train.py's command line."""
 
 from __future__ import annotations
 
@@ -45,21 +44,16 @@ FROM_OBJECT_STORE = "shared through Ray's object store"
 
 @dataclasses.dataclass(frozen=True)
 class SharedData:
-    """Data sets a driver loaded once and put in Ray's object store, by (data set, source): else
-    every worker renders or reads its own copy (737,280 dSprites images, 3 GB a worker). The
-    references live inside this object, so that Ray passes them, not the gigabytes; the data sets
-    pickle as numpy arrays (protocol 5), which every worker of a node maps read-only."""
+    """Data sets a driver put in Ray's object store once, by (data set, source), so that workers
+    do not each load a copy (3 GB of dSprites a worker). Holding the references inside an object
+    makes Ray pass them, not the data, which every worker of a node maps read-only."""
 
     refs: dict[tuple[str, str], Any]
 
-    def ref_for(self, config: TrainConfig) -> Any | None:
-        return self.refs.get((config.dataset, config.data_source))
-
 
 def share_datasets(configs: Iterable[TrainConfig], data_root: str | None) -> SharedData:
-    """Load each distinct (data set, source) of `configs` here and put it in the connected Ray
-    cluster's object store. One that cannot be loaded is left out: the runs that need it load
-    it themselves and fail with the data set's own error, recorded in their MLflow runs."""
+    """Put each distinct (data set, source) of `configs` in Ray's object store. One that cannot
+    be loaded is left out: its runs load it themselves and fail with its error in MLflow."""
     import ray
 
     from tcwae.data import load_dataset
@@ -78,9 +72,9 @@ def share_datasets(configs: Iterable[TrainConfig], data_root: str | None) -> Sha
 def worker_dataset(
     config: TrainConfig, shared: SharedData | None, data_root: str | None
 ) -> tuple[FactorDataset, str]:
-    """The data set of `config` and how it was obtained (the run's `data_loading` tag): the
-    shared copy when there is one, else loaded here."""
-    ref = shared.ref_for(config) if shared is not None else None
+    """The data set of `config` (the shared copy if any, else loaded here) and the run's
+    `data_loading` tag saying which."""
+    ref = shared.refs.get((config.dataset, config.data_source)) if shared is not None else None
     if ref is None:
         from tcwae.data import load_dataset
 
@@ -93,9 +87,8 @@ def worker_dataset(
 
 @dataclasses.dataclass(frozen=True)
 class Locations:
-    """Where a run reads and records, resolved once (absolute paths or URIs) so that workers in
-    other folders and on other nodes find the same places. `storage` is Ray Train's (a sweep's:
-    its Tune state); `shared_data` the data sets a driver already put in Ray's object store."""
+    """Where a run reads and records, absolute paths or URIs so that workers in other folders
+    and on other nodes find the same places; `storage` is Ray Train's (a sweep's: Tune's)."""
 
     tracking_uri: str
     experiment: str
@@ -107,8 +100,7 @@ class Locations:
     def resolve(
         cls, tracking_uri: str | None, experiment: str, storage: str | None, data_root: str | None
     ) -> Locations:
-        """The location flags with their defaults (`tracking_store.resolve_tracking_uri`,
-        `cli.resolve_storage`, `cli.resolve_data_root`), absolute or URIs."""
+        """The location flags with their defaults."""
         return cls(
             resolve_tracking_uri(tracking_uri),
             experiment,
@@ -132,9 +124,8 @@ class Resources:
 
 @dataclasses.dataclass(frozen=True)
 class Identity:
-    """Which run this is: `name` (its folder in the storage and its MLflow run name; with the
-    storage it finds the run to resume), the sweep's `parent_run_id`, and once the driver opened
-    the MLflow run its `run_id` and the time it launched the workers."""
+    """Which run: `name` (its storage folder and MLflow run name, which find it to resume), the
+    sweep's `parent_run_id`, and once the driver opened it, its `run_id` and launch time."""
 
     name: str
     parent_run_id: str | None = None
@@ -144,12 +135,9 @@ class Identity:
 
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
-    """One training run, built once and handed on whole: the sweep builds a trial's, the driver
-    adds the MLflow run id and hands it to every worker.
-
-    `rung_check` (a successive-halving sweep's) has rank 0 add rung scores at its rung steps;
-    `progress` is the Ray queue rank 0 puts its progress lines in for the driver's console (None:
-    a sweep prints them from Tune's results); `fault` is for tests only."""
+    """One training run, handed on whole. `rung_check` (a successive-halving sweep's) has rank 0
+    score at its rung steps; `progress` is the Ray queue of rank 0's progress lines for the
+    driver's console (None in a sweep, which prints Tune's results); `fault` is for tests."""
 
     config: TrainConfig
     where: Locations
@@ -164,15 +152,14 @@ class RunSpec:
 
 @dataclasses.dataclass(frozen=True)
 class RunResult:
-    """A finished run: its MLflow run id and its final metrics (scores, last losses, step)."""
+    """A finished run: its MLflow run id and final metrics (scores, last losses, step)."""
 
     run_id: str
     metrics: dict[str, float]
 
 
 def default_run_name(config: TrainConfig) -> str:
-    """`<dataset>-<method>-<hash of the config>`: the same command names the same run, so
-    re-running it resumes an interrupted run instead of starting another."""
+    """`<dataset>-<method>-<config hash>`: the same command names (so resumes) the same run."""
     digest = hashlib.sha1(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()
     return f"{config.dataset}-{config.method}-{digest[:10]}"
 
@@ -191,8 +178,7 @@ def make_spec(
     verbose: bool = False,
     rung_check: RungCheck | None = None,
 ) -> RunSpec:
-    """A RunSpec from command-line values, defaults resolved (`Locations.resolve`; experiment:
-    the data set; name: `default_run_name`)."""
+    """A RunSpec from command-line values, with their defaults."""
     require_in_range("--workers", workers, 0, MAX_WORKERS)
     require_in_range("--max-failures", max_failures, -1, MAX_RESTARTS)
     from tcwae.data import DATASETS, SEQUENCE_DATASETS
@@ -220,21 +206,16 @@ def make_spec(
 # Command line ---------------------------------------------------------------------------------
 
 
-def _hyperparameter_flags() -> dict[str, tuple[str, str]]:
-    """One flag per hyper-parameter the methods declare; its help says what each method that
-    reads it means by it. A method given one it does not read is refused (exit 2)."""
-    return {
+# One flag per config key; a hyper-parameter's help says what each method that reads it means.
+_CONFIG_FLAGS = {
+    "method": ("--method", f"one of {', '.join(METHODS)}"),
+    **{
         name: (
             f"--{name.replace('_', '-')}",
             "; ".join(f"{m}: {p.meaning} (default {p.default:g})" for m, p in declarations),
         )
         for name, declarations in all_hyperparameters().items()
-    }
-
-
-_CONFIG_FLAGS = {
-    "method": ("--method", f"one of {', '.join(METHODS)}"),
-    **_hyperparameter_flags(),
+    },
     "cost": ("--cost", f"reconstruction cost, one of {', '.join(COSTS)}"),
     "steps": ("--steps", "training iterations"),
     "batch_size": ("--batch-size", "global batch size (split over workers)"),
@@ -287,8 +268,9 @@ def parse_args(argv: Sequence[str] | None = None) -> RunSpec:
     if args.config:
         values = load_yaml_mapping(args.config)
         TrainConfig.from_dict(values, where=args.config)
-    flags = {key: getattr(args, key) for key in _CONFIG_FLAGS if getattr(args, key) is not None}
-    values.update(flags)
+    values.update(
+        {key: getattr(args, key) for key in _CONFIG_FLAGS if getattr(args, key) is not None}
+    )
     values["dataset"] = args.dataset
     config = TrainConfig.from_dict(values, where="command line")
     return make_spec(config, **{key: getattr(args, key) for key in _RUN_FLAGS.split()})

@@ -1,6 +1,5 @@
-"""What a person watching a sweep sees: one line per trial report, one per rung decision, one
-when a trial ends; with --verbose also Tune's trial table with the step, the main loss and the
-latest MIG of every trial and the resources really in use."""
+"""What a person watching a sweep sees: a line per trial report, rung decision and trial end;
+with --verbose also Tune's trial table."""
 
 from __future__ import annotations
 
@@ -20,11 +19,8 @@ TUNE_RESOURCE_LINE = "Logical resource usage"
 
 
 class SweepTable(CLIReporter):
-    """Tune's trial table with chosen metric columns.
-
-    Tune's own resource line counts only what Tune reserved: the trials' one-byte drivers, never
-    the Ray Train workers, hence '0/2 CPUs' while two trials train. It is replaced by what the
-    cluster's tasks and actors really hold."""
+    """Tune's trial table with chosen metric columns; Tune's resource line, which counts only the
+    trials' one-byte drivers ('0/2 CPUs' while two trials train), replaced by the real one."""
 
     def __init__(self, columns: Mapping[str, str], every_s: int) -> None:
         super().__init__(metric_columns=dict(columns), max_report_frequency=every_s)
@@ -58,8 +54,8 @@ class ProgressLines(tune.Callback):
 
 
 class RungLines:
-    """The successive-halving scheduler's decisions, one line a trial a rung, best first; a
-    decision told again (a trial resumed at its rung) is not printed twice."""
+    """The scheduler's decisions, a line a trial a rung, best first, each once (a trial resumed at
+    its rung is told again)."""
 
     def __init__(self, prog: str) -> None:
         self.prog = prog
@@ -68,12 +64,10 @@ class RungLines:
     def __call__(self, decisions: list[Decision], trials: list[Any]) -> None:
         configs = {trial.trial_id: trial.config for trial in trials}
         for decision in sorted(decisions, key=lambda d: (d.step, d.position)):
-            key = (decision.trial_id, decision.step)
-            if key in self.told:
-                continue
-            self.told.add(key)
-            label = trial_label(configs.get(decision.trial_id, {}))
-            print(f"{self.prog}: {decision.trial_id} {label}: {decision.reason()}", flush=True)
+            if (decision.trial_id, decision.step) not in self.told:
+                self.told.add((decision.trial_id, decision.step))
+                label = trial_label(configs.get(decision.trial_id, {}))
+                print(f"{self.prog}: {decision.trial_id} {label}: {decision.reason()}", flush=True)
 
 
 def trial_label(config: Mapping[str, Any]) -> str:

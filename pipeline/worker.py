@@ -1,14 +1,9 @@
 """The per-worker loop: one DDP rank of a run under Ray Train, or the only rank in this process.
 
-Every rank loads the data set, builds the `tcwae.trainer.Trainer`, resumes from the last
-checkpoint and trains. Every `report_every` steps all ranks report through their session (losses,
-speed and a progress line; at checkpoint steps the checkpoint too): `ray.train.report` under Ray
-Train, a checkpoint folder of this process with `--workers 0`. Rank 0 also writes the losses to
-the MLflow run, prints the progress line where a person watches, adds the rung scores at a
-successive-halving sweep's rung steps, and at the end scores the model, draws its pictures and
-logs them with the final checkpoint and the encoder.
-
-The driver (`pipeline/train.py`) hands every worker the run's one frozen `RunSpec`.
+Every rank loads the data, builds the `tcwae.trainer.Trainer`, resumes from the last checkpoint,
+trains and reports every `report_every` steps (with the checkpoint at checkpoint steps). Rank 0
+also logs the losses to the MLflow run, shows the progress line, adds the rung scores at a
+successive-halving sweep's rung steps and, at the end, scores the model and logs everything.
 """
 
 from __future__ import annotations
@@ -22,7 +17,7 @@ import signal
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
@@ -44,7 +39,6 @@ from pipeline.metric_keys import (
     train_metrics,
 )
 from pipeline.run_spec import RunSpec, worker_dataset
-from pipeline.search.successive_halving import RungCheck
 from pipeline.tracking import TAG_NON_FINITE, Tracking
 from tcwae.atomic import is_disk_full
 from tcwae.errors import DiskFullError
@@ -55,27 +49,12 @@ CHECKPOINTS_TO_KEEP = 2
 
 @dataclasses.dataclass(frozen=True)
 class SigkillOnce:
-    """Test-only fault injection: rank `rank` SIGKILLs its own process at the first report at or
-    after step `step`, but only while `marker` does not exist (it is created just before), so the
-    restarted worker group runs through."""
+    """Test-only fault: rank `rank` SIGKILLs itself at the first report at or after `step`, once
+    (`marker` is created just before), so that the restarted worker group runs through."""
 
     rank: int
     step: int
     marker: str
-
-
-class _Session(Protocol):
-    """What the loop needs from its runner (Ray Train, or this process)."""
-
-    rank: int
-    world_size: int
-    device: torch.device
-
-    def restore(self, trainer: Any) -> bool: ...
-
-    def report(self, metrics: dict[str, Any], checkpoint_of: Any | None = None) -> None: ...
-
-    def show(self, line: str) -> None: ...
 
 
 class _RaySession:
@@ -136,11 +115,8 @@ class _InProcessSession:
     """`--workers 0`: one rank in this process, checkpoints in `folder`, progress on stdout."""
 
     def __init__(self, folder: Path, device: torch.device, prefix: str) -> None:
-        self.rank = 0
-        self.world_size = 1
-        self.device = device
-        self.folder = folder
-        self.prefix = prefix
+        self.rank, self.world_size = 0, 1
+        self.device, self.folder, self.prefix = device, folder, prefix
 
     def restore(self, trainer: Any) -> bool:
         return restore_newest_intact(trainer, checkpoint_files(self.folder), self.show) is not None
@@ -158,11 +134,7 @@ class _InProcessSession:
 
 
 def progress_line(
-    step: int,
-    steps: int,
-    steps_per_second: float,
-    losses: dict[str, float],
-    mig: float | None = None,
+    step: int, steps: int, steps_per_second: float, losses: dict[str, float], mig: float | None
 ) -> str:
     """'step 400/1000 (40%), 5.2 steps/s, ETA 1m55s, loss 130.2 rec 120.1 tc 2.31, MIG 0.081':
     the objective (`loss`) first, then its terms."""
@@ -188,86 +160,51 @@ def format_duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-class _Rank0Recorder:
-    """Rank 0's writes to the MLflow run, made safe to repeat after a restart.
-
-    A restarted worker group resumes from the checkpoint Ray Train last registered, which can be
-    older than the steps already logged by the attempt that died; those steps are not logged a
-    second time, so the run's history has exactly one point per step.
-    """
-
-    def __init__(self, tracking: Tracking, run_id: str) -> None:
-        self.tracking = tracking
-        self.run_id = run_id
-        self.logged_through = tracking.last_step(run_id, LOSS_METRIC)
-
-    def log_step(self, step: int, metrics: dict[str, float]) -> None:
-        if step > self.logged_through:
-            self.tracking.log_metrics(self.run_id, metrics, step)
-            self.logged_through = step
-
-
 class _Reporter:
-    """The trainer's callbacks: one `report` per report step for all ranks (losses and, at
-    checkpoint steps, the checkpoint together); rank 0 mirrors the losses into MLflow, shows
-    the progress line and adds the rung scores at rung steps (which Tune's scheduler judges)."""
+    """The trainer's callbacks: one session `report` per report step on every rank (at checkpoint
+    steps with the checkpoint); rank 0 (given `tracking`) also logs the losses, shows the progress
+    line and adds the rung scores that Tune's scheduler judges. A restarted worker group can
+    resume from a checkpoint older than the steps already logged: those are not logged twice."""
 
-    def __init__(
-        self,
-        trainer: Any,
-        session: _Session,
-        recorder: _Rank0Recorder | None,
-        fault: SigkillOnce | None,
-        rung_check: RungCheck | None = None,
-    ) -> None:
-        self.trainer = trainer
-        self.session = session
-        self.recorder = recorder
-        self.fault = fault
-        self.rung_check = rung_check
+    def __init__(self, trainer: Any, session: Any, spec: RunSpec, tracking: Tracking | None):
+        self.trainer, self.session, self.spec, self.tracking = trainer, session, spec, tracking
         self.cfg = trainer.cfg
+        self.run_id = spec.identity.run_id
+        self.logged_through = tracking.last_step(self.run_id, LOSS_METRIC) if tracking else 0
         self.pending: dict[str, Any] | None = None
-        self.last_time = time.perf_counter()
-        self.last_step = trainer.step
+        self.last_time, self.last_step = time.perf_counter(), trainer.step
         self.latest_mig: float | None = None
-        self._mig_points = PROFILES[self.cfg.eval_profile].metric_sizes["num_train"]
-
-    def _is_checkpoint_step(self, step: int) -> bool:
-        return step % self.cfg.checkpoint_every == 0 or step == self.cfg.steps
+        self.mig_points = PROFILES[self.cfg.eval_profile].metric_sizes["num_train"]
 
     def on_report(self, step: int, losses: dict[str, float]) -> None:
         self._maybe_inject_fault(step)
         now = time.perf_counter()
         speed = (step - self.last_step) / max(now - self.last_time, 1e-9)
         self.last_time, self.last_step = now, step
-        metrics = train_metrics(losses)
-        metrics[SPEED_METRIC] = speed
+        metrics = {**train_metrics(losses), SPEED_METRIC: speed}
         report: dict[str, Any] = {"step": step, **metrics}
-        if self.recorder is not None:
-            mig = self._mig_at(step)
-            if mig is not None:
+        if self.tracking is not None:
+            cfg, rung_check = self.cfg, self.spec.rung_check
+            mig = None  # MIG every `mig_every` steps: the curve of MIG against training steps
+            if cfg.mig_every and step % cfg.mig_every == 0 and self.trainer.has_factors:
+                mig = self.trainer.mig_now(self.mig_points)
                 metrics[MIG_CURVE_METRIC] = self.latest_mig = mig
-            if self.rung_check is not None and step in self.rung_check.steps:
-                rung = score_at_rung(self.trainer, self.rung_check)
+            if rung_check is not None and step in rung_check.steps:
+                rung = score_at_rung(self.trainer, rung_check)
                 metrics.update(rung)
                 report.update(rung)
-            self.recorder.log_step(step, metrics)
-            line = progress_line(step, self.cfg.steps, speed, losses, mig)
+            if step > self.logged_through:
+                self.tracking.log_metrics(self.run_id, metrics, step)
+                self.logged_through = step
+            line = progress_line(step, cfg.steps, speed, losses, mig)
             self.session.show(line)
             report[PROGRESS_KEY] = line
             if self.latest_mig is not None:
                 report[MIG_CURVE_METRIC] = self.latest_mig  # the latest, for Tune's table
-        if self._is_checkpoint_step(step):
+        if step % self.cfg.checkpoint_every == 0 or step == self.cfg.steps:
             self.pending = report  # sent with the checkpoint, which the trainer asks for next
         else:
             self.session.report(report)
-
-    def _mig_at(self, step: int) -> float | None:
-        """MIG of the current encoder every `mig_every` steps, for the curve of MIG against
-        training steps; None at the other steps."""
-        if not self.cfg.mig_every or step % self.cfg.mig_every or not self.trainer.has_factors:
-            return None
-        return self.trainer.mig_now(self._mig_points)
 
     def on_checkpoint(self, step: int) -> None:
         report = self.pending or {"step": step}
@@ -275,7 +212,7 @@ class _Reporter:
         self.session.report(report, checkpoint_of=self.trainer)
 
     def _maybe_inject_fault(self, step: int) -> None:
-        fault = self.fault
+        fault = self.spec.fault
         if fault is None or self.session.rank != fault.rank or step < fault.step:
             return
         marker = Path(fault.marker)
@@ -285,13 +222,9 @@ class _Reporter:
 
 
 def train_loop_per_worker(spec: RunSpec) -> None:
-    """The Ray Train worker function (bound to its spec with `functools.partial`).
-
-    A non-finite loss is deterministic: Ray Train would retry it from the last checkpoint
-    `max_failures` times and diverge again each time. So every rank (all detect it at the same
-    step) ends cleanly instead, and rank 0 tags the MLflow run, which the driver turns into a
-    failure.
-    """
+    """The Ray Train worker function. A non-finite loss is deterministic (Ray Train's retries
+    would diverge again), so every rank ends cleanly and rank 0 tags the MLflow run, which the
+    driver turns into a failure."""
     from tcwae.trainer import NonFiniteLossError
 
     session = _RaySession(spec)
@@ -309,55 +242,43 @@ def train_in_process(spec: RunSpec, folder: Path, prefix: str) -> dict[str, Any]
     return train_and_record(spec, _InProcessSession(folder, device, prefix))
 
 
-def train_and_record(spec: RunSpec, session: _Session) -> dict[str, Any]:
-    """Load the data, build and resume the trainer, train with reports and checkpoints, then on
-    rank 0 score, draw and log everything; every rank ends with a final `report` (rank 0's holds
-    the scores), with a checkpoint, so that Ray's Result.metrics are these."""
+def train_and_record(spec: RunSpec, session: Any) -> dict[str, Any]:
+    """Train with reports and checkpoints, then score, draw and log on rank 0; every rank ends
+    with a final `report` and checkpoint (rank 0's with the scores: Ray's Result.metrics)."""
     from tcwae.trainer import Trainer
 
     cfg, where, run_id = spec.config, spec.where, spec.identity.run_id
     dataset, data_loading = worker_dataset(cfg, where.shared_data, where.data_root)
     trainer = Trainer(cfg, dataset, device=session.device)
     resumed = session.restore(trainer)
-
-    recorder = None
-    if session.rank == 0:
-        tracking = Tracking.at(where.tracking_uri)
-        recorder = _Rank0Recorder(tracking, run_id)
+    tracking = Tracking.at(where.tracking_uri) if session.rank == 0 else None
+    if tracking is not None:
         resolved = trainer.resolved_settings()
         tracking.log_params(run_id, {k: v for k, v in resolved.items() if "." in k})
         tracking.set_tags(
             run_id, {"precision": resolved["precision"], "optimizer": resolved["optimizer"]}
         )
+        device = session.device
+        device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
         tracking.set_tags(
             run_id,
             {
                 "dataset_source": dataset.source,
                 "dataset_size": len(dataset),
-                "device": _describe_device(session.device, session.world_size),
+                "device": f"{session.world_size} x {device_name}",
                 "world_size": session.world_size,
                 "data_loading": data_loading,
             },
         )
         if resumed:
             tracking.log_metrics(run_id, {RESUMED_METRIC: trainer.step}, trainer.step)
-
         if spec.identity.launched_at is not None:
             startup = {STARTUP_METRIC: time.time() - spec.identity.launched_at}
             tracking.log_metrics(run_id, startup, trainer.step)
-
-    reporter = _Reporter(trainer, session, recorder, spec.fault, spec.rung_check)
+    reporter = _Reporter(trainer, session, spec, tracking)
     losses = trainer.train(on_report=reporter.on_report, on_checkpoint=reporter.on_checkpoint)
-    final: dict[str, Any] = {"step": float(trainer.step)}
-    final.update(train_metrics(losses))
-    if recorder is not None:
-        run = (recorder.tracking, recorder.run_id)
-        final.update(evaluate_and_log(trainer, dataset, *run, where.data_root))
+    final: dict[str, Any] = {"step": float(trainer.step), **train_metrics(losses)}
+    if tracking is not None:
+        final.update(evaluate_and_log(trainer, dataset, tracking, run_id, where.data_root))
     session.report(final, checkpoint_of=trainer)
     return final
-
-
-def _describe_device(device: torch.device, world_size: int) -> str:
-    if device.type == "cuda":
-        return f"{world_size} x {torch.cuda.get_device_name(device)}"
-    return f"{world_size} x cpu"
