@@ -1,10 +1,6 @@
-"""What the three commands (`train.py`, `sweep.py`, `report.py`) share: one-line errors with exit
-code 2, the flags that say where things are (the same names and help everywhere), and the checks
-and defaults of those locations.
-
-A `UserError` anywhere before the work starts (a flag, a file, the environment) becomes one line
-on stderr, `<command>: <message>`, and exit code 2; nothing is created before the checks pass.
-"""
+"""What the commands share: a `UserError` before the work starts is one line on stderr,
+`<command>: <message>`, and exit code 2; the location flags (same names and help everywhere),
+their defaults and checks."""
 
 from __future__ import annotations
 
@@ -37,12 +33,10 @@ LOCATION_FLAGS = {
     "MLflow run name; the same name resumes it (default: made from the configuration)",
     "--data-root": "data folder (default: $TCWAE_DATA, else ~/.cache/tcwae)",
 }
-VERBOSE_HELP = "also show Ray's own log lines from its workers and actors (hidden by default)"
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse that raises a UserError instead of printing its usage, so every mistake in a
-    command line is one line."""
+    """argparse that raises a UserError instead of printing its usage: one line per mistake."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UserError(f"{message} (see --help)")
@@ -55,13 +49,13 @@ def add_location_flags(parser: argparse.ArgumentParser, *flags: str) -> None:
 
 
 def add_verbose_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
+    help = "also show Ray's own log lines from its workers and actors (hidden by default)"
+    parser.add_argument("--verbose", action="store_true", help=help)
 
 
 def run_command(prog: str, command: Callable[[], int]) -> int:
-    """Run a command's body: a UserError is one line on stderr and exit code 2, Ctrl-C (or
-    SIGTERM, which is handled as Ctrl-C, so that runs end KILLED instead of staying RUNNING) is
-    130, `--help` returns argparse's code."""
+    """Run a command's body: a UserError is one line and exit code 2; Ctrl-C or SIGTERM (handled
+    as Ctrl-C, so that runs end KILLED, not RUNNING) 130; `--help` argparse's code."""
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
     try:
@@ -88,13 +82,11 @@ def one_line(error: BaseException) -> str:
 
 
 def resolve_storage(flag: str | None) -> str:
-    """The storage: the flag, else $TCWAE_STORAGE, else ./runs; local paths made absolute,
-    because Ray workers and `ray job submit` drivers run in other folders."""
+    """The flag, else $TCWAE_STORAGE, else ./runs; local paths made absolute, because Ray workers
+    and `ray job submit` drivers run in other folders."""
     storage = flag or os.environ.get(STORAGE_VARIABLE) or DEFAULT_STORAGE
-    if "://" in storage and not storage.startswith("file://"):
-        return storage
-    path = storage.removeprefix("file://")
-    return str(Path(path).expanduser().resolve())
+    local = local_path(storage)
+    return storage if local is None else str(local.expanduser().resolve())
 
 
 def resolve_data_root(flag: str | None) -> str | None:
@@ -104,38 +96,31 @@ def resolve_data_root(flag: str | None) -> str | None:
 
 def local_path(storage: str) -> Path | None:
     """The local directory of a storage location, or None for a remote URI."""
-    if storage.startswith("file://"):
-        return Path(storage.removeprefix("file://"))
-    if "://" in storage:
+    if "://" in storage and not storage.startswith("file://"):
         return None
-    return Path(storage)
+    return Path(storage.removeprefix("file://"))
 
 
 def require_in_range(flag: str, value: float, low: float, high: float) -> None:
     """A numeric flag must be finite and within [low, high]: argparse's float() accepts nan and
     inf, and its int() any number of digits, which would otherwise fail only after Ray starts."""
     if not math.isfinite(value) or not low <= value <= high:
-        raise UserError(
-            f"{flag} must be a number from {_number(low)} to {_number(high)}, got {_number(value)}"
-        )
-
-
-def _number(value: float) -> str:
-    return f"{int(value):,}" if isinstance(value, int) else f"{value:g}"
+        shown = [f"{v:,}" if isinstance(v, int) else f"{v:g}" for v in (low, high, value)]
+        raise UserError(f"{flag} must be a number from {shown[0]} to {shown[1]}, got {shown[2]}")
 
 
 LOCK_FILE = ".tcwae-driver.lock"
 
 
 @contextlib.contextmanager
-def exclusive_folder(folder: Path | None, what: str) -> Iterator[None]:
-    """Hold an exclusive lock on `folder` (a run's or a sweep's storage folder; None for remote
-    storage, which is not locked) for the block: two identical commands started together would
-    otherwise share one MLflow run and log everything twice. The operating system drops the lock
-    when its process dies, so a killed command leaves nothing to clean up."""
-    if folder is None:
+def exclusive_folder(storage: str, name: str, what: str) -> Iterator[None]:
+    """Lock the folder `name` of a local `storage` for the block: two identical commands would
+    otherwise share one MLflow run. The lock dies with its process: nothing to clean up."""
+    local = local_path(storage)
+    if local is None:
         yield
         return
+    folder = local / name
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / LOCK_FILE, "a+") as handle:
         try:
@@ -163,8 +148,7 @@ def check_folder_name(name: str, flag: str = "--name") -> str:
 
 
 def require_writable(path: Path, what: str, flag: str) -> None:
-    """Raise UserError naming `flag` unless files can be created in `path` (see
-    `tcwae.atomic.unwritable_reason`)."""
+    """Raise UserError naming `flag` unless files can be created in `path`."""
     reason = unwritable_reason(path)
     if reason is None:
         return

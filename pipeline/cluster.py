@@ -1,6 +1,5 @@
-"""The Ray cluster a command runs on: join the one asked for or start a local one (`connect`,
-`start_local`), what it offers, and the queue that carries rank 0's progress lines to the console.
-"""
+"""The Ray cluster a command runs on: join or start one, what it offers, and the queue that
+carries rank 0's progress lines to the console."""
 
 from __future__ import annotations
 
@@ -23,15 +22,10 @@ LOCAL_HOST = "127.0.0.1"
 
 
 def connect(verbose: bool = False) -> None:
-    """Join $RAY_ADDRESS, else the answering local cluster Ray recorded, else start a local Ray
-    instance; nothing when Ray is already initialised. Ray's own log lines and warnings reach this
-    console only when `verbose` (its errors always do).
-
-    Plain `ray.init()` joins the cluster recorded in Ray's temporary folder even when its head
-    died (kill -9, out of memory) and retries for about 14 minutes before a traceback; so the
-    recorded address is asked first, and one that does not answer within CONNECT_TIMEOUT_S is
-    removed (as `ray stop` would) and a fresh instance started. An explicit $RAY_ADDRESS that
-    does not answer is a UserError."""
+    """Join $RAY_ADDRESS, else the answering local cluster Ray recorded, else start a local one;
+    Ray's own log lines reach this console only when `verbose`. Plain `ray.init()` would retry a
+    recorded cluster whose head died for 14 minutes: a record that does not answer is removed (as
+    `ray stop` would); an explicit $RAY_ADDRESS that does not answer is a UserError."""
     import ray
 
     if ray.is_initialized():
@@ -40,9 +34,9 @@ def connect(verbose: bool = False) -> None:
         "log_to_driver": verbose,
         "logging_level": logging.INFO if verbose else logging.ERROR,
     }
-    asked = os.environ.get(ADDRESS_VARIABLE, "")
+    asked, recorded = os.environ.get(ADDRESS_VARIABLE, ""), recorded_address()
     if asked:
-        address = recorded_address() if asked == "auto" else asked
+        address = recorded if asked == "auto" else asked
         if address is None or not answers(address):
             raise UserError(
                 f"{ADDRESS_VARIABLE}={asked} names a Ray cluster that does not answer within "
@@ -50,14 +44,10 @@ def connect(verbose: bool = False) -> None:
                 f"cluster, or run `ray stop` and unset {ADDRESS_VARIABLE} to train on a local "
                 "Ray instance"
             )
-        ray.init(**options)
-        return
-    recorded = recorded_address()
-    if recorded is not None and answers(recorded):
-        ray.init(**options)
-        return
-    if recorded is not None:
-        record = recorded_address_file()
+    elif recorded is not None and not answers(recorded):
+        from ray._common.utils import get_ray_address_file
+
+        record = get_ray_address_file(None)
         print(
             f"ray: the local Ray cluster recorded at {recorded} ({record}) does not answer; "
             "removed that record and starting a fresh local instance",
@@ -66,23 +56,23 @@ def connect(verbose: bool = False) -> None:
         )
         with contextlib.suppress(FileNotFoundError):
             os.remove(record)
-    start_local(**options)
+        recorded = None
+    if asked or recorded is not None:
+        ray.init(**options)
+    else:
+        start_local(**options)
 
 
 def start_local(**options: Any) -> None:
-    """Start a fresh local Ray instance with its dashboard on a free port that every process of
-    the instance knows (RAY_API_SERVER_ADDRESS in its runtime environment).
-
-    Ray Train's placement-group cleaner asks Ray's state API, which without that address looks
-    for running GCS processes: with a second Ray instance on the machine it finds two and fails,
-    and a trial that Tune paused or stopped never releases its CPUs."""
+    """Start a local Ray instance whose processes all know its dashboard's address (in their
+    runtime environment): Ray Train's placement-group cleaner asks the state API, which otherwise
+    fails beside a second Ray instance, and a stopped trial never releases its CPUs."""
     import ray
 
     port = free_port(LOCAL_HOST)
     runtime_env = dict(options.pop("runtime_env", None) or {})
-    env_vars = dict(runtime_env.get("env_vars", {}))
-    env_vars[API_SERVER_VARIABLE] = f"http://{LOCAL_HOST}:{port}"
-    runtime_env["env_vars"] = env_vars
+    env_vars = runtime_env.get("env_vars", {})
+    runtime_env["env_vars"] = {**env_vars, API_SERVER_VARIABLE: f"http://{LOCAL_HOST}:{port}"}
     ray.init(
         address="local",
         include_dashboard=True,
@@ -100,16 +90,12 @@ def free_port(host: str) -> int:
         return probe.getsockname()[1]
 
 
-def recorded_address_file() -> str:
-    """Where Ray records the last local cluster started here ($RAY_TMPDIR/ray/...)."""
+def recorded_address() -> str | None:
+    """The last local cluster started here, as Ray records it ($RAY_TMPDIR/ray/...)."""
     from ray._common.utils import get_ray_address_file
 
-    return get_ray_address_file(None)
-
-
-def recorded_address() -> str | None:
     try:
-        return Path(recorded_address_file()).read_text().strip() or None
+        return Path(get_ray_address_file(None)).read_text().strip() or None
     except OSError:
         return None
 
@@ -140,10 +126,8 @@ def available_resources() -> tuple[float, float, str]:
 
 
 def cluster_capacity() -> tuple[dict[str, float], bool]:
-    """The most CPUs and GPUs the cluster can offer (now, or what an autoscaling cluster's node
-    types add up to, as Ray Train checks) and whether it may grow beyond that unannounced: the
-    cluster launcher's autoscaler publishes no limits, so a joined cluster may look empty although
-    nodes will come. A Ray instance that this process started is fixed."""
+    """The most CPUs and GPUs the cluster can offer (now, or its autoscaler's node types) and
+    whether it may grow unannounced (a joined cluster whose autoscaler publishes no limits)."""
     import ray
     from ray._private.state import state
 
@@ -156,8 +140,7 @@ def cluster_capacity() -> tuple[dict[str, float], bool]:
 
 
 def resources_in_use() -> str:
-    """'Resources in use: 2/2 CPUs, 0/0 GPUs': what every task and actor of the cluster holds,
-    Ray Train's workers included (Tune counts only the trials' own drivers)."""
+    """'Resources in use: 2/2 CPUs, 0/0 GPUs', Ray Train's workers included (unlike Tune's)."""
     import ray
 
     total, free = ray.cluster_resources(), ray.available_resources()
@@ -170,8 +153,8 @@ def resources_in_use() -> str:
 
 @contextlib.contextmanager
 def printed_lines(prefix: str) -> Iterator[Any]:
-    """A Ray queue whose lines a thread of this process prints: how rank 0's progress reaches
-    this console while the workers' own output stays hidden (see `connect`)."""
+    """A Ray queue whose lines a thread here prints: rank 0's progress while workers' output is
+    hidden (see `connect`)."""
     from ray.util.queue import Empty, Queue
 
     queue = Queue(actor_options={"num_cpus": 0})
@@ -180,12 +163,10 @@ def printed_lines(prefix: str) -> Iterator[Any]:
     def pump() -> None:
         while True:
             try:
-                line = queue.get(timeout=0.5)
+                print(f"{prefix}{queue.get(timeout=0.5)}", flush=True)
             except Empty:
                 if done.is_set():
                     return
-                continue
-            print(f"{prefix}{line}", flush=True)
 
     thread = threading.Thread(target=pump, name="progress", daemon=True)
     thread.start()

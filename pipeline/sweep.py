@@ -1,23 +1,19 @@
 """The main job: a Ray Tune search, driven by Optuna, over a data set's search space.
 
-`python pipeline/sweep.py dsprites --profile cpu` (or the same after `ray job submit --`) reads
-`search_spaces/dsprites.yaml` into a `SweepPlan` (every grid trial's config built once), opens one
-MLflow parent run for the sweep, and runs a `Tuner` whose trials each take their `RunSpec` from
-the plan and hand it to the driver, `pipeline.train.run_training`, which trains it with a Ray
-Train `TorchTrainer` (Train inside Tune) as a complete MLflow child run. When the trials are done,
-`pipeline.report` ranks the configurations the paper's way and logs the ranking and figures to
-the parent run.
+`python pipeline/sweep.py dsprites --profile cpu` reads `search_spaces/dsprites.yaml` into a
+`SweepPlan`, opens the sweep's MLflow parent run and runs a `Tuner` whose trials each train their
+`RunSpec` with `pipeline.train.run_training` (a TorchTrainer inside Tune) as an MLflow child run;
+then `pipeline.report` ranks the configurations and logs the ranking to the parent run.
 
-`--mode grid` enumerates the file's grids through Optuna's `GridSampler` (the paper's heatmaps);
-`--mode optuna` samples the ranges with a multi-objective TPE sampler on the file's `rank_by`
-scores. `--resume` continues an interrupted sweep with `Tuner.restore`; a trial's Train run and
-MLflow run are named after the Tune trial id, so a resumed trial continues its own checkpoint and
-MLflow run instead of starting another.
+`--mode grid` enumerates the file's grids through Optuna's `GridSampler`; `--mode optuna` samples
+its ranges with a multi-objective TPE sampler. `--resume` continues with `Tuner.restore`; trials
+are named after their Tune trial id, so a resumed trial continues its checkpoint and MLflow run.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import sys
 import tempfile
@@ -67,9 +63,8 @@ TABLE_EVERY_S = 30
 def run_trial(
     params: dict[str, Any], plan: SweepPlan, parent_run_id: str, shared_data: SharedData
 ) -> None:
-    """The Tune trainable: one configuration trained by the driver with a TorchTrainer, whose
-    rank-0 reports reach Tune while it runs; then the final scores that the searcher ranks. Data
-    that cannot be loaded fails the trial before training, recorded as a FAILED child run."""
+    """The Tune trainable: the driver trains one configuration, its rank-0 reports reaching Tune,
+    then reports the final scores; data that cannot load fails it as a FAILED child run."""
     import ray.tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -108,21 +103,13 @@ def search_algorithm(plan: SweepPlan) -> Any:
     return PruningOptunaSearch(space=space, metric=metrics, mode=modes, sampler=sampler)
 
 
-@dataclasses.dataclass(frozen=True)
-class StopMarker:
-    """Marks a trial that successive halving stopped: its MLflow child run (complete up to the
-    rung, whose `rung/<score>` metrics rank 0 logged) ends KILLED with the rung and the reason.
-    Plain data, so that Tune can save it with the experiment and call it after --resume."""
-
-    plan: SweepPlan
-
-    def __call__(self, trial_id: str, decision: Decision) -> None:
-        plan = self.plan
-        tracking = Tracking.at(plan.where.tracking_uri)
-        experiment_id = tracking.experiment_id(plan.where.experiment)
-        run = tracking.find_run(experiment_id, plan.trial_storage, plan.trial_name(trial_id))
-        if run is None:
-            return
+def mark_stopped(plan: SweepPlan, trial_id: str, decision: Decision) -> None:
+    """End KILLED the MLflow run of a trial that successive halving stopped, tagged with the rung
+    and the reason (bound to the plan with functools.partial, which Tune saves for --resume)."""
+    tracking = Tracking.at(plan.where.tracking_uri)
+    experiment_id = tracking.experiment_id(plan.where.experiment)
+    run = tracking.find_run(experiment_id, plan.trial_storage, plan.trial_name(trial_id))
+    if run is not None:
         tags = {TAG_STOPPED_AT: decision.step, TAG_STOP_REASON: decision.reason()}
         tracking.stop_run(run.info.run_id, tags)
 
@@ -130,9 +117,8 @@ class StopMarker:
 def make_tuner(
     plan: SweepPlan, parent_run_id: str, max_concurrent: int, shared_data: SharedData
 ) -> Any:
-    """The sweep's Tuner (or, with --resume, the interrupted one restored), with multi-objective
-    successive halving judging the trials' rung reports when the plan has a scheduler. Every
-    trial reads the data sets in `shared_data`."""
+    """The sweep's Tuner (with --resume, the interrupted one), with multi-objective successive
+    halving judging the rung reports when the plan has a scheduler."""
     from ray import tune
 
     from pipeline.search.tune_scheduler import (
@@ -145,9 +131,8 @@ def make_tuner(
     # The searcher's scores arrive only in a trial's last report; the reports before it carry
     # the training losses that the TorchTrainer forwards, which Tune would otherwise reject.
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
-    # Tune's own table (the legacy output engine) is the one whose columns and resource line
-    # can be chosen: see SweepTable. It is printed every TABLE_EVERY_S with --verbose only; by
-    # default Tune is silent (verbose=0) and the console holds ProgressLines and RungLines.
+    # The legacy output engine's table has choosable columns (SweepTable), printed with --verbose
+    # only; by default Tune is silent and the console holds ProgressLines and RungLines.
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
 
     trainable = tune.with_resources(
@@ -160,9 +145,9 @@ def make_tuner(
     searcher, limit = search_algorithm(plan), max_concurrent
     if plan.scheduler is not None:
         scheduler = MultiObjectiveAsha(
-            plan.scheduler, plan.budget_steps, plan.num_samples, max_concurrent, RungLines(PROG)
+            plan.scheduler, plan.full_trial_steps, plan.num_samples, max_concurrent, RungLines(PROG)
         )
-        callbacks.append(SchedulerCallback(scheduler, StopMarker(plan)))
+        callbacks.append(SchedulerCallback(scheduler, functools.partial(mark_stopped, plan)))
         # Trials paused at a synchronous rung must not count against the concurrency limit.
         searcher, limit = RungConcurrencyLimiter(searcher, max_concurrent), None
     if plan.resume:
@@ -214,27 +199,6 @@ def _headline(plan: SweepPlan) -> str:
     )
 
 
-def _describe_sweep(tracking: Tracking, parent_run_id: str, plan: SweepPlan, report: Any) -> None:
-    """The parent run's description (its page's first lines in the MLflow UI): the ranked table
-    with the stopped and failed trials, as printed."""
-    headline = f"{_headline(plan)}. Best: {report.best_overall['label']}."
-    text = sweep_description(headline, report.text, MAX_TAG_LENGTH)
-    tracking.set_tags(parent_run_id, {TAG_DESCRIPTION: text})
-
-
-def _share_data(plan: SweepPlan) -> SharedData:
-    if not plan.share_data:
-        return SharedData({})
-    loading = time.perf_counter()
-    shared = share_datasets(plan.trial_configs(), plan.where.data_root)
-    print(
-        f"{PROG}: loaded {len(shared.refs)} data set(s) into Ray's object store in "
-        f"{time.perf_counter() - loading:.0f} s; every trial reads them from there",
-        flush=True,
-    )
-    return shared
-
-
 def run_sweep(plan: SweepPlan) -> tuple[str, Any]:
     """Run (or resume) the sweep on the connected Ray cluster; returns (parent run id, report)."""
     from pipeline.report import report_sweep
@@ -249,18 +213,31 @@ def run_sweep(plan: SweepPlan) -> tuple[str, Any]:
         flush=True,
     )
     try:
-        shared = _share_data(plan)
+        shared = SharedData({})
+        if plan.share_data:
+            loading = time.perf_counter()
+            shared = share_datasets(plan.trial_configs(), plan.where.data_root)
+            print(
+                f"{PROG}: loaded {len(shared.refs)} data set(s) into Ray's object store in "
+                f"{time.perf_counter() - loading:.0f} s; every trial reads them from there",
+                flush=True,
+            )
         grid = make_tuner(plan, parent_run_id, max_concurrent, shared).fit()
-        if _interrupted(plan, grid):
+        # Tune catches Ctrl-C itself (it saves its state and returns): fewer trials than planned,
+        # or some neither finished nor failed, mean the sweep was interrupted.
+        if len(grid) < plan.num_samples or grid.num_terminated + grid.num_errors < len(grid):
             raise KeyboardInterrupt
-        failed = [result for result in grid if result.error is not None]
+        failed = sum(result.error is not None for result in grid)
         if failed:
-            print(f"{PROG}: {len(failed)} of {len(grid)} trials failed (see MLflow)", flush=True)
+            print(f"{PROG}: {failed} of {len(grid)} trials failed (see MLflow)", flush=True)
         with tempfile.TemporaryDirectory(prefix="tcwae-report-") as scratch:
             report = report_sweep(
                 tracking, parent_run_id, scratch, plan.profile.rank_by, results_md=plan.results_md
             )
-        _describe_sweep(tracking, parent_run_id, plan, report)
+        # The parent run's description (its first lines in the MLflow UI): the ranked table.
+        headline = f"{_headline(plan)}. Best: {report.best_overall['label']}."
+        text = sweep_description(headline, report.text, MAX_TAG_LENGTH)
+        tracking.set_tags(parent_run_id, {TAG_DESCRIPTION: text})
         version = register_best(
             tracking, plan.space_name, plan.name, report.ranked, plan.profile.rank_by
         )
@@ -273,7 +250,10 @@ def run_sweep(plan: SweepPlan) -> tuple[str, Any]:
     except BaseException as error:
         tracking.end_run(parent_run_id, error)
         if isinstance(error, KeyboardInterrupt):
-            _end_unfinished_trials(tracking, parent_run_id, error)
+            # Trials whose actors Tune tore down never ended their runs (--resume reopens them).
+            for run in tracking.child_runs(parent_run_id):
+                if run.info.status == "RUNNING":
+                    tracking.end_run(run.info.run_id, error)
             raise KeyboardInterrupt(
                 f"interrupted; MLflow parent run {parent_run_id} and its unfinished trials were "
                 "marked KILLED; run the same command with --resume to continue"
@@ -281,20 +261,6 @@ def run_sweep(plan: SweepPlan) -> tuple[str, Any]:
         raise
     tracking.end_run(parent_run_id)
     return parent_run_id, report
-
-
-def _interrupted(plan: SweepPlan, grid: Any) -> bool:
-    """Tune catches Ctrl-C itself (it saves its state and returns): the sweep was interrupted
-    when it has fewer trials than planned or some neither finished nor failed."""
-    return len(grid) < plan.num_samples or grid.num_terminated + grid.num_errors < len(grid)
-
-
-def _end_unfinished_trials(tracking: Tracking, parent_run_id: str, error: BaseException) -> None:
-    """Trials whose actors Tune tore down never ended their MLflow runs: they end KILLED (a
-    --resume reopens them)."""
-    for run in tracking.child_runs(parent_run_id):
-        if run.info.status == "RUNNING":
-            tracking.end_run(run.info.run_id, error)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -309,11 +275,8 @@ def _main(argv: Sequence[str] | None) -> int:
     check_resume_arguments(plan)
     check_restorable(plan)
     cluster.connect(plan.verbose)
-    storage = cli.local_path(plan.where.storage)
     try:
-        with cli.exclusive_folder(
-            None if storage is None else storage / plan.name, f"sweep {plan.name!r}"
-        ):
+        with cli.exclusive_folder(plan.where.storage, plan.name, f"sweep {plan.name!r}"):
             parent_run_id, report = run_sweep(plan)
     except RuntimeError as error:
         print(f"{PROG}: failed: {error}", file=sys.stderr)

@@ -1,12 +1,9 @@
-"""A sweep decided before Ray or MLflow is touched: sweep.py's command line and the search-space
-file become one `SweepPlan` (every trial's `TrainConfig` planned once, the locations and resources
-its trials' `RunSpec`s share), checked before Ray starts (a sweep to resume or none to overwrite,
-the resumed sweep's arguments, the trials' data); and how many trials fit on a cluster at once.
-Each failure is one `UserError` line."""
+"""A sweep decided before Ray or MLflow is touched: sweep.py's command line and search-space file
+become one `SweepPlan`, checked before Ray starts (a sweep to resume or none to overwrite, the
+resumed sweep's arguments, the trials' data). Each failure is one `UserError` line."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import pickle
@@ -38,10 +35,8 @@ MAX_GPUS_PER_TRIAL = 1024
 
 @dataclasses.dataclass(frozen=True)
 class SweepPlan:
-    """A validated sweep: its profile (with every grid point's TrainConfig planned once, which a
-    grid trial looks up), `where` the sweep's locations (its Tune state in `where.storage`; a
-    trial's are the same but for its storage and the shared data) and `resources` every
-    trial's."""
+    """A validated sweep: `where` holds its Tune state (a trial's differ in storage and shared
+    data), `resources` are every trial's."""
 
     profile: Profile
     space_name: str
@@ -69,7 +64,7 @@ class SweepPlan:
         return f"{self.where.storage.rstrip('/')}/{self.name}-{TRIALS_DIR}"
 
     @property
-    def budget_steps(self) -> int:
+    def full_trial_steps(self) -> int:
         """The training steps of a trial that is never stopped (the profile's `steps`)."""
         return self.trial_configs()[0].steps
 
@@ -78,8 +73,7 @@ class SweepPlan:
         return f"{self.name}-{trial_id}"
 
     def trial_configs(self) -> list[TrainConfig]:
-        """The planned config of every grid point (in optuna mode: every data set and source
-        the trials can train on appears among them)."""
+        """Every grid point's config (in optuna mode they cover every data set and source)."""
         return [trial_train_config(self.profile, point) for point in self.points]
 
 
@@ -126,28 +120,22 @@ def build_parser() -> cli.ArgumentParser:
 
 
 def plan_sweep(argv: Sequence[str] | None) -> SweepPlan:
-    """Parse and validate sweep.py's command line (see `plan_from_args`)."""
-    return plan_from_args(build_parser().parse_args(argv))
-
-
-def parse_seeds(text: str | None) -> list[int] | None:
-    """The --seeds flag as integers (None when absent); a malformed list is one UserError."""
-    if text is None:
-        return None
-    try:
-        return [int(part) for part in text.split(",")]
-    except ValueError:
-        raise UserError(f"--seeds must be comma-separated integers, got {text!r}") from None
-
-
-def plan_from_args(args: argparse.Namespace) -> SweepPlan:
-    """Validate sweep.py's parsed command line, the search space and the locations (storage and
-    results folders writable, tracking store usable); raise one UserError."""
+    """Validate sweep.py's command line, the search space and the locations (storage and results
+    folders writable, tracking store usable); raise one UserError."""
+    args = build_parser().parse_args(argv)
     if args.mode not in SWEEP_MODES:
         raise UserError(f"--mode must be one of {', '.join(SWEEP_MODES)}, got {args.mode!r}")
     space = load_search_space(args.dataset)
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
-    profile = space.profile(args.profile).select(methods).with_seeds(parse_seeds(args.seeds))
+    seeds = None
+    if args.seeds is not None:
+        try:
+            seeds = [int(part) for part in args.seeds.split(",")]
+        except ValueError:
+            raise UserError(
+                f"--seeds must be comma-separated integers, got {args.seeds!r}"
+            ) from None
+    profile = space.profile(args.profile).select(methods).with_seeds(seeds)
     asked = profile.resources
     workers = asked.workers if args.workers_per_trial is None else args.workers_per_trial
     cli.require_in_range("--workers-per-trial", workers, 1, MAX_WORKERS_PER_TRIAL)
@@ -207,8 +195,7 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
 
 
 def chosen_scheduler(profile: Profile, flag: str | None) -> SchedulerSpec | None:
-    """The successive-halving spec the sweep runs, or None for FIFO: `--scheduler` picks
-    between FIFO and the profile's `scheduler:` block, which holds the rungs."""
+    """The successive-halving spec to run (the profile's `scheduler:` block), or None: FIFO."""
     block = profile.scheduler if profile.scheduler and profile.scheduler.type == "mo-asha" else None
     if flag is None:
         return block
@@ -225,9 +212,8 @@ def chosen_scheduler(profile: Profile, flag: str | None) -> SchedulerSpec | None
 
 
 def concurrent_trials(plan: SweepPlan, capacity: dict[str, float], may_grow: bool = False) -> int:
-    """How many trials fit at once; an impossible request is a UserError naming the numbers.
-    On a cluster that `may_grow`, a trial that does not fit yet waits for the autoscaler, so
-    every trial may start (up to --max-concurrent) and its workers wait for their nodes."""
+    """How many trials fit at once; an impossible request is a UserError naming the numbers. On
+    a cluster that `may_grow`, a trial that does not fit yet waits for the autoscaler."""
     asked = plan.resources
     cpus = asked.workers * asked.cpus_per_worker
     gpus = asked.workers * asked.gpus_per_worker
@@ -246,9 +232,6 @@ def concurrent_trials(plan: SweepPlan, capacity: dict[str, float], may_grow: boo
     return fits if plan.max_concurrent is None else min(fits, plan.max_concurrent)
 
 
-# Checks before Ray starts ----------------------------------------------------------------------
-
-
 def parent_params(plan: SweepPlan) -> dict[str, Any]:
     """The sweep's parameters as its parent run records them (and --resume compares them)."""
     return {
@@ -265,8 +248,8 @@ def parent_params(plan: SweepPlan) -> dict[str, Any]:
 
 
 def check_restorable(plan: SweepPlan) -> None:
-    """--resume needs an earlier sweep of that name, whose saved state reads; a new sweep must
-    not overwrite one."""
+    """--resume needs an earlier sweep of that name whose state reads; a new one must not
+    overwrite it."""
     from ray import tune
 
     exists = tune.Tuner.can_restore(plan.experiment_path)
@@ -293,8 +276,7 @@ def check_restorable(plan: SweepPlan) -> None:
 
 
 def check_resume_arguments(plan: SweepPlan) -> None:
-    """--resume continues a sweep with the arguments it was started with: a changed one would
-    fail every trial (and leave the sweep unresumable), so it is refused before anything runs."""
+    """--resume with changed arguments would fail every trial: refused before anything runs."""
     if not plan.resume:
         return
     tracking = Tracking.at(plan.where.tracking_uri)
@@ -313,22 +295,20 @@ def check_resume_arguments(plan: SweepPlan) -> None:
 
 
 def check_sweep_data(plan: SweepPlan) -> None:
-    """The data sets the trials train on load and hold their batches: checked once before Ray
-    starts. When no trial could train, that is one line, not a FAILED parent run and a traceback;
-    when only some cannot, a notice names them (they fail as FAILED child runs, the rest train)."""
+    """The trials' data sets load and hold their batches. When none can, that is one line (not a
+    FAILED parent run); when some cannot, a notice (those fail as FAILED child runs)."""
     from tcwae.data import check_dataset
 
     problems: dict[tuple[str, str, int], str | None] = {}
     for config in plan.trial_configs():
         key = (config.dataset, config.data_source, config.batch_size)
-        if key in problems:
-            continue
-        try:
-            examples = check_dataset(config.dataset, plan.where.data_root, config.data_source)
-            check_batch_size(config.batch_size, examples, plan.resources.workers)
-            problems[key] = None
-        except UserError as error:
-            problems[key] = cli.one_line(error)
+        if key not in problems:
+            try:
+                examples = check_dataset(config.dataset, plan.where.data_root, config.data_source)
+                check_batch_size(config.batch_size, examples, plan.resources.workers)
+                problems[key] = None
+            except UserError as error:
+                problems[key] = cli.one_line(error)
     failing = [problem for problem in problems.values() if problem is not None]
     if failing and len(failing) == len(problems):
         raise UserError(failing[0])

@@ -2,13 +2,11 @@
 
     python pipeline/train.py dsprites --method tcwae_mws --beta 10 --gamma 10 --workers 2
 
-The command line becomes one frozen `RunSpec` (a sweep's trial hands over its own). Everything
-is checked before anything starts (flags, storage, tracking store, Ray cluster, data): a mistake
-is one line on stderr and exit code 2. Then the driver opens the MLflow run (or reopens an
-interrupted one with the same storage and name), hands the spec with its run id to the workers
-(`pipeline/worker.py`) of a Ray Train `TorchTrainer` or, with `--workers 0`, of this process, and
-ends the run FINISHED or FAILED. Ray Train restarts a dead worker group from the last checkpoint
-in the same MLflow run; the same command run again resumes an interrupted run.
+The command line becomes one `RunSpec` (a sweep's trial brings its own), checked before anything
+starts (a mistake is one line and exit code 2). The driver opens the MLflow run (or reopens an
+interrupted one of the same storage and name), hands the spec to the workers (`pipeline/worker.py`)
+of a Ray Train `TorchTrainer` or, with `--workers 0`, of this process, and ends the run FINISHED
+or FAILED. Ray Train restarts a dead worker group from the last checkpoint in the same run.
 """
 
 from __future__ import annotations
@@ -26,7 +24,7 @@ from typing import Any
 
 from pipeline import cluster
 from pipeline.cli import exclusive_folder, local_path, require_writable, run_command
-from pipeline.run_spec import Resources, RunResult, RunSpec, parse_args, share_datasets
+from pipeline.run_spec import RunResult, RunSpec, parse_args, share_datasets
 from pipeline.tracking import (
     TAG_KIND,
     TAG_NON_FINITE,
@@ -58,17 +56,9 @@ class TrainingFailed(RuntimeError):
     """Training or evaluation failed; the MLflow run was ended FAILED with the error."""
 
 
-# Checks before launching -----------------------------------------------------------------------
-
-
 def check_launch(spec: RunSpec) -> None:
-    """Raise UserError when the run cannot start: storage or tracking store unusable, an
-    explicitly named Ray cluster not answering, more workers than the CPUs (or GPUs), a GPU
-    asked for where there is none, data missing or corrupt. Creates nothing but the data set's
-    cache when it has none yet.
-
-    Resources are the Ray cluster's when connected (or RAY_ADDRESS is set), otherwise this
-    machine's."""
+    """Raise UserError when the run cannot start (storage, tracking store, a named Ray cluster,
+    the CPUs and GPUs of that cluster or this machine, data); creates nothing but a data cache."""
     storage = local_path(spec.where.storage)
     if spec.resources.workers == 0:
         _in_process_folder(spec)
@@ -77,11 +67,7 @@ def check_launch(spec: RunSpec) -> None:
     check_tracking_uri(spec.where.tracking_uri)
     if spec.resources.workers >= 1 and os.environ.get(cluster.ADDRESS_VARIABLE):
         cluster.connect(spec.verbose)
-    _check_resources(spec.resources)
-    check_data(spec)
-
-
-def _check_resources(asked: Resources) -> None:
+    asked = spec.resources
     cpus, gpus, where = cluster.available_resources()
     if asked.use_gpu and gpus < 1:
         raise UserError(f"--use-gpu was given but {where} has no GPU; drop --use-gpu")
@@ -97,11 +83,11 @@ def _check_resources(asked: Resources) -> None:
             f"{int(cpus / asked.cpus_per_worker)} or fewer (each worker takes "
             f"{asked.cpus_per_worker:g} CPU), or connect to a larger cluster with RAY_ADDRESS"
         )
+    check_data(spec)
 
 
 def check_data(spec: RunSpec) -> None:
-    """The data set loads (a DatasetError, which is a UserError, otherwise; see
-    `tcwae.data.check_dataset`) and the batch fits it and this machine's memory."""
+    """The data set loads (else a DatasetError, a UserError) and the batch fits it and memory."""
     from tcwae.data import check_dataset
 
     config = spec.config
@@ -115,9 +101,8 @@ MIN_TRAINING_BYTES_PER_IMAGE = 2 * 32 * 32 * 32 * 2
 
 
 def check_batch_size(batch_size: int, examples: int, workers: int) -> None:
-    """Refuse a batch larger than the data set, or one whose share of a worker cannot fit this
-    machine's memory even at the lower bound MIN_TRAINING_BYTES_PER_IMAGE (it would die of
-    memory after start-up, with a FAILED run)."""
+    """Refuse a batch larger than the data set, or whose share of a worker cannot fit this
+    machine's memory even at MIN_TRAINING_BYTES_PER_IMAGE (it would fail after start-up)."""
     if batch_size > examples:
         raise UserError(
             f"--batch-size {batch_size} is larger than the data set ({examples} examples); "
@@ -134,12 +119,8 @@ def check_batch_size(batch_size: int, examples: int, workers: int) -> None:
         )
 
 
-# The run ---------------------------------------------------------------------------------------
-
-
 def open_run(tracking: Tracking, spec: RunSpec) -> tuple[str, bool]:
-    """The MLflow run for `spec`: an interrupted one for the same storage and name is reopened;
-    returns (run id, finished) where finished means the run already completed earlier."""
+    """(run id, finished earlier): the MLflow run of `spec`'s storage and name, else a new one."""
     where, name = spec.where, spec.identity.name
     experiment_id = tracking.experiment_id(where.experiment)
     existing = tracking.find_run(experiment_id, where.storage, name)
@@ -184,24 +165,16 @@ def run_training(
     show_progress: bool = True,
     fault: SigkillOnce | None = None,
 ) -> RunResult:
-    """Train `spec` (in this process for no workers, else with a Ray Train TorchTrainer on the
-    connected Ray cluster) and record it in its MLflow run.
-
-    `callbacks` go to the TorchTrainer's `RunConfig` (the sweep passes `TuneReportCallback()`);
-    `show_progress` prints rank 0's progress lines here (a sweep prints them from Tune's results
-    instead); `fault` is for tests only. Raises UserError when a run with the same storage and
-    name has another configuration, TrainingFailed when training fails.
-    """
+    """Train `spec` (in this process for no workers, else with a TorchTrainer whose RunConfig
+    gets `callbacks`) and record it in its MLflow run; `show_progress` prints rank 0's lines here.
+    Raises UserError when the run of that storage and name had another config, TrainingFailed."""
     tracking = Tracking.at(spec.where.tracking_uri)
     name, storage = spec.identity.name, spec.where.storage
     run_id, finished = open_run(tracking, spec)
     if finished:
         log.warning(
-            "run %r in %s already finished (MLflow run %s); returning its scores. Pass a new "
-            "--name to train again.",
-            name,
-            storage,
-            run_id,
+            f"run {name!r} in {storage} already finished (MLflow run {run_id}); returning its "
+            "scores. Pass a new --name to train again."
         )
         return RunResult(run_id, tracking.latest_metrics(run_id))
     started = time.perf_counter()
@@ -225,21 +198,20 @@ def run_training(
             f"run {name!r} failed (MLflow run {run_id} marked FAILED): {describe_error(error)}"
         ) from error
     tracking.end_run(run_id)
-    numbers = {key: float(value) for key, value in final.items() if _is_number(value)}
+    numbers = {
+        key: float(value)
+        for key, value in final.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
     return RunResult(run_id, numbers)
 
 
 def record_failed_run(spec: RunSpec, error: BaseException) -> str:
-    """Record a run that failed before it could start (a sweep's trial whose data cannot be
-    loaded, say) as a FAILED MLflow run with the error; returns its id."""
+    """Record a run that failed before it started (a trial's data) as a FAILED MLflow run."""
     tracking = Tracking.at(spec.where.tracking_uri)
     run_id, _ = open_run(tracking, spec)
     tracking.end_run(run_id, error)
     return run_id
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _in_process_folder(spec: RunSpec) -> Path:
@@ -301,11 +273,8 @@ def _main(argv: Sequence[str] | None) -> int:
     name, storage = spec.identity.name, spec.where.storage
     if spec.resources.workers >= 1:
         cluster.connect(spec.verbose)
-    local = local_path(storage)
     try:
-        with exclusive_folder(
-            None if local is None else local / name, f"run {name!r} in {storage}"
-        ):
+        with exclusive_folder(storage, name, f"run {name!r} in {storage}"):
             result = run_training(spec)
     except TrainingFailed as error:
         print(f"{PROG}: {error}", file=sys.stderr)
