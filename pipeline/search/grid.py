@@ -1,10 +1,6 @@
-"""Grid mode through Optuna: every grid point of a profile, each tried once.
-
-Optuna's `GridSampler` gets a single categorical parameter, `config_id`, whose values are the grid
-points (method, searched values, seed): a method's parameters are conditional on the method, which
-`GridSampler`'s flat product of independent lists cannot express, and one categorical keeps every
-point in one study (one Tune run, one MLflow parent) with exactly one trial each.
-"""
+"""Grid mode through Optuna: every grid point of a profile, each tried once, as one categorical
+`config_id` for `GridSampler` (whose flat product cannot express parameters conditional on the
+method), so that every point lives in one study, one Tune run and one MLflow parent."""
 
 from __future__ import annotations
 
@@ -33,9 +29,8 @@ def grid_sampler_space(points: Sequence[Mapping[str, Any]]) -> dict[str, list[st
 
 @dataclass(frozen=True)
 class GridDefineByRun:
-    """Define-by-run space for grid mode: picks `config_id` (GridSampler decides which) and
-    returns the point's method, parameters and seed as the trial's config. A module-level class,
-    not a closure, so that Tune can pickle the searcher for resuming."""
+    """Grid mode's define-by-run space: the point GridSampler picks, as the trial's config. A
+    class, not a closure, so that Tune can pickle the searcher for resuming."""
 
     points: tuple[Mapping[str, Any], ...]
 

@@ -1,5 +1,5 @@
-"""Finding and reading a search-space file: `search_spaces/<name>.yaml` or a path, as YAML in which
-a key given twice is an error (PyYAML would keep the last), handed to `pipeline.search.parser`."""
+"""Reading `search_spaces/<name>.yaml` or a path as YAML (a key given twice is an error, where
+PyYAML would keep the last) for `pipeline.search.parser`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.search.parser import parse_search_space
+from pipeline.search.parser import SpaceParser
 from pipeline.search.types import SearchSpace, SearchSpaceError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -39,25 +39,19 @@ def load_search_space(name_or_path: str | Path) -> SearchSpace:
         raw = yaml.load(raw_text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as err:
         raise SearchSpaceError(f"{source}: not valid YAML ({' '.join(str(err).split())})") from err
-    return parse_search_space(raw, source)
+    return SpaceParser(source).parse(raw)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     """A SafeLoader that refuses a key given twice in one mapping."""
 
-
-def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict:
-    seen = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node)
-
-
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping
-)
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)

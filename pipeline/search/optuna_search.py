@@ -1,5 +1,4 @@
-"""Optuna mode: a profile's methods and ranges as a define-by-run space for Optuna's samplers, and
-the file's `rank_by` as the study's objectives."""
+"""Optuna mode: a profile's methods and ranges as a define-by-run space, `rank_by` as objectives."""
 
 from __future__ import annotations
 
@@ -12,10 +11,9 @@ from pipeline.search.types import MethodSpace, Profile
 
 @dataclass(frozen=True)
 class OptunaDefineByRun:
-    """Define-by-run space for Optuna mode: a categorical `method`, then that method's parameters
-    (named `<method>.<param>` so that each method's values form their own distribution for the
-    sampler, log-uniform where the file says `log: true`), then a categorical `seed`. Returns the
-    plain `method`, parameters and `seed` that `trial_train_config` reads."""
+    """A categorical `method`, its parameters (as `<method>.<param>`, so that each method's values
+    are their own distribution) and a categorical `seed`; returns them as `trial_train_config`
+    reads them."""
 
     methods: tuple[MethodSpace, ...]
     seeds: tuple[int, ...]

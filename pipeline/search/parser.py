@@ -1,10 +1,6 @@
-"""Validating a search-space file's YAML: walked once, every key and value checked, every mistake
-one `SearchSpaceError` line naming the file and the key path.
-
-Values are converted by TrainConfig's own converter (one validator for a config file, a command
-line and a search space), and each profile's trial configs are built and validated here, once
-(`Profile.planned`), so a sweep that starts has no invalid trial left to find.
-"""
+"""Validating a search-space file's YAML in one walk: every mistake is one `SearchSpaceError` line
+naming the file and the key path. Values go through TrainConfig's own converter, and each profile's
+trial configs are built and validated here, once (`Profile.planned`)."""
 
 from __future__ import annotations
 
@@ -27,13 +23,7 @@ from pipeline.search.types import (
 )
 from tcwae.config import CONFIG_KEYS, ConfigError, TrainConfig, coerce_value
 from tcwae.data import DATASETS, SEQUENCE_DATASETS
-from tcwae.methods import (
-    METHODS,
-    all_hyperparameters,
-    hyperparameter_names,
-    method_card,
-    methods_for,
-)
+from tcwae.methods import METHODS, all_hyperparameters, method_card, methods_for
 from tcwae.metrics import PROFILES, TIE_BREAKS
 
 RANK_MODES = ("min", "max")  # how `rank_by` orders a score
@@ -44,14 +34,11 @@ SEARCH_SET_KEYS = {
     "seed": "the profile's `seeds`",
     "cost": "each method's `cost`",
 }
-# Every method's hyper-parameters (tcwae.methods); a method searches only those it reads.
-HYPERPARAMETERS = tuple(all_hyperparameters())
+HYPERPARAMETERS = tuple(all_hyperparameters())  # a method searches only those it reads
 RESOURCE_KEYS = ("workers", "cpus_per_worker", "gpus_per_worker")
-# A `scheduler:` block's keys besides `type`: SchedulerSpec's fields.
 SCHEDULER_KEYS = tuple(item.name for item in dataclasses.fields(SchedulerSpec))[1:]
 DEFAULT_SCHEDULER = SchedulerSpec()
 PROFILE_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
-# What a value of each TrainConfig kind must be, as the messages say it.
 KINDS = {
     "int": "an integer",
     "float": "a finite number",
@@ -60,41 +47,29 @@ KINDS = {
 }
 
 
-def parse_search_space(raw: Any, source: str) -> SearchSpace:
-    """Validate a search-space file's YAML data; `source` names the file in messages."""
-    return _SpaceParser(source).parse(raw)
-
-
-class _SpaceParser:
-    """Walks the raw YAML once, checking every key and value; errors name the key path."""
+class SpaceParser:
+    """Walks a file's raw YAML once; `source` names the file in messages."""
 
     def __init__(self, source: str) -> None:
         self.source = source
 
     def fail(self, path: str, message: str) -> SearchSpaceError:
-        return SearchSpaceError(
-            f"{self.source}: {path}: {message}" if path else f"{self.source}: {message}"
-        )
+        return SearchSpaceError(": ".join(part for part in (self.source, path, message) if part))
 
     def require(self, ok: Any, path: str, message: str) -> None:
         if not ok:
             raise self.fail(path, message)
 
     def mapping(
-        self,
-        value: Any,
-        path: str,
-        required: Sequence[str] = (),
-        optional: Sequence[str] = (),
-        closed: bool = True,
+        self, value: Any, path: str, required: Sequence[str] = (), optional: Sequence[str] = ()
     ) -> dict[str, Any]:
-        """Check a mapping; when `closed`, every key must be one of `required` or `optional`."""
+        """Check a mapping; with `required` or `optional` keys given, only those are allowed."""
         got = _describe(value)
         self.require(isinstance(value, dict), path, f"must be a mapping of key: value, got {got}")
         allowed = (*required, *optional)
         for key in value:
             self.require(isinstance(key, str), path, f"key {key!r} must be a string")
-            if closed and key not in allowed:
+            if allowed and key not in allowed:
                 raise self.fail(
                     _join(path, key), f"unknown key; expected one of {', '.join(allowed)}"
                 )
@@ -103,8 +78,7 @@ class _SpaceParser:
         return value
 
     def value(self, raw: Any, path: str, kind: str, minimum: int | None = None) -> Any:
-        """`raw` as TrainConfig converts a value of `kind` (a key of KINDS), at least
-        `minimum` when given."""
+        """`raw` as TrainConfig converts a `kind` (of KINDS), at least `minimum` when given."""
         try:
             value = coerce_value(path, kind, raw, self.source)
         except ConfigError:
@@ -114,9 +88,18 @@ class _SpaceParser:
             raise self.fail(path, f"must be {KINDS[kind]}{bound}, got {_describe(raw)}")
         return value
 
-    def choice(self, raw: Any, path: str, allowed: Sequence[str]) -> str:
-        got = _describe(raw)
-        self.require(raw in allowed, path, f"must be one of {', '.join(allowed)}, got {got}")
+    def field(
+        self, entry: dict, path: str, key: str, kind: str, minimum: int | None = None, default=None
+    ) -> Any:
+        """`entry[key]` (or `default`) as `value` converts it."""
+        return self.value(entry.get(key, default), _join(path, key), kind, minimum)
+
+    def choice(
+        self, entry: dict, path: str, key: str, allowed: Sequence[str], default: Any = None
+    ) -> str:
+        raw = entry.get(key, default)
+        message = f"must be one of {', '.join(allowed)}, got {_describe(raw)}"
+        self.require(raw in allowed, _join(path, key), message)
         return raw
 
     def config(self, values: dict[str, Any], path: str) -> TrainConfig:
@@ -125,27 +108,23 @@ class _SpaceParser:
 
     def parse(self, raw: Any) -> SearchSpace:
         self.require(raw is not None, "", "the file is empty")
-        top = self.mapping(
-            raw,
-            "",
-            required=("dataset", "rank_by", "methods", "profiles"),
-            optional=("description", "train"),
-        )
-        dataset = self.value(top["dataset"], "dataset", "str")
+        required = ("dataset", "rank_by", "methods", "profiles")
+        top = self.mapping(raw, "", required, ("description", "train"))
+        self.dataset = dataset = self.field(top, "", "dataset", "str")
         known = ", ".join(DATASETS)
         self.require(dataset in DATASETS, "dataset", f"{dataset!r} is not one of {known}")
-        description = self.value(top.get("description", ""), "description", "str")
-        rank_by = self.rank_by(top["rank_by"], "rank_by")
-        train = self.train(top.get("train", {}), "train")
-        self.config({"dataset": dataset, **train}, "train")
-        self.dataset, self.ranking, self.file_train = dataset, rank_by, train
+        description = self.field(top, "", "description", "str", default="")
+        self.ranking = self.rank_by(top["rank_by"], "rank_by")
+        self.file_train = self.train(top.get("train", {}), "train")
+        self.config({"dataset": dataset, **self.file_train}, "train")
         self.file_methods = methods = self.methods(top["methods"])
-        profiles_raw = self.mapping(top["profiles"], "profiles", closed=False)
-        self.require(
-            profiles_raw, "profiles", "empty; give at least one profile (smoke, cpu, paper)"
+        entries = self.mapping(top["profiles"], "profiles")
+        self.require(entries, "profiles", "empty; give at least one profile (smoke, cpu, paper)")
+        profiles = {name: self.profile(name, value) for name, value in entries.items()}
+        train = self.file_train
+        return SearchSpace(
+            self.source, dataset, description, self.ranking, train, methods, profiles
         )
-        profiles = {name: self.profile(name, value) for name, value in profiles_raw.items()}
-        return SearchSpace(self.source, dataset, description, rank_by, train, methods, profiles)
 
     def rank_by(self, raw: Any, path: str) -> tuple[tuple[str, str], ...]:
         scores = self.mapping(raw, path, optional=SCORES)
@@ -156,23 +135,21 @@ class _SpaceParser:
         return tuple(scores.items())
 
     def train(self, raw: Any, path: str, hyperparameters: bool = False) -> dict[str, Any]:
-        """TrainConfig overrides: a file's or profile's `train`, or (with `hyperparameters`
-        allowed) a method's `fixed`; never a key the search itself sets."""
-        train = self.mapping(raw if raw is not None else {}, path, closed=False)
+        """TrainConfig overrides: a `train` block, or with `hyperparameters` a method's `fixed`;
+        never a key the search itself sets."""
+        train = self.mapping({} if raw is None else raw, path)
         for key in train:
-            key_path = _join(path, key)
+            at = _join(path, key)
             if key in SEARCH_SET_KEYS:
-                raise self.fail(key_path, f"set by {SEARCH_SET_KEYS[key]}, not here")
-            if key in HYPERPARAMETERS and not hyperparameters:
-                raise self.fail(
-                    key_path, "a method hyper-parameter: set it in a method's fixed or params"
-                )
+                raise self.fail(at, f"set by {SEARCH_SET_KEYS[key]}, not here")
+            message = "a method hyper-parameter: set it in a method's fixed or params"
+            self.require(hyperparameters or key not in HYPERPARAMETERS, at, message)
             keys = ", ".join(sorted(CONFIG_KEYS))
-            self.require(key in CONFIG_KEYS, key_path, f"unknown key; TrainConfig keys are {keys}")
+            self.require(key in CONFIG_KEYS, at, f"unknown key; TrainConfig keys are {keys}")
         return dict(train)
 
     def methods(self, raw: Any) -> dict[str, MethodSpace]:
-        entries = self.mapping(raw, "methods", closed=False)
+        entries = self.mapping(raw, "methods")
         self.require(entries, "methods", f"empty; give at least one of {', '.join(METHODS)}")
         allowed = methods_for(sequences=self.dataset in SEQUENCE_DATASETS)
         methods = {}
@@ -185,51 +162,42 @@ class _SpaceParser:
 
     def method(self, name: str, raw: Any, path: str) -> MethodSpace:
         """One method's entry; its config, each grid value and each range end are validated."""
-        entry = self.mapping(raw, path, required=("cost", "params"), optional=("fixed",))
-        cost = self.value(entry["cost"], _join(path, "cost"), "str")
-        fixed_path = _join(path, "fixed")
+        entry = self.mapping(raw, path, ("cost", "params"), ("fixed",))
+        cost = self.field(entry, path, "cost", "str")
+        fixed_path, params_path = _join(path, "fixed"), _join(path, "params")
         fixed = self.train(entry.get("fixed") or {}, fixed_path, hyperparameters=True)
-        params_path = _join(path, "params")
-        params_raw = self.mapping(
-            entry["params"] if entry["params"] is not None else {}, params_path, closed=False
-        )
-        reads = hyperparameter_names(name)
-        integers = {p.name for p in method_card(name).hyperparameters if p.integer}
+        params_raw = self.mapping({} if entry["params"] is None else entry["params"], params_path)
+        integer = {param.name: param.integer for param in method_card(name).hyperparameters}
         params = {}
         for param_name, value in params_raw.items():
-            param_path = _join(params_path, param_name)
-            if param_name not in reads:
+            at = _join(params_path, param_name)
+            if param_name not in integer:
                 raise self.fail(
-                    param_path, f"{name} cannot search {param_name!r}; it reads {', '.join(reads)}"
+                    at, f"{name} cannot search {param_name!r}; it reads {', '.join(integer)}"
                 )
             if param_name in fixed:
-                raise self.fail(
-                    param_path, f"both searched and fixed ({_join(fixed_path, param_name)})"
-                )
-            params[param_name] = self.param(param_name, value, param_path, param_name in integers)
+                raise self.fail(at, f"both searched and fixed ({_join(fixed_path, param_name)})")
+            params[param_name] = self.param(param_name, value, at, integer[param_name])
         spec = MethodSpace(name, cost, fixed, params)
         base = spec.values(self.dataset, self.file_train)
         self.config(base, path)
         for param in params.values():
-            param_path = _join(params_path, param.name)
+            at = _join(params_path, param.name)
             for index, value in enumerate(param.grid):
-                self.config({**base, param.name: value}, f"{param_path}.grid[{index}]")
+                self.config({**base, param.name: value}, f"{at}.grid[{index}]")
             for end in ("low", "high"):
-                self.config({**base, param.name: getattr(param, end)}, f"{param_path}.range.{end}")
+                self.config({**base, param.name: getattr(param, end)}, f"{at}.range.{end}")
         return spec
 
     def param(self, name: str, raw: Any, path: str, integer: bool) -> ParamSpace:
-        entry = self.mapping(raw, path, required=("grid", "range"))
-        range_path = _join(path, "range")
-        bounds = self.mapping(
-            entry["range"], range_path, required=("low", "high"), optional=("log",)
-        )
-        low = self.value(bounds["low"], _join(range_path, "low"), "float")
-        high = self.value(bounds["high"], _join(range_path, "high"), "float")
-        log = self.value(bounds.get("log", False), _join(range_path, "log"), "bool")
+        entry = self.mapping(raw, path, ("grid", "range"))
+        at = _join(path, "range")
+        bounds = self.mapping(entry["range"], at, ("low", "high"), ("log",))
+        low, high = (self.field(bounds, at, end, "float") for end in ("low", "high"))
+        log = self.field(bounds, at, "log", "bool", default=False)
         low_text, high_text = format_number(low), format_number(high)
-        self.require(low <= high, range_path, f"low {low_text} > high {high_text}")
-        self.require(not log or low > 0, range_path, f"log: true needs low > 0, got {low_text}")
+        self.require(low <= high, at, f"low {low_text} > high {high_text}")
+        self.require(not log or low > 0, at, f"log: true needs low > 0, got {low_text}")
         grid = self.grid(entry["grid"], _join(path, "grid"), low, high)
         return ParamSpace(name, grid, low, high, log, integer)
 
@@ -245,31 +213,29 @@ class _SpaceParser:
         self.require(len(set(values)) == len(values), path, "a value appears twice")
         return values
 
-    def profile(self, name: Any, raw: Any) -> Profile:
+    def profile(self, name: str, raw: Any) -> Profile:
         """One profile, its trials' configs planned (built and validated once)."""
-        path = _join("profiles", str(name))
-        if not isinstance(name, str) or not PROFILE_NAME.match(name):
-            raise self.fail(path, "a profile name is lower-case letters, digits and _")
-        entry = self.mapping(
-            raw,
-            path,
-            required=("seeds", "num_samples", "resources"),
-            optional=("budget", "train", "methods", "scheduler"),
+        path = _join("profiles", name)
+        self.require(
+            PROFILE_NAME.match(name), path, "a profile name is lower-case letters, digits and _"
         )
-        budget = self.value(entry.get("budget", ""), _join(path, "budget"), "str")
-        merged = {**self.file_train, **self.train(entry.get("train", {}), _join(path, "train"))}
-        effective = self.config({"dataset": self.dataset, **merged}, _join(path, "train"))
+        required = ("seeds", "num_samples", "resources")
+        entry = self.mapping(raw, path, required, ("budget", "train", "methods", "scheduler"))
+        budget = self.field(entry, path, "budget", "str", default="")
+        at = _join(path, "train")
+        train = {**self.file_train, **self.train(entry.get("train", {}), at)}
+        effective = self.config({"dataset": self.dataset, **train}, at)
         seeds = self.seeds(entry["seeds"], _join(path, "seeds"))
-        samples = self.value(entry["num_samples"], _join(path, "num_samples"), "int", 1)
+        samples = self.field(entry, path, "num_samples", "int", 1)
         resources = self.resources(entry["resources"], _join(path, "resources"))
-        selected = self.profile_methods(entry.get("methods"), _join(path, "methods"))
+        methods = self.profile_methods(entry.get("methods"), _join(path, "methods"))
         profile = Profile(
             self.source,
             name,
             self.dataset,
             self.ranking,
-            merged,
-            selected,
+            train,
+            methods,
             seeds,
             samples,
             resources,
@@ -282,12 +248,10 @@ class _SpaceParser:
 
     def scheduler(self, raw: Any, path: str, config: TrainConfig) -> SchedulerSpec:
         """A profile's `scheduler:` block: `type: fifo` alone, or `type: mo-asha` with `grace`
-        (the first rung, in steps: a multiple of the profile's report_every below its steps) and
-        optionally `eta`, `rank_by` (the rung scores; default the file's), `selection`,
-        `tie_break` (pareto only), `rung_profile` (metric sizes of the rung scores) and
-        `synchronous` (rungs wait for every trial; grace a multiple of checkpoint_every)."""
-        entry = self.mapping(raw, path, required=("type",), optional=SCHEDULER_KEYS)
-        if self.choice(entry["type"], _join(path, "type"), SCHEDULERS) == "fifo":
+        (the first rung, in steps, a multiple of report_every below the profile's steps) and
+        optionally SchedulerSpec's other fields."""
+        entry = self.mapping(raw, path, ("type",), SCHEDULER_KEYS)
+        if self.choice(entry, path, "type", SCHEDULERS) == "fifo":
             extra = [key for key in entry if key != "type"]
             if extra:
                 raise self.fail(_join(path, extra[0]), "only for type mo-asha; fifo has no rungs")
@@ -300,43 +264,37 @@ class _SpaceParser:
             )
         at = _join(path, "grace")
         self.require("grace" in entry, at, "missing (the first rung, in training steps)")
-        grace = self.value(entry["grace"], at, "int", 1)
+        grace = self.field(entry, path, "grace", "int", 1)
+        report, steps = config.report_every, config.steps
         self.require(
-            grace % config.report_every == 0,
+            grace % report == 0,
             at,
-            f"{grace} is not a multiple of report_every ({config.report_every}): rung scores "
-            "are computed at report steps",
+            f"{grace} is not a multiple of report_every ({report}): rung scores are computed at "
+            "report steps",
         )
-        steps = config.steps
         self.require(grace < steps, at, f"{grace} leaves no rung below the profile's {steps} steps")
-        eta = self.value(entry.get("eta", DEFAULT_SCHEDULER.eta), _join(path, "eta"), "int", 2)
+        eta = self.field(entry, path, "eta", "int", 2, DEFAULT_SCHEDULER.eta)
         scores = self.rung_rank_by(entry.get("rank_by"), _join(path, "rank_by"))
-        selection, tie_break, profile = (
-            self.choice(entry.get(key, default), _join(path, key), allowed)
-            for key, default, allowed in (
-                ("selection", DEFAULT_SCHEDULER.selection, SELECTIONS),
-                ("tie_break", DEFAULT_SCHEDULER.tie_break, TIE_BREAKS),
-                ("rung_profile", "rung", tuple(PROFILES)),  # a block's rungs: the rung sizes
-            )
-        )
+        selection = self.choice(entry, path, "selection", SELECTIONS, DEFAULT_SCHEDULER.selection)
+        tie_break = self.choice(entry, path, "tie_break", TIE_BREAKS, DEFAULT_SCHEDULER.tie_break)
+        # A block's rungs default to the rung metric sizes.
+        profile = self.choice(entry, path, "rung_profile", tuple(PROFILES), "rung")
         if "tie_break" in entry and selection != "pareto":
             raise self.fail(_join(path, "tie_break"), "only for selection: pareto")
-        synchronous = self.value(
-            entry.get("synchronous", False), _join(path, "synchronous"), "bool"
-        )
+        synchronous = self.field(entry, path, "synchronous", "bool", default=False)
+        checkpoint = config.checkpoint_every
         self.require(
-            not synchronous or grace % config.checkpoint_every == 0,
+            not synchronous or grace % checkpoint == 0,
             at,
-            f"{grace} is not a multiple of checkpoint_every ({config.checkpoint_every}): a "
-            "synchronous rung pauses its trials, which resume from a checkpoint at the rung",
+            f"{grace} is not a multiple of checkpoint_every ({checkpoint}): a synchronous rung "
+            "pauses its trials, which resume from a checkpoint at the rung",
         )
         return SchedulerSpec(
             "mo-asha", grace, eta, scores, selection, tie_break, profile, synchronous
         )
 
     def rung_rank_by(self, raw: Any, path: str) -> tuple[tuple[str, str], ...]:
-        """The rung scores: the block's own `rank_by`, else the file's; either way only scores
-        that a rung evaluation computes."""
+        """The rung scores (the block's `rank_by`, else the file's): only those rungs compute."""
         scores = self.ranking if raw is None else self.rank_by(raw, path)
         slow = [score for score, _ in scores if score not in RUNG_SCORES]
         if not slow:
@@ -359,12 +317,9 @@ class _SpaceParser:
         return seeds
 
     def resources(self, raw: Any, path: str) -> Resources:
-        entry = self.mapping(raw, path, required=RESOURCE_KEYS)
-        workers = self.value(entry["workers"], _join(path, "workers"), "int", 1)
-        cpus, gpus = (
-            self.value(entry[key], _join(path, key), "float")
-            for key in ("cpus_per_worker", "gpus_per_worker")
-        )
+        entry = self.mapping(raw, path, RESOURCE_KEYS)
+        workers = self.field(entry, path, "workers", "int", 1)
+        cpus, gpus = (self.field(entry, path, key, "float") for key in RESOURCE_KEYS[1:])
         at = _join(path, "cpus_per_worker")
         self.require(cpus > 0, at, f"must be > 0, got {format_number(cpus)}")
         at = _join(path, "gpus_per_worker")
@@ -372,12 +327,11 @@ class _SpaceParser:
         return Resources(workers, cpus, gpus)
 
     def profile_methods(self, raw: Any, path: str) -> dict[str, MethodSpace]:
-        """The profile's methods: all of the file's, or those listed, each listed parameter's grid
-        replaced by the profile's values (which must lie in the file's range)."""
+        """The file's methods, or those listed, each listed grid replaced (within the range)."""
         methods = self.file_methods
         if raw is None:
             return dict(methods)
-        entries = self.mapping(raw, path, closed=False)
+        entries = self.mapping(raw, path)
         self.require(entries, path, "empty; leave it out to keep every method")
         selected = {}
         for name, value in entries.items():
@@ -386,7 +340,7 @@ class _SpaceParser:
                 name in methods, at, f"not a method of this file; it has {', '.join(methods)}"
             )
             spec = methods[name]
-            grids = self.mapping(value if value is not None else {}, at, closed=False)
+            grids = self.mapping({} if value is None else value, at)
             searched = ", ".join(spec.params) or "nothing"
             for param_name in grids:
                 message = f"not a searched parameter of {name}; it searches {searched}"

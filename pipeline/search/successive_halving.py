@@ -1,26 +1,12 @@
-"""Successive halving on several scores at once, without Ray: rungs, the promotion rule, its state.
+"""Multi-objective successive halving without Ray: rungs, the promotion rule and its state.
 
-Asynchronous successive halving (ASHA; Li et al. 2020) judges a trial when it reaches a rung, a
-fixed training step `grace * eta**k`, against the trials that reached that rung before it: it
-continues when it is among the best 1/eta of them, else it stops. Ray Tune's ASHA orders them by
-one scalar; MO-ASHA (Schmucker et al. 2021) orders them by several objectives at once, which is
-what the paper's ranking needs (Rec down; MIG, FactorVAE score, SAP up). Here the order is one of
-
-- `pareto`: non-dominated sorting (NSGA-II's fronts), and within a front the tie-break `mean_rank`
-  (the paper's mean rank among that front's members) or `crowding` (NSGA-II's crowding distance);
-- `mean_rank`: the paper's mean rank over the rung's trials.
-
-A trial that is the p-th of the n trials at a rung (itself included) continues when
-p <= ceil(n / eta): the first trial at a rung always continues, as in Ray's ASHA, whose percentile
-cut-off this matches. That is what makes an asynchronous rung a poor judge of a small sweep: on 6
-configurations two at a time, whichever arrives first trains on. With `synchronous` (successive
-halving as Jamieson and Talwalkar 2016 wrote it) a rung decides nothing until every trial that can
-reach it has: the sweep's `trials` at the first rung, the ones promoted at the rung before after
-that, less any that ended on their own (an error) on the way. Then the best ceil(n / eta) of its n
-arrivals continue and the rest stop; arrivals wait in between (the Tune scheduler pauses them).
-Decisions are final: a trial that reports the same rung again (a resumed trial) gets the decision
-it got the first time. `pipeline.search.tune_scheduler` wraps this for Ray Tune;
-`bench/sweep.py` replays it on recorded scores.
+A trial reaching a rung (step `grace * eta**k`) is ranked against the trials that reached it
+before (asynchronous, as ASHA; Li et al. 2020), or, with `synchronous`, against every trial that
+can reach it (Jamieson and Talwalkar 2016); the best ceil(n / eta) continue. Trials are ordered on
+several scores at once (MO-ASHA; Schmucker et al. 2021): by Pareto fronts with a `mean_rank` or
+`crowding` tie-break, or by the paper's mean rank. The first trial at an asynchronous rung always
+continues, as in Ray's ASHA. Decisions are final: a resumed trial gets its first decision again.
+`pipeline.search.tune_scheduler` wraps this for Ray Tune; `bench/sweep.py` replays it.
 """
 
 from __future__ import annotations
@@ -34,8 +20,7 @@ from tcwae.metrics import PAPER_RANKING, mean_rank_order, pareto_order
 
 SCHEDULERS = ("fifo", "mo-asha")
 SELECTIONS = ("pareto", "mean_rank")
-# The scores a rung evaluation computes (`tcwae.metrics.evaluate` restricted to the fast ones),
-# reported and logged as `rung/<score>`.
+# The fast scores a rung evaluation computes, reported and logged as `rung/<score>`.
 RUNG_SCORES = ("rec", "mig", "factor_vae", "sap")
 RUNG_PREFIX = "rung/"
 STEP_KEY = "step"
@@ -54,14 +39,12 @@ def rung_steps(grace: int, eta: int, steps: int) -> tuple[int, ...]:
 
 
 def rung_metric(score: str) -> str:
-    """The result / MLflow key of a rung score, e.g. 'rung/mig'."""
     return f"{RUNG_PREFIX}{score}"
 
 
 @dataclasses.dataclass(frozen=True)
 class RungCheck:
-    """What a trial's rank 0 computes at each rung step: `scores` (of RUNG_SCORES) with the
-    metric sizes of evaluation profile `profile`, reported and logged as `rung/<score>`."""
+    """What a trial's rank 0 scores at each rung step, with evaluation profile `profile`."""
 
     steps: tuple[int, ...]
     profile: str
@@ -82,15 +65,12 @@ class SchedulerSpec:
     synchronous: bool = False
 
     def rungs(self, steps: int) -> tuple[int, ...]:
-        """The rung steps for a budget of `steps` (none for fifo)."""
         return rung_steps(self.grace, self.eta, steps) if self.type == "mo-asha" else ()
 
     def rung_check(self, steps: int) -> RungCheck | None:
-        """The rung scores a trial of `steps` steps must report (None for fifo)."""
         rungs = self.rungs(steps)
-        if not rungs:
-            return None
-        return RungCheck(rungs, self.rung_profile, tuple(score for score, _ in self.rank_by))
+        scores = tuple(score for score, _ in self.rank_by)
+        return RungCheck(rungs, self.rung_profile, scores) if rungs else None
 
     def describe_order(self) -> str:
         scores = ", ".join(score for score, _ in self.rank_by)
@@ -99,19 +79,17 @@ class SchedulerSpec:
         return f"Pareto fronts on {scores}, ties by {self.tie_break.replace('_', ' ')}"
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data for the sweep's logged search space (`rank_by` as score: mode)."""
         return {**dataclasses.asdict(self), "rank_by": dict(self.rank_by)}
 
 
 def rung_order(table: Sequence[Mapping[str, float]], spec: SchedulerSpec) -> list[int]:
-    """Indices of `table` (the rung's scores, in arrival order) best first, as `spec` orders."""
+    """Indices of `table` (a rung's scores in arrival order), best first."""
     if spec.selection == "mean_rank":
         return mean_rank_order(table, spec.rank_by)
     return pareto_order(table, spec.rank_by, spec.tie_break)
 
 
 def kept_at_rung(arrived: int, eta: int) -> int:
-    """How many of the `arrived` trials at a rung continue: the best ceil(arrived / eta)."""
     return math.ceil(arrived / eta)
 
 
@@ -139,9 +117,8 @@ class Decision:
 
 
 class SuccessiveHalving:
-    """The rungs of one sweep: the scores each trial brought to each rung (in arrival order) and
-    the decisions. `judge` is the whole algorithm; `state` / `from_state` round-trip it as plain
-    data (for Tune's experiment checkpoint)."""
+    """One sweep's rungs: each rung's arrivals (trial, scores) in order, and the decisions;
+    `state` / `from_state` round-trip it as plain data for Tune's experiment checkpoint."""
 
     def __init__(self, spec: SchedulerSpec, steps: int, trials: int | None = None) -> None:
         if spec.synchronous and trials is None:
@@ -156,16 +133,13 @@ class SuccessiveHalving:
         self.closed: list[int] = []  # synchronous rungs that have decided
 
     def judge(self, trial_id: str, step: int, scores: Mapping[str, float]) -> Decision | None:
-        """Asynchronous: the decision for `trial_id` reaching `step` with these rung scores;
-        None when `step` is not a rung. A rung the trial already reached gets its earlier
-        decision."""
+        """Asynchronous: the decision for `trial_id` reaching `step`; None off the rungs."""
         decisions = self.arrive(trial_id, step, scores)
         return decisions[0] if decisions else None
 
     def arrive(self, trial_id: str, step: int, scores: Mapping[str, float]) -> list[Decision]:
-        """Every decision that `trial_id` reaching `step` settles: its own alone when
-        asynchronous; when synchronous, none while the rung waits for more trials and all of
-        the rung's when it is the last to come (or its earlier decision, when it had one)."""
+        """The decisions `trial_id` reaching `step` settles: its own when asynchronous; when
+        synchronous none until the rung's last trial comes, then all of the rung's."""
         if step not in self.arrivals:
             return []
         earlier = self.decision_at(trial_id, step)
@@ -180,22 +154,20 @@ class SuccessiveHalving:
         return [self._decide(trial_id, step, order.index(len(arrivals) - 1) + 1, len(arrivals))]
 
     def end(self, trial_id: str) -> list[Decision]:
-        """Synchronous: `trial_id` ended without a stop decision (an error, or its budget): the
-        rungs stop waiting for it. Returns the decisions this settles."""
+        """Synchronous: `trial_id` ended on its own; the rungs stop waiting for it."""
         if not self.spec.synchronous or trial_id in self.ended:
             return []
         self.ended.append(trial_id)
         return self._close_ready()
 
     def release(self) -> list[Decision]:
-        """Synchronous: decide the lowest waiting rung with the trials it has (no other trial
-        will come: the search ended with fewer trials than expected)."""
+        """Synchronous: decide the lowest waiting rung with the trials it has (no more come)."""
         rung = next((r for r in self.rungs if r not in self.closed and self.arrivals[r]), None)
         return [] if rung is None or not self.spec.synchronous else self._close(rung)
 
     def waiting(self, trial_id: str) -> bool:
         """Synchronous: `trial_id` has reached a rung that has not decided yet."""
-        open_rungs = [rung for rung in self.rungs if rung not in self.closed]
+        open_rungs = (rung for rung in self.rungs if rung not in self.closed)
         return self.spec.synchronous and any(trial_id in self.arrived(r) for r in open_rungs)
 
     def arrived(self, step: int) -> list[str]:
@@ -235,21 +207,17 @@ class SuccessiveHalving:
         ]
 
     def _decide(self, trial_id: str, step: int, position: int, arrived: int) -> Decision:
-        kept = kept_at_rung(arrived, self.spec.eta)
-        rung, rungs = self.rungs.index(step) + 1, len(self.rungs)
+        kept, rung = kept_at_rung(arrived, self.spec.eta), self.rungs.index(step) + 1
         order = self.spec.describe_order()
         decision = Decision(
-            trial_id, step, rung, rungs, position, arrived, kept, position <= kept, order
+            trial_id, step, rung, len(self.rungs), position, arrived, kept, position <= kept, order
         )
         self.decisions.setdefault(trial_id, []).append(decision)
         return decision
 
     def stopped(self, trial_id: str) -> Decision | None:
-        """The decision that stopped `trial_id`, or None if it was never stopped."""
-        for decision in self.decisions.get(trial_id, []):
-            if not decision.proceed:
-                return decision
-        return None
+        """The decision that stopped `trial_id`, or None."""
+        return next((d for d in self.decisions.get(trial_id, []) if not d.proceed), None)
 
     def state(self) -> dict[str, Any]:
         return {

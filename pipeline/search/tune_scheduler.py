@@ -1,26 +1,18 @@
-"""Multi-objective successive halving as a Ray Tune scheduler (MO-ASHA; see `successive_halving`).
+"""MO-ASHA as a Ray Tune scheduler: `MultiObjectiveAsha` answers CONTINUE, STOP or PAUSE by
+`successive_halving.SuccessiveHalving` from the `rung/<score>` values a trial reports.
 
-`MultiObjectiveAsha` reads the `rung/<score>` values a trial reports at a rung step and answers
-CONTINUE or STOP by `SuccessiveHalving`. Ray Tune 2.60 saves the searcher and the callbacks with
-the experiment but never calls a scheduler's `save` / `restore`, so `SchedulerCallback` carries the
-scheduler's state in the experiment checkpoint (saved at the same moment as the trials' states,
-restored before they are re-queued): after `Tuner.restore` the scheduler remembers every rung and
-decision, and a resumed trial that reports a rung again gets its first decision. The callback also
-hands every stopped trial to `on_stop` (the sweep marks its MLflow run there).
-`PruningOptunaSearch` tells Optuna that such a trial was pruned.
-
-With a synchronous spec a trial that reaches a rung before the others is PAUSED (Tune saves it and
-frees its workers; its Ray Train run resumes from the checkpoint it wrote at the rung step when
-Tune restarts it). When the rung's last trial arrives the scheduler stops the paused losers and
-hands the paused winners back to Tune, at most `max_concurrent` running at once. Tune's own
-concurrency limit counts a paused trial as running, which would leave every slot to trials that
-wait; `RungConcurrencyLimiter` does not count them.
+Ray Tune 2.60 never calls a scheduler's `save` / `restore`, so `SchedulerCallback` keeps its state
+in the experiment checkpoint (after `Tuner.restore` a resumed trial gets its first decision) and
+hands each stopped trial to `on_stop`; `PruningOptunaSearch` tells Optuna such a trial was pruned.
+A synchronous rung PAUSES early arrivals (they resume from their rung checkpoint) and runs the
+promoted ones again at most `max_concurrent` at once; `RungConcurrencyLimiter` does not count
+paused trials, which Tune's limiter would count as running.
 """
 
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from ray.tune import Callback
@@ -37,17 +29,10 @@ from pipeline.search.successive_halving import (
     rung_metric,
 )
 
-StopHandler = Callable[[str, Decision], None]
-# Told every decision as it is made, with the sweep's trials (whose configs name them).
-DecisionHandler = Callable[[list[Decision], list[Trial]], None]
-
 
 class MultiObjectiveAsha(FIFOScheduler):
-    """Successive halving on the spec's `rank_by` scores (asynchronous, or synchronous when the
-    spec says so); trials start in FIFO order.
-
-    A result is judged when it carries a rung step (`step`) and every `rung/<score>`; every other
-    result continues. Results are never buffered, so each rung report is judged as it comes."""
+    """Successive halving on the spec's `rank_by` scores; trials start in FIFO order. A result
+    with a `step` and every `rung/<score>` is judged as it comes (never buffered)."""
 
     _supports_buffered_results = False
 
@@ -57,7 +42,7 @@ class MultiObjectiveAsha(FIFOScheduler):
         steps: int,
         trials: int | None = None,
         max_concurrent: int = 1,
-        on_decisions: DecisionHandler | None = None,
+        on_decisions: Callable[[list[Decision], list[Trial]], None] | None = None,
     ) -> None:
         super().__init__()
         self.halving = SuccessiveHalving(spec, steps, trials if spec.synchronous else None)
@@ -66,7 +51,7 @@ class MultiObjectiveAsha(FIFOScheduler):
         self.paused: set[str] = set()  # trials this scheduler paused that have not run again
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
-        """Tune passes the searcher's metric and mode; this scheduler uses its own scores."""
+        """The searcher's metric and mode: this scheduler uses its own scores."""
         return True
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
@@ -75,9 +60,10 @@ class MultiObjectiveAsha(FIFOScheduler):
             return self._pause(tune_controller, trial.trial_id)
         if self.halving.stopped(trial.trial_id) is not None:
             return TrialScheduler.STOP  # restarted by --resume after its rung stopped it
-        scores = reported_rung_scores(result, self.halving.spec)
-        if scores is None:
-            return TrialScheduler.CONTINUE
+        keys = [(score, rung_metric(score)) for score, _ in self.halving.spec.rank_by]
+        if STEP_KEY not in result or any(key not in result for _, key in keys):
+            return TrialScheduler.CONTINUE  # not a rung report
+        scores = {score: float(result[key]) for score, key in keys}
         step = int(result[STEP_KEY])
         self._settle(tune_controller, self.halving.arrive(trial.trial_id, step, scores))
         own = self.halving.decision_at(trial.trial_id, step)
@@ -85,14 +71,12 @@ class MultiObjectiveAsha(FIFOScheduler):
             return self._pause(tune_controller, trial.trial_id)
         return TrialScheduler.CONTINUE if own.proceed else TrialScheduler.STOP
 
-    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
-        self._ended(tune_controller, trial.trial_id)
+    def on_trial_remove(self, tune_controller: Any, trial: Any, result: dict | None = None) -> None:
+        if self.halving.stopped(trial.trial_id) is None:
+            self._settle(tune_controller, self.halving.end(trial.trial_id))
+        self._set_paused(tune_controller, self.paused - {trial.trial_id})
 
-    def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
-        self._ended(tune_controller, trial.trial_id)
-
-    def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
-        self._ended(tune_controller, trial.trial_id)
+    on_trial_complete = on_trial_error = on_trial_remove
 
     def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
         """A pending trial first; else a paused trial its rung promoted, while fewer than
@@ -112,19 +96,13 @@ class MultiObjectiveAsha(FIFOScheduler):
                 return trial
         return None
 
-    def _ended(self, tune_controller: Any, trial_id: str) -> None:
-        if self.halving.stopped(trial_id) is None:
-            self._settle(tune_controller, self.halving.end(trial_id))
-        self._set_paused(tune_controller, self.paused - {trial_id})
-
     def _pause(self, tune_controller: Any, trial_id: str) -> str:
         self._set_paused(tune_controller, self.paused | {trial_id})
         return TrialScheduler.PAUSE
 
     def _settle(self, tune_controller: Any, decisions: list[Decision]) -> None:
-        """Stop the waiting trials that `decisions` stop; promoted ones wait for
-        `choose_trial_to_run`. A running one (the trial being judged, or one that --resume
-        restarted) gets STOP at its next result."""
+        """Stop the waiting trials that `decisions` stop (a running one gets STOP at its next
+        result); promoted ones wait for `choose_trial_to_run`."""
         if decisions and self.on_decisions is not None:
             self.on_decisions(decisions, tune_controller.get_trials())
         losers = {d.trial_id for d in decisions if not d.proceed}
@@ -158,9 +136,8 @@ class MultiObjectiveAsha(FIFOScheduler):
 
 
 class RungConcurrencyLimiter(ConcurrencyLimiter):
-    """Tune's ConcurrencyLimiter, less the trials that `MultiObjectiveAsha` paused at a rung
-    (`parked`, which the scheduler keeps current): those hold no workers, and counting them would
-    leave no slot for the trials the rung is waiting for."""
+    """Tune's ConcurrencyLimiter, not counting the trials paused at a rung (`parked`, kept by
+    `MultiObjectiveAsha`): they hold no workers, and the rung waits for the others."""
 
     def __init__(self, searcher: Searcher, max_concurrent: int) -> None:
         super().__init__(searcher, max_concurrent)
@@ -184,18 +161,12 @@ class RungConcurrencyLimiter(ConcurrencyLimiter):
         return state
 
 
-def reported_rung_scores(result: Mapping[str, Any], spec: SchedulerSpec) -> dict[str, float] | None:
-    """The `rank_by` scores of a rung report, or None when `result` is not one."""
-    keys = {score: rung_metric(score) for score, _ in spec.rank_by}
-    if STEP_KEY not in result or not all(key in result for key in keys.values()):
-        return None
-    return {score: float(result[key]) for score, key in keys.items()}
-
-
 class SchedulerCallback(Callback):
     """Keeps `scheduler`'s state in Tune's experiment checkpoint and reports stopped trials."""
 
-    def __init__(self, scheduler: MultiObjectiveAsha, on_stop: StopHandler | None = None) -> None:
+    def __init__(
+        self, scheduler: MultiObjectiveAsha, on_stop: Callable[[str, Decision], None] | None = None
+    ) -> None:
         self.scheduler = scheduler
         self.on_stop = on_stop
 
@@ -212,9 +183,8 @@ class SchedulerCallback(Callback):
 
 
 class PruningOptunaSearch(OptunaSearch):
-    """OptunaSearch that records a multi-objective trial stopped before its final scores as
-    PRUNED. Ray's OptunaSearch prunes such a trial only for a single objective: with several it
-    tells Optuna a list of None, Optuna refuses it, and the trial stays RUNNING in the study."""
+    """OptunaSearch that records a stopped multi-objective trial as PRUNED (Ray's tells Optuna
+    a list of None, which Optuna refuses, leaving the trial RUNNING)."""
 
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False

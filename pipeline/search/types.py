@@ -1,14 +1,6 @@
-"""What a search-space file holds once read: its methods, searched parameters and profiles, and
-each profile's planned trials.
-
-A file names a dataset, the scores that rank configurations (`rank_by`), per method the
-reconstruction cost, fixed `TrainConfig` values and the searched parameters (each with the `grid`
-that grid mode enumerates and the `range` that Optuna samples, log-uniform where `log: true`), and
-profiles (`smoke`, `cpu`, `paper`, ...) that set the training budget, seeds, Optuna's trial count
-and the resources of a trial. `pipeline.search.parser` builds these; a `Profile` it returns holds
-the validated `TrainConfig` of every grid point (`configs`), built once when the file is read, so
-that planning a sweep and starting a trial look a config up (`trial_train_config`) instead of
-building it again.
+"""A search-space file once read: methods, searched parameters (a `grid` for grid mode, a `range`
+for Optuna) and profiles (budget, seeds, trial count, resources). A `Profile` holds the validated
+`TrainConfig` of every grid point, built once, which planning and trials look up.
 """
 
 from __future__ import annotations
@@ -26,13 +18,8 @@ from tcwae.errors import UserError
 from tcwae.metrics import SCORES as IMAGE_SCORES
 from tcwae.sequence_eval import SEQUENCE_SCORES
 
-# Scores a trial reports that a file may rank on: an image model's (tcwae.metrics) and a sequence
-# model's reconstruction and judged scores (tcwae.sequence_eval).
-SCORES = IMAGE_SCORES + SEQUENCE_SCORES
-# Grid mode's one Optuna parameter (see `pipeline.search.grid`); a trial config may carry it.
-GRID_PARAMETER = "config_id"
-# A grid point's key among a profile's planned configs: (method, searched values, seed).
-PointKey = tuple[Any, ...]
+SCORES = IMAGE_SCORES + SEQUENCE_SCORES  # the scores a file may rank on
+GRID_PARAMETER = "config_id"  # grid mode's one Optuna parameter; a trial config may carry it
 
 
 class SearchSpaceError(UserError):
@@ -48,7 +35,7 @@ class ParamSpace:
     low: float
     high: float
     log: bool
-    integer: bool = False  # the hyper-parameter is declared integer: Optuna samples integers
+    integer: bool = False  # Optuna samples integers
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -74,17 +61,14 @@ class MethodSpace:
         }
 
     def values(self, dataset: str, train: Mapping[str, Any]) -> dict[str, Any]:
-        """The flat TrainConfig values this method fixes on top of `train`, before the search's."""
+        """The TrainConfig values this method fixes on top of `train`, before the searched ones."""
         return {"dataset": dataset, **train, "method": self.name, "cost": self.cost, **self.fixed}
 
 
 @dataclass(frozen=True)
 class Profile:
-    """A search space resolved for one profile: everything a sweep needs, self-contained.
-
-    `train` holds the file's and the profile's TrainConfig overrides; `methods` holds the profile's
-    methods with its grid subsets applied (ranges stay the file's); `configs` the validated config
-    of every grid point (`planned` builds them)."""
+    """One profile, self-contained: `train` merges the file's and the profile's overrides,
+    `methods` carry the profile's grids, `configs` every grid point's TrainConfig (`planned`)."""
 
     source: str
     name: str
@@ -97,15 +81,15 @@ class Profile:
     resources: Resources
     budget: str = ""
     scheduler: SchedulerSpec | None = None
-    configs: Mapping[PointKey, TrainConfig] = field(default_factory=dict, repr=False)
+    # (method, searched values, seed) -> config
+    configs: Mapping[tuple, TrainConfig] = field(default_factory=dict, repr=False)
 
     def planned(self) -> Profile:
-        """This profile with the TrainConfig of every grid point built and validated, once;
-        a point that does not validate is one SearchSpaceError naming the profile's method."""
+        """This profile with every grid point's TrainConfig built and validated, once."""
         configs = {}
         for point in grid_points(self):
             where = f"{self.source}: profiles.{self.name}.methods.{point['method']}"
-            configs[_point_key(point)] = self.build_config(point, where)
+            configs[tuple(point.values())] = self.build_config(point, where)
         return dataclasses.replace(self, configs=configs)
 
     def select(self, methods: Sequence[str] | None) -> Profile:
@@ -125,8 +109,7 @@ class Profile:
         return dataclasses.replace(self, methods=kept, configs=configs)
 
     def with_seeds(self, seeds: Sequence[int] | None) -> Profile:
-        """This profile with its seeds replaced (None keeps the profile's), e.g. to add seeds to
-        a finished sweep or to re-run one that failed."""
+        """This profile with other seeds (None keeps its own), e.g. to add seeds to a sweep."""
         if seeds is None:
             return self
         if not seeds or any(seed < 0 for seed in seeds) or len(set(seeds)) != len(seeds):
@@ -137,7 +120,7 @@ class Profile:
 
     @property
     def searched(self) -> bool:
-        """Whether any method has a searched parameter (otherwise only grid mode makes sense)."""
+        """Whether any method searches a parameter (else only grid mode makes sense)."""
         return any(spec.params for spec in self.methods.values())
 
     def to_dict(self) -> dict[str, Any]:
@@ -157,8 +140,7 @@ class Profile:
         }
 
     def build_config(self, point: Mapping[str, Any], where: str) -> TrainConfig:
-        """The validated TrainConfig of `point` (method, searched values, seed); `where` starts
-        its error."""
+        """The validated TrainConfig of `point` (method, searched values, seed)."""
         values = self.methods[point["method"]].values(self.dataset, self.train)
         values.update(point)
         return validated_config(values, where)
@@ -197,22 +179,17 @@ def grid_points(profile: Profile, methods: Sequence[str] | None = None) -> list[
     """Every (method, searched values, seed) of the profile's grids, seed-major so that a
     truncated sweep covers every configuration once before it repeats any with a new seed."""
     selected = profile.select(methods)
-    points = []
-    for seed in selected.seeds:
-        for method, spec in selected.methods.items():
-            names = list(spec.params)
-            for values in itertools.product(*(spec.params[n].grid for n in names)):
-                points.append(
-                    {"method": method, **dict(zip(names, values, strict=True)), "seed": seed}
-                )
-    return points
+    return [
+        {"method": method, **dict(zip(spec.params, values, strict=True)), "seed": seed}
+        for seed in selected.seeds
+        for method, spec in selected.methods.items()
+        for values in itertools.product(*(param.grid for param in spec.params.values()))
+    ]
 
 
 def trial_train_config(profile: Profile, params: Mapping[str, Any]) -> TrainConfig:
-    """The TrainConfig of one trial: the profile's overrides, the method's cost and fixed values,
-    the searched values and the seed. `params` is a grid point or a Tune trial config (which also
-    carries the search's own keys, `config_id` or `<method>.<param>`, ignored here). A grid
-    point's config is the one planned when the file was read; any other (Optuna's) is built."""
+    """The TrainConfig of a grid point or Tune trial config (whose `config_id` or
+    `<method>.<param>` keys are ignored): the planned one, or for Optuna's points a new one."""
     where = f"{profile.source}: profiles.{profile.name}: trial {dict(params)}"
     if "method" not in params:
         raise SearchSpaceError(f"{where}: no 'method'")
@@ -233,12 +210,8 @@ def trial_train_config(profile: Profile, params: Mapping[str, Any]) -> TrainConf
         raise SearchSpaceError(f"{where}: missing {missing[0]!r}")
     point = {"method": method, **{name: params[name] for name in spec.params}}
     point["seed"] = params["seed"]
-    planned = profile.configs.get(_point_key(point))
+    planned = profile.configs.get(tuple(point.values()))
     return planned if planned is not None else profile.build_config(point, where)
-
-
-def _point_key(point: Mapping[str, Any]) -> PointKey:
-    return tuple(point.values())
 
 
 def format_number(value: Any) -> str:
