@@ -37,7 +37,7 @@ from tcwae.sequence_nets import SequenceCodes
 # training steps, by evaluation profile (the names of tcwae.metrics.PROFILES). On the full grid
 # (72 static, 24 dynamic classes) `quick` is 20 generations a static class and 60 a dynamic one.
 SEQUENCE_EVAL_SIZES = {"smoke": 24, "rung": 288, "quick": 1440, "paper": 4320}
-JUDGE_STEPS = {"smoke": 30, "rung": 1500, "quick": 1500, "paper": 1500}
+JUDGE_STEPS = {"smoke": 30, "rung": 3000, "quick": 3000, "paper": 3000}
 GENERATE_BATCH = 64
 PICTURE_PAIRS = 3  # swap picture: pairs of real sequences
 PICTURE_SEQUENCES = 4  # generated-sequence picture: real sequences (and as many prior samples)

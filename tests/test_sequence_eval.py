@@ -12,11 +12,14 @@ from tcwae.data import small_sprite_videos
 from tcwae.data import sprite_videos as sprite_module
 from tcwae.metrics import sequence_judge
 from tcwae.metrics.sequence_judge import (
+    JUDGE_FORMAT,
     accuracy_on,
     judge_path,
     load_or_train_judge,
+    roll_on_torus,
     train_judge,
 )
+from tcwae.pictures import tile_grid_size
 from tcwae.sequence_eval import (
     evaluate_sequence_model,
     generate_from_priors,
@@ -26,7 +29,6 @@ from tcwae.sequence_eval import (
     score_and_draw,
 )
 from tcwae.sequence_nets import SequenceAutoencoder
-from tcwae.pictures import tile_grid_size
 
 GRID = (1, 6, 1, 4, 3)  # colour, motion, rotation: 72 sequences, 60 to train on, 12 held out
 
@@ -72,6 +74,20 @@ def test_judge_trains_on_the_training_part_and_reports_held_out_accuracy() -> No
     assert [head.shape for head in logits] == [(3, size) for size in GRID]
 
 
+def test_judge_training_rolls_each_sequence_by_one_shift_for_all_its_frames() -> None:
+    sequences = videos().float_batch(torch.arange(4))
+    rolled = roll_on_torus(sequences, torch.Generator().manual_seed(1))
+    for original, moved in zip(sequences, rolled, strict=True):
+        shifts = [
+            (dy, dx)
+            for dy in range(64)
+            for dx in range(64)
+            if torch.equal(torch.roll(original, (dy, dx), dims=(-2, -1)), moved)
+        ]
+        assert shifts, "every frame of a sequence moves by the same (dy, dx) on the torus"
+    assert not torch.equal(rolled, sequences)
+
+
 def test_judge_is_trained_once_then_read_from_the_data_root(tmp_path, monkeypatch) -> None:
     calls = []
     original = sequence_judge.train_judge
@@ -90,7 +106,7 @@ def test_judge_is_trained_once_then_read_from_the_data_root(tmp_path, monkeypatc
         torch.testing.assert_close(again.state_dict()[name], value)
     path.write_bytes(b"not a checkpoint")  # a damaged file is retrained and replaced
     load_or_train_judge(videos(), held_out(), tmp_path, steps=2, seed=0)
-    assert len(calls) == 2 and torch.load(path, weights_only=True)["format"] == 2
+    assert len(calls) == 2 and torch.load(path, weights_only=True)["format"] == JUDGE_FORMAT
     assert not list(path.parent.glob(".*.tmp"))
 
 

@@ -6,10 +6,15 @@ of sprite videos (the part the models train on, `tcwae.data.sprite_videos.split_
 cached under `<data root>/judges/`, keyed by grid, a digest of the training part and the
 renderer version (`split_digest`), training steps and seed, so that a judge trained on other
 sequences (e.g. on every sequence, before the split) is never reused. Its accuracy on the
-held-out part is stored with it and reported. Architecture (ours): the Table-3 convolutional
-encoder applied to the T frames stacked as T x C channels (early fusion, so that motion and
-rotation are visible to the first layer), its output layer widened to 128 features, a ReLU,
-then one linear head per factor; Adam (lr 1e-3), batch 64.
+held-out part is stored with it and reported. Architecture (ours): the T frames stacked as T x C
+channels (early fusion, so that motion and rotation are visible to the first layer), four
+convolutions (two of stride 2) and a global max pool over the canvas to 128 features, then one
+linear head per factor; Adam (lr 1e-3), batch 64, each training sequence rolled by a random
+(dy, dx) on the torus. Why: on renderer version 2 a sprite starts anywhere on the torus at any
+angle, and the Table-3 encoder with its position-bound linear layer (format 2) judged 0.04 of
+the held-out sequences right at 1,500 steps (shape and rotation at chance); pooling makes the
+features translation-invariant, and since the canvas is a torus a rolled sequence is exactly
+another sequence of the same factors (issue 32, RESULTS.md).
 """
 
 from __future__ import annotations
@@ -28,12 +33,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from tcwae.data.sprite_videos import split_digest
-from tcwae.nets import Encoder
 
 log = logging.getLogger(__name__)
 
-JUDGE_FORMAT = 2  # 1: trained on 80% of every sequence; 2: on the training part
-FEATURES = 128
+JUDGE_FORMAT = 3  # 1: on 80% of every sequence; 2: on the training part; 3: pooled, rolled
+WIDTH = 32  # channels of the first convolution; the trunk ends with 4 x WIDTH = 128 features
 BATCH_SIZE = 64
 LEARNING_RATE = 1e-3
 
@@ -49,8 +53,19 @@ class Judge(nn.Module):
         super().__init__()
         self.frames, self.channels = frames, channels
         self.factor_sizes = tuple(int(size) for size in factor_sizes)
-        self.trunk = nn.Sequential(Encoder(frames * channels, FEATURES // 2).features, nn.ReLU())
-        self.heads = nn.ModuleList(nn.Linear(FEATURES, size) for size in self.factor_sizes)
+        self.trunk = nn.Sequential(
+            nn.Conv2d(frames * channels, WIDTH, 4, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(WIDTH, 2 * WIDTH, 3, 1, 1),
+            nn.ReLU(),
+            nn.Conv2d(2 * WIDTH, 2 * WIDTH, 4, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(2 * WIDTH, 4 * WIDTH, 3, 1, 1),
+            nn.ReLU(),
+            nn.AdaptiveMaxPool2d(1),
+            nn.Flatten(),
+        )
+        self.heads = nn.ModuleList(nn.Linear(4 * WIDTH, size) for size in self.factor_sizes)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         features = self.trunk(x.flatten(1, 2))
@@ -102,6 +117,25 @@ def accuracy_on(judge: Judge, dataset) -> tuple[float, tuple[float, ...]]:
     return float(hits.all(axis=1).mean()), tuple(float(h) for h in hits.mean(axis=0))
 
 
+def roll_on_torus(sequences: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each sequence [T, C, H, W] of the batch shifted by its own random (dy, dx), every frame
+    alike: on the torus canvas of sprite videos this is the same sequence started elsewhere."""
+    height, width = sequences.shape[-2:]
+    shifts = torch.stack(
+        [
+            torch.randint(height, (len(sequences),), generator=generator),
+            torch.randint(width, (len(sequences),), generator=generator),
+        ],
+        dim=1,
+    )
+    return torch.stack(
+        [
+            torch.roll(x, (int(dy), int(dx)), dims=(-2, -1))
+            for x, (dy, dx) in zip(sequences, shifts, strict=True)
+        ]
+    )
+
+
 def train_judge(dataset, held_out, steps: int, seed: int = 0) -> tuple[Judge, JudgeRecord]:
     """Train a judge on every sequence of `dataset` (the training part: uint8 sequences with
     factor classes) and measure it on `held_out` (the held-out part of the same grid)."""
@@ -119,7 +153,7 @@ def train_judge(dataset, held_out, steps: int, seed: int = 0) -> tuple[Judge, Ju
         pick = torch.from_numpy(train)[
             torch.randint(len(train), (BATCH_SIZE,), generator=generator)
         ]
-        logits = judge(dataset.float_batch(pick))
+        logits = judge(roll_on_torus(dataset.float_batch(pick), generator))
         loss = sum(F.cross_entropy(head, targets[pick, k]) for k, head in enumerate(logits))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
