@@ -4,10 +4,6 @@ Runs at the end of `pipeline/sweep.py` and alone on any finished sweep:
 
     python pipeline/report.py --tracking-uri sqlite:////abs/mlflow.db --parent-run-id ID
     python pipeline/report.py --tracking-uri URI --experiment NAME --sweep NAME [--results-md PATH]
-
-The arithmetic is `pipeline.report_ranking` and RESULTS.md is `pipeline.report_results`; this
-module reads the child runs through `pipeline.tracking`, writes the ranking, best
-configurations and figures into a folder, and logs them to the sweep's parent run.
 """
 
 from __future__ import annotations
@@ -23,74 +19,34 @@ from typing import Any
 
 import yaml
 
+from pipeline import report_ranking as ranking
+from pipeline import report_results as results
 from pipeline.cli import ArgumentParser, add_location_flags, run_command
 from pipeline.evaluation import TRAVERSALS
 from pipeline.metric_keys import MIG_CURVE_METRIC
-from pipeline.report_ranking import (
-    METHOD_HYPERPARAMETERS,
-    METHOD_LABELS,
-    aggregate,
-    best_per_method,
-    beta_slices,
-    configuration_key,
-    format_stopped,
-    format_table,
-    identity,
-    is_complete,
-    logged_train_config,
-    methods_in_order,
-    pareto_front,
-    parse_rank_by,
-    plain_number,
-    rank,
-    run_row,
-    score_text,
-)
-from pipeline.report_results import (
-    METHOD_SCORES_CAPTION,
-    MIG_CURVE_CAPTION,
-    MIG_CURVE_TITLE,
-    PAPER_TABLE_1A,
-    SCORES_VS_REC_CAPTION,
-    TCWAE_METHODS,
-    budget_steps,
-    curves_by_method,
-    describe_budget,
-    describe_machine,
-    write_results_md,
-    write_section,
-)
+from pipeline.report_ranking import METHOD_LABELS, Ranking, Row, Rows, is_complete
 from pipeline.report_sequences import SECTION_HEADING, sequence_section
 from pipeline.search.successive_halving import RUNG_SCORES, rung_metric
 from pipeline.search.types import SCORES
 from pipeline.tracking import CONFIG_ARTIFACT, TAG_STOPPED_AT, TAG_SWEEP, Tracking
 from pipeline.tracking_store import check_tracking_uri, resolve_tracking_uri
+from tcwae import sweep_figures
 from tcwae.errors import UserError
 from tcwae.methods import REGISTRY, all_hyperparameters
 from tcwae.metrics import PAPER_RANKING
-from tcwae.sweep_figures import (
-    save_curves,
-    save_heatmaps,
-    save_method_scores_vs_rec,
-    save_scores_vs_rec,
-)
+from tcwae.values import is_finite_number
 
 PROG = "report"
 REPORT_ARTIFACT_DIR = "report"
 
 
 def write_ranking_csv(
-    ranked: Sequence[Mapping[str, Any]],
-    front: Sequence[Mapping[str, Any]],
-    path: str | Path,
-    rank_by: Sequence[tuple[str, str]] = PAPER_RANKING,
+    ranked: Rows, front: Rows, path: str | Path, rank_by: Ranking = PAPER_RANKING
 ) -> None:
-    """One line per configuration, best first: position, configuration, seeds, each score's mean
-    and std, each ranking score's rank, the mean rank and whether it is on the Pareto front."""
-    on_front = {identity(row) for row in front}
-    hyperparameters = sorted(all_hyperparameters())
+    """One line per configuration, best first: its values, scores, ranks and Pareto membership."""
+    on_front = {ranking.identity(row) for row in front}
     scores = [s for s in SCORES if any(s in row for row in ranked)]
-    columns = ["position", "label", "method", "cost", *hyperparameters, "n", "seeds"]
+    columns = ["position", "label", "method", "cost", *sorted(all_hyperparameters()), "n", "seeds"]
     columns += [c for s in scores for c in (s, f"{s}_std")]
     columns += [f"rank_{s}" for s, _ in rank_by] + ["mean_rank", "pareto", "run_ids"]
     with open(path, "w", newline="") as handle:
@@ -102,31 +58,31 @@ def write_ranking_csv(
                 position=position,
                 seeds=" ".join(str(s) for s in row["seeds"]),
                 run_ids=" ".join(row["run_ids"]),
-                pareto=identity(row) in on_front,
+                pareto=ranking.identity(row) in on_front,
             )
             writer.writerow(line)
 
 
 def write_best_configs(
-    best_overall: Mapping[str, Any],
-    best_by_method: Mapping[str, Mapping[str, Any]],
-    directory: str | Path,
-    rank_by: Sequence[tuple[str, str]] = PAPER_RANKING,
+    best_overall: Row,
+    best_by_method: Mapping[str, Row],
+    directory: Path,
+    rank_by: Ranking = PAPER_RANKING,
 ) -> tuple[Path, Path]:
-    """`best_config.yaml`: the best configuration as TrainConfig keys (seed 0), loadable with
-    `TrainConfig.from_yaml`, its scores in a comment; `best_per_method.yaml`: each method's best
-    configuration with its scores."""
-    directory = Path(directory)
-    best_path = directory / "best_config.yaml"
-    per_method_path = directory / "best_per_method.yaml"
-    header = [
-        f"# Best configuration of the sweep: {best_overall['label']}",
-        f"# over seeds {best_overall['seeds']}: "
-        + ", ".join(score_text(best_overall, s) for s, _ in rank_by)
-        + f"; mean rank {best_overall['mean_rank']:.2f}",
-    ]
-    body = yaml.safe_dump({**best_overall["config"], "seed": 0}, sort_keys=False)
-    best_path.write_text("\n".join(header) + "\n" + body)
+    """`best_config.yaml`: the best configuration, loadable with `TrainConfig.from_yaml` (seed 0),
+    its scores in a comment; `best_per_method.yaml`: each method's best with its scores."""
+    best_path, per_method_path = directory / "best_config.yaml", directory / "best_per_method.yaml"
+    scores = ", ".join(f"{s} {ranking.score_cell(best_overall, s)}" for s, _ in rank_by)
+    best_path.write_text(
+        f"# Best configuration of the sweep: {best_overall['label']}\n"
+        f"# over seeds {best_overall['seeds']}: {scores}; "
+        f"mean rank {best_overall['mean_rank']:.2f}\n"
+        + yaml.safe_dump({**best_overall["config"], "seed": 0}, sort_keys=False)
+    )
+
+    def plain(value: Any) -> float | None:
+        return float(value) if is_finite_number(value) else None
+
     per_method = {
         method: {
             "label": row["label"],
@@ -134,7 +90,7 @@ def write_best_configs(
             "seeds": list(row["seeds"]),
             "mean_rank_within_method": float(row["mean_rank"]),
             "scores": {
-                s: {"mean": plain_number(row.get(s)), "std": plain_number(row.get(f"{s}_std"))}
+                s: {"mean": plain(row.get(s)), "std": plain(row.get(f"{s}_std"))}
                 for s in SCORES
                 if s in row
             },
@@ -146,31 +102,27 @@ def write_best_configs(
 
 
 def save_figures(
-    table: Sequence[Mapping[str, Any]],
-    best_by_method: Mapping[str, Mapping[str, Any]],
-    directory: str | Path,
-    rank_by: Sequence[tuple[str, str]] = PAPER_RANKING,
+    table: Rows,
+    best_by_method: Mapping[str, Row],
+    directory: Path,
+    rank_by: Ranking = PAPER_RANKING,
 ) -> list[Path]:
-    """Paper Fig. 1: per method searched over (beta, gamma), heatmaps of every ranking score;
-    paper Fig. 3: factor scores against reconstruction along beta at each method's best gamma."""
-    directory = Path(directory)
+    """Paper Fig. 1 (heatmaps of each ranking score over (beta, gamma)) and Fig. 3 (factor scores
+    against Rec along beta at each method's best gamma)."""
     scores = [s for s, _ in rank_by]
     paths = []
-    for method in methods_in_order(table):
-        if METHOD_HYPERPARAMETERS.get(method) != ("beta", "gamma"):
-            continue
+    for method in ranking.methods_in_order(table):
         members = [row for row in table if row["method"] == method]
-        if len(members) < 2:
-            continue
-        path = directory / f"heatmap_{method}.png"
-        save_heatmaps(members, "beta", "gamma", scores, path, f"{method}: mean over seeds")
-        paths.append(path)
+        if ranking.METHOD_HYPERPARAMETERS.get(method) == ("beta", "gamma") and len(members) > 1:
+            paths.append(directory / f"heatmap_{method}.png")
+            sweep_figures.save_heatmaps(
+                members, "beta", "gamma", scores, paths[-1], f"{method}: mean over seeds"
+            )
     factor_scores = [s for s in scores if s != "rec"]
-    sliced = beta_slices(table, best_by_method)
+    sliced = ranking.beta_slices(table, best_by_method)
     if "rec" in scores and factor_scores and sliced:
-        path = directory / "scores_vs_rec.png"
-        save_scores_vs_rec(sliced, path, score_keys=factor_scores)
-        paths.append(path)
+        paths.append(directory / "scores_vs_rec.png")
+        sweep_figures.save_scores_vs_rec(sliced, paths[-1], score_keys=factor_scores)
     return paths
 
 
@@ -189,13 +141,8 @@ class Report:
     files: list[Path] = field(default_factory=list)
 
 
-def build_report(
-    rows: Sequence[Mapping[str, Any]],
-    out_dir: str | Path,
-    rank_by: Sequence[tuple[str, str]] = PAPER_RANKING,
-) -> Report:
-    """Aggregate, rank and draw finished trials (status FINISHED); write the ranking CSV, the
-    best configurations, the figures and the printed table into `out_dir`."""
+def build_report(rows: Rows, out_dir: str | Path, rank_by: Ranking = PAPER_RANKING) -> Report:
+    """Aggregate, rank and draw the finished trials; write the report's files into `out_dir`."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     finished = [dict(row) for row in rows if is_complete(row)]
@@ -206,80 +153,92 @@ def build_report(
             f"no trial trained to the full budget to report on ({len(stopped)} stopped at a "
             f"rung, {len(failed)} not finished)"
         )
-    table = aggregate(finished)
-    ranked = rank(table, rank_by)
-    best_by_method = best_per_method(table, rank_by)
-    front = pareto_front(ranked, rank_by)
-    text = format_table(ranked, rank_by, front)
+    table = ranking.aggregate(finished)
+    ranked = ranking.rank(table, rank_by)
+    best_by_method = ranking.best_per_method(table, rank_by)
+    front = ranking.pareto_front(ranked, rank_by)
+    text = ranking.format_table(ranked, rank_by, front)
     if stopped:
-        text += "\n" + format_stopped(stopped, rank_by)
+        text += "\n" + ranking.format_stopped(stopped, rank_by)
     if failed:
         text += f"\n{len(failed)} trial(s) not finished and left out: " + ", ".join(
             f"{row.get('run_id', '?')} ({row.get('status', '?')})" for row in failed
         )
-    csv_path = out_dir / "ranking.csv"
-    write_ranking_csv(ranked, front, csv_path, rank_by)
+    write_ranking_csv(ranked, front, out_dir / "ranking.csv", rank_by)
     best_paths = write_best_configs(ranked[0], best_by_method, out_dir, rank_by)
-    table_path = out_dir / "ranking.txt"
-    table_path.write_text(text + "\n")
+    (out_dir / "ranking.txt").write_text(text + "\n")
     figures = save_figures(table, best_by_method, out_dir, rank_by)
-    return Report(
-        runs=finished,
-        failed=failed,
-        stopped=stopped,
-        ranked=ranked,
-        best_overall=ranked[0],
-        best_by_method=best_by_method,
-        front=front,
-        text=text,
-        files=[csv_path, *best_paths, table_path, *figures],
-    )
+    files = [out_dir / "ranking.csv", *best_paths, out_dir / "ranking.txt", *figures]
+    return Report(finished, failed, stopped, ranked, ranked[0], best_by_method, front, text, files)
 
 
 def collect_rows(tracking: Tracking, parent_run_id: str) -> list[dict[str, Any]]:
-    """The child runs of a sweep's parent run as rows (every status; `build_report` keeps the
-    finished ones), each with the configuration it logged."""
+    """The child runs of a sweep's parent run as rows (every status)."""
     rows = []
     for run in tracking.child_runs(parent_run_id):
-        run_id = run.info.run_id
+        run_id, metrics, tags = run.info.run_id, run.data.metrics, run.data.tags
         values = tracking.logged_config(run_id)
         where = f"MLflow run {run_id}: {CONFIG_ARTIFACT}"
-        config = None if values is None else logged_train_config(values, where)
-        row = run_row(config, run.data.metrics, run_id, run.info.status)
-        if TAG_STOPPED_AT in run.data.tags:
-            row["stopped_at"] = int(run.data.tags[TAG_STOPPED_AT])
-            row["rung_scores"] = {
-                score: value
-                for score in RUNG_SCORES
-                if (value := run.data.metrics.get(rung_metric(score))) is not None
+        config = None if values is None else ranking.logged_train_config(values, where)
+        rows.append(ranking.run_row(config, metrics, run_id, run.info.status))
+        if TAG_STOPPED_AT in tags:
+            rows[-1]["stopped_at"] = int(tags[TAG_STOPPED_AT])
+            rows[-1]["rung_scores"] = {
+                s: metrics[rung_metric(s)] for s in RUNG_SCORES if rung_metric(s) in metrics
             }
-        rows.append(row)
     return rows
 
 
-def pool_sweeps(row_lists: Sequence[Sequence[Mapping[str, Any]]]) -> list[dict[str, Any]]:
+def pool_sweeps(row_lists: Sequence[Rows]) -> list[dict[str, Any]]:
     """The rows of a sweep and of the sweeps that re-ran its missing trials (`sweep.py --methods
-    M --seeds S`), as one list: a trial that did not finish is dropped when another sweep
-    finished the same configuration and seed."""
+    M --seeds S`) as one list, without the unfinished trials another sweep finished."""
     rows = [dict(row) for found in row_lists for row in found]
-    done = {(configuration_key(row), row.get("seed")) for row in rows if is_complete(row)}
-    return [
-        row
-        for row in rows
-        if is_complete(row) or (configuration_key(row), row.get("seed")) not in done
-    ]
+
+    def trial(row: Row) -> tuple:
+        return ranking.configuration_key(row), row.get("seed")
+
+    done = {trial(row) for row in rows if is_complete(row)}
+    return [row for row in rows if is_complete(row) or trial(row) not in done]
 
 
 def collect_histories(
-    tracking: Tracking, runs: Sequence[Mapping[str, Any]], metric: str = MIG_CURVE_METRIC
+    tracking: Tracking, runs: Rows, metric: str = MIG_CURVE_METRIC
 ) -> dict[str, dict[int, float]]:
     """run id -> {step: value} of `metric` for every run that logged it."""
     histories = {run["run_id"]: tracking.metric_history(run["run_id"], metric) for run in runs}
     return {run_id: dict(points) for run_id, points in histories.items() if points}
 
 
-def log_report(tracking: Tracking, parent_run_id: str, report: Report) -> None:
-    """Attach the report's files to the parent run and record the best configuration on it."""
+def report_sweep(
+    tracking: Tracking,
+    parent_run_id: str,
+    out_dir: str | Path,
+    rank_by: Ranking = PAPER_RANKING,
+    results_md: str | Path | None = None,
+    budget: str | None = None,
+    machine: str | None = None,
+    added_parent_run_ids: Sequence[str] = (),
+) -> Report:
+    """Build the report of a sweep's children (and of `added_parent_run_ids`, its re-runs) in
+    `out_dir` and log it to the parent run, with the sweep's section of `results_md` if given."""
+    rows = [collect_rows(tracking, p) for p in (parent_run_id, *added_parent_run_ids)]
+    report = build_report(pool_sweeps(rows), out_dir, rank_by)
+    if results_md is not None:
+        sweep = tracking.tags(parent_run_id).get(TAG_SWEEP, parent_run_id)
+        budget = budget or results.describe_budget(report.runs)
+        machine = machine or results.describe_machine()
+        if all(REGISTRY[row["method"]].sequences for row in report.ranked):
+            run_ids = [run_id for row in report.ranked for run_id in row["run_ids"]]
+            metrics = {run_id: tracking.latest_metrics(run_id) for run_id in run_ids}
+            body = sequence_section(report.ranked, metrics, budget, machine, sweep)
+            results.write_section(results_md, SECTION_HEADING, body)
+        else:
+            figures, curves = _table_1a_figures(tracking, report, Path(out_dir))
+            best, paper = list(report.best_by_method.values()), results.PAPER_TABLE_1A
+            results.write_results_md(
+                best, paper, budget, machine, figures, results_md, curves, sweep
+            )
+        report.files.append(Path(results_md))
     for path in report.files:
         tracking.log_artifact(parent_run_id, path, REPORT_ARTIFACT_DIR)
     best = report.best_overall
@@ -289,88 +248,43 @@ def log_report(tracking: Tracking, parent_run_id: str, report: Report) -> None:
     metrics = {f"best_{score}": best[score] for score in SCORES if score in best}
     metrics.update(finished_trials=len(report.runs), unfinished_trials=len(report.failed))
     tracking.log_metrics(parent_run_id, metrics, step=0)
-
-
-def best_tcwae_run(report: Report) -> tuple[str, dict[str, Any]] | None:
-    """(run id, configuration row) of the best TCWAE model: the highest-ranked TCWAE
-    configuration, and among its seeds the run with the highest MIG."""
-    for row in report.ranked:
-        if row["method"] in TCWAE_METHODS:
-            runs = [run for run in report.runs if run["run_id"] in row["run_ids"]]
-            best = max(runs, key=lambda run: run.get("mig", -math.inf))
-            return best["run_id"], row
-    return None
-
-
-def report_sweep(
-    tracking: Tracking,
-    parent_run_id: str,
-    out_dir: str | Path,
-    rank_by: Sequence[tuple[str, str]] = PAPER_RANKING,
-    results_md: str | Path | None = None,
-    budget: str | None = None,
-    machine: str | None = None,
-    added_parent_run_ids: Sequence[str] = (),
-) -> Report:
-    """Collect a sweep's children (pooled with those of `added_parent_run_ids`, re-runs of its
-    missing trials), build the report in `out_dir`, log it to the parent run; with
-    `results_md`, also write the sweep's section of RESULTS.md (paper Table 1a beside ours; for
-    a sequence sweep the sequence models' section) and log the page too."""
-    rows = pool_sweeps(
-        [collect_rows(tracking, pid) for pid in (parent_run_id, *added_parent_run_ids)]
-    )
-    report = build_report(rows, out_dir, rank_by)
-    if results_md is not None:
-        sweep = tracking.tags(parent_run_id).get(TAG_SWEEP, parent_run_id)
-        budget = budget or describe_budget(report.runs)
-        machine = machine or describe_machine()
-        if all(REGISTRY[row["method"]].sequences for row in report.ranked):
-            run_ids = [run_id for row in report.ranked for run_id in row["run_ids"]]
-            metrics = {run_id: tracking.latest_metrics(run_id) for run_id in run_ids}
-            body = sequence_section(report.ranked, metrics, budget, machine, sweep)
-            write_section(results_md, SECTION_HEADING, body)
-        else:
-            figures, curves = _table_1a_figures(tracking, report, Path(out_dir))
-            best = list(report.best_by_method.values())
-            write_results_md(
-                best, PAPER_TABLE_1A, budget, machine, figures, results_md, curves, sweep
-            )
-        report.files.append(Path(results_md))
-    log_report(tracking, parent_run_id, report)
     return report
 
 
 def _table_1a_figures(
     tracking: Tracking, report: Report, out_dir: Path
-) -> tuple[dict[str, Path], list[Any]]:
-    """The figures of an image sweep's RESULTS.md section (caption -> file, the drawn ones added
-    to the report's files) and its MIG claims along training (`budget_steps`)."""
+) -> tuple[dict[str, Path], list[results.BudgetStep]]:
+    """An image sweep's RESULTS.md figures (caption -> file) and MIG claims along training."""
     figures = {}
-    tcwae_run = best_tcwae_run(report)
-    if tcwae_run is not None:
-        run_id, row = tcwae_run
+    # The best TCWAE model: the highest-ranked TCWAE configuration's seed with the highest MIG.
+    tcwae = [row for row in report.ranked if row["method"] in results.TCWAE_METHODS]
+    if tcwae:
+        runs = [run for run in report.runs if run["run_id"] in tcwae[0]["run_ids"]]
+        run_id = max(runs, key=lambda run: run.get("mig", -math.inf))["run_id"]
         if TRAVERSALS in tracking.artifact_paths(run_id):
             local = tracking.download_artifact(run_id, TRAVERSALS, out_dir)
-            figures[f"Latent traversals of the best TCWAE model, {row['label']}"] = local
+            figures[f"Latent traversals of the best TCWAE model, {tcwae[0]['label']}"] = local
     scores_vs_rec = [path for path in report.files if path.name == "scores_vs_rec.png"]
     methods = [row["method"] for row in report.ranked]
     if scores_vs_rec and len(set(methods)) < len(methods):  # some method has a beta series
-        figures[SCORES_VS_REC_CAPTION] = scores_vs_rec[0]
-    method_scores, runs = out_dir / "method_scores_vs_rec.png", report.runs
-    labelled = [{**run, "method": METHOD_LABELS.get(run["method"], run["method"])} for run in runs]
-    save_method_scores_vs_rec(labelled, method_scores)
+        figures[results.SCORES_VS_REC_CAPTION] = scores_vs_rec[0]
+    method_scores = out_dir / "method_scores_vs_rec.png"
+    labelled = [
+        {**run, "method": METHOD_LABELS.get(run["method"], run["method"])} for run in report.runs
+    ]
+    sweep_figures.save_method_scores_vs_rec(labelled, method_scores)
     report.files.append(method_scores)
-    figures[METHOD_SCORES_CAPTION] = method_scores
+    figures[results.METHOD_SCORES_CAPTION] = method_scores
     chosen = {run_id for row in report.best_by_method.values() for run_id in row["run_ids"]}
     runs = [run for run in report.runs if run["run_id"] in chosen]
-    curves = curves_by_method(runs, collect_histories(tracking, runs))
+    curves = results.curves_by_method(runs, collect_histories(tracking, runs))
     if curves:
         curve_path = out_dir / "mig_vs_steps.png"
         named = {METHOD_LABELS.get(m, m): c for m, c in curves.items()}
-        save_curves(named, curve_path, "MIG", MIG_CURVE_TITLE)
+        sweep_figures.save_curves(named, curve_path, "MIG", results.MIG_CURVE_TITLE)
         report.files.append(curve_path)
-        figures[MIG_CURVE_CAPTION] = curve_path
-    return figures, budget_steps(curves)
+        figures[results.MIG_CURVE_CAPTION] = curve_path
+    return figures, results.budget_steps(curves)
 
 
 def build_parser() -> ArgumentParser:
@@ -407,8 +321,7 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: 0 when the report was made and logged, 2 when the sweep cannot be found or the
-    command line is wrong."""
+    """CLI: 0 when the report was logged, 2 when the sweep or the command line is wrong."""
     return run_command(PROG, lambda: _main(argv))
 
 
@@ -416,7 +329,7 @@ def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if (args.sweep or args.add_sweep) and not args.experiment:
         raise UserError("--sweep and --add-sweep need --experiment (see --help)")
-    rank_by = parse_rank_by(args.rank_by)
+    rank_by = ranking.parse_rank_by(args.rank_by)
     tracking_uri = resolve_tracking_uri(args.tracking_uri)
     check_tracking_uri(tracking_uri, must_exist=True)
     tracking = Tracking.at(tracking_uri)
@@ -424,15 +337,9 @@ def _main(argv: Sequence[str] | None) -> int:
     tracking.require_run(parent_id, "--parent-run-id")
     added = [tracking.find_sweep_by_name(args.experiment, name) for name in args.add_sweep]
     with tempfile.TemporaryDirectory(prefix="tcwae-report-") as scratch:
+        out = args.out or scratch
         report = report_sweep(
-            tracking,
-            parent_id,
-            args.out or scratch,
-            rank_by,
-            args.results_md,
-            args.budget,
-            args.machine,
-            added,
+            tracking, parent_id, out, rank_by, args.results_md, args.budget, args.machine, added
         )
     print(report.text)
     print(f"\nbest: {report.best_overall['label']}")

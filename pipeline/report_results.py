@@ -1,13 +1,10 @@
-"""RESULTS.md: our runs beside the paper's Table 1a (dSprites), and the paper's claims checked.
-
-`write_results_md` takes one row per method (mean and std over seeds, from `report_ranking`) and
-writes the sweep's own section of the page atomically, keeping the other sections; the claims
-are also checked at every training step that MIG was logged (`budget_steps`), which is how the
-training budget was chosen.
+"""RESULTS.md: our runs beside the paper's Table 1a (dSprites), and the paper's claims checked,
+also at every training step that MIG was logged (`budget_steps`: how the budget was chosen).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
@@ -20,65 +17,47 @@ from typing import Any
 from pipeline.report_ranking import (
     METHOD_LABELS,
     SCORE_LABELS,
+    Row,
+    Rows,
     display_name,
     mean_and_std,
     mean_std_text,
+    score_cell,
 )
 from tcwae.atomic import write_text_atomically
 from tcwae.metrics import PAPER_SCORES, SCORES
 from tcwae.values import is_finite_number
 
 EXTRA_SCORES = tuple(score for score in SCORES if score not in PAPER_SCORES)
-
-
 # Paper (seed 001) Table 1a, dSprites, 5 seeds, 300k iterations: (mean, std) per score.
 PAPER_TABLE_1A: dict[str, dict[str, Any]] = {
-    "wae_mmd": {
-        "rec": (3.01, 0.03),
-        "mig": (0.026, 0.006),
-        "factor_vae": (0.52, 0.06),
-        "sap": (0.010, 0.004),
-    },
-    "tcwae_mws": {
-        "rec": (4.16, 0.31),
-        "mig": (0.36, 0.04),
-        "factor_vae": (0.75, 0.02),
-        "sap": (0.091, 0.004),
-    },
-    "tcwae_gan": {
-        "rec": (3.57, 0.19),
-        "mig": (0.34, 0.09),
-        "factor_vae": (0.78, 0.09),
-        "sap": (0.071, 0.025),
-    },
-    "beta_tcvae": {
-        "rec": (3.73, 0.09),
-        "mig": (0.25, 0.05),
-        "factor_vae": (0.76, 0.11),
-        "sap": (0.081, 0.005),
-    },
-    "factor_vae": {
-        "rec": (3.47, 0.13),
-        "mig": (0.26, 0.09),
-        "factor_vae": (0.70, 0.05),
-        "sap": (0.070, 0.030),
-    },
+    method: dict(zip(("rec", "mig", "factor_vae", "sap"), values, strict=True))
+    for method, values in {
+        "wae_mmd": ((3.01, 0.03), (0.026, 0.006), (0.52, 0.06), (0.010, 0.004)),
+        "tcwae_mws": ((4.16, 0.31), (0.36, 0.04), (0.75, 0.02), (0.091, 0.004)),
+        "tcwae_gan": ((3.57, 0.19), (0.34, 0.09), (0.78, 0.09), (0.071, 0.025)),
+        "beta_tcvae": ((3.73, 0.09), (0.25, 0.05), (0.76, 0.11), (0.081, 0.005)),
+        "factor_vae": ((3.47, 0.13), (0.26, 0.09), (0.70, 0.05), (0.070, 0.030)),
+    }.items()
 }
-
-
 TCWAE_METHODS = ("tcwae_mws", "tcwae_gan")
-
-
 SCORES_VS_REC_CAPTION = "Scores against reconstruction along beta (paper Fig. 3)"
-
-
 METHOD_SCORES_CAPTION = "Scores against reconstruction, every run and each method's mean ± std"
-
-
 MIG_CURVE_CAPTION = "MIG against training steps, mean ± std over seeds (the budget choice)"
-
-
 MIG_CURVE_TITLE = "MIG during training, mean ± std over seeds"
+# The two MIG claims: statement, the baselines TCWAE's MIG is compared with, short name.
+MIG_CLAIMS = {
+    "above_wae": (
+        "TCWAE-MWS and TCWAE-GAN MIG exceed WAE MIG by more than three standard deviations",
+        ("wae_mmd",),
+        "TCWAE > WAE + 3 std",
+    ),
+    "on_par": (
+        "TCWAE MIG is within one standard deviation of, or above, beta-TCVAE and FactorVAE",
+        ("beta_tcvae", "factor_vae"),
+        "on par",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -88,71 +67,56 @@ class Claim:
     detail: str
 
 
-def check_claims(table: Sequence[Mapping[str, Any]]) -> list[Claim]:
-    """The three claims of issue 8 on one row per method (mean and std over seeds). "Within /
-    by more than k standard deviations" uses the larger of the two rows' standard deviations."""
+def check_claims(table: Rows) -> list[Claim]:
+    """Issue 8's three claims on one row per method; k stds are the larger of the two rows'."""
     rows = {row["method"]: row for row in table}
-    return [_claim_mig_above_wae(rows), _claim_wae_lowest_rec(rows), _claim_mig_on_par(rows)]
+    return [_mig_claim(rows, "above_wae"), _claim_wae_lowest_rec(rows), _mig_claim(rows, "on_par")]
 
 
-def _claim_mig_above_wae(rows: Mapping[str, Mapping[str, Any]]) -> Claim:
-    statement = "TCWAE-MWS and TCWAE-GAN MIG exceed WAE MIG by more than three standard deviations"
-    needed = ("tcwae_mws", "tcwae_gan", "wae_mmd")
-    problem = _undecidable(rows, needed, "mig")
+def _mig_claim(rows: Mapping[str, Row], which: str) -> Claim:
+    """TCWAE's MIG against the baselines of `MIG_CLAIMS[which]`."""
+    statement, baselines, _ = MIG_CLAIMS[which]
+    problem = _undecidable(rows, (*TCWAE_METHODS, *baselines), "mig")
     if problem:
         return Claim(statement, None, problem)
-    wae = rows["wae_mmd"]
     verdicts, details = [], []
-    for method in ("tcwae_mws", "tcwae_gan"):
-        row = rows[method]
-        std = max(row["mig_std"], wae["mig_std"])
-        gap = row["mig"] - wae["mig"]
-        verdicts.append(gap > 3 * std)
-        details.append(
-            f"{METHOD_LABELS[method]} - WAE = {gap:.3f} "
-            f"{'>' if gap > 3 * std else '<='} 3 x {std:.3f} = {3 * std:.3f}"
-        )
+    for method in TCWAE_METHODS:
+        for baseline in baselines:
+            row, base = rows[method], rows[baseline]
+            std = max(row["mig_std"], base["mig_std"])
+            if which == "above_wae":
+                gap = row["mig"] - base["mig"]
+                holds = gap > 3 * std
+                detail = (
+                    f"{METHOD_LABELS[method]} - WAE = {gap:.3f} "
+                    f"{'>' if holds else '<='} 3 x {std:.3f} = {3 * std:.3f}"
+                )
+            else:
+                holds = row["mig"] >= base["mig"] - std
+                detail = (
+                    f"{METHOD_LABELS[method]} {row['mig']:.3f} {'>=' if holds else '<'} "
+                    f"{METHOD_LABELS[baseline]} {base['mig']:.3f} - {std:.3f}"
+                )
+            verdicts.append(holds)
+            details.append(detail)
     return Claim(statement, all(verdicts), "; ".join(details))
 
 
-def _claim_wae_lowest_rec(rows: Mapping[str, Mapping[str, Any]]) -> Claim:
+def _claim_wae_lowest_rec(rows: Mapping[str, Row]) -> Claim:
     statement = "WAE has the lowest reconstruction error"
-    if "wae_mmd" not in rows or not is_finite_number(rows["wae_mmd"].get("rec")):
+    wae = rows.get("wae_mmd", {}).get("rec")
+    if not is_finite_number(wae):
         return Claim(statement, None, "no WAE reconstruction error")
     others = {
         m: r["rec"] for m, r in rows.items() if m != "wae_mmd" and is_finite_number(r.get("rec"))
     }
     if not others:
         return Claim(statement, None, "no other method's reconstruction error")
-    lowest_other = min(others, key=others.get)
-    wae_rec = rows["wae_mmd"]["rec"]
-    holds = wae_rec < others[lowest_other]
-    return Claim(
-        statement,
-        holds,
-        f"WAE {wae_rec:.3f} {'<' if holds else '>='} lowest other "
-        f"{METHOD_LABELS.get(lowest_other, lowest_other)} {others[lowest_other]:.3f}",
-    )
-
-
-def _claim_mig_on_par(rows: Mapping[str, Mapping[str, Any]]) -> Claim:
-    statement = "TCWAE MIG is within one standard deviation of, or above, beta-TCVAE and FactorVAE"
-    needed = ("tcwae_mws", "tcwae_gan", "beta_tcvae", "factor_vae")
-    problem = _undecidable(rows, needed, "mig")
-    if problem:
-        return Claim(statement, None, problem)
-    verdicts, details = [], []
-    for method in ("tcwae_mws", "tcwae_gan"):
-        for baseline in ("beta_tcvae", "factor_vae"):
-            row, base = rows[method], rows[baseline]
-            std = max(row["mig_std"], base["mig_std"])
-            holds = row["mig"] >= base["mig"] - std
-            verdicts.append(holds)
-            details.append(
-                f"{METHOD_LABELS[method]} {row['mig']:.3f} {'>=' if holds else '<'} "
-                f"{METHOD_LABELS[baseline]} {base['mig']:.3f} - {std:.3f}"
-            )
-    return Claim(statement, all(verdicts), "; ".join(details))
+    lowest = min(others, key=others.get)
+    holds = wae < others[lowest]
+    name = METHOD_LABELS.get(lowest, lowest)
+    detail = f"WAE {wae:.3f} {'<' if holds else '>='} lowest other {name} {others[lowest]:.3f}"
+    return Claim(statement, holds, detail)
 
 
 @dataclass(frozen=True)
@@ -166,42 +130,29 @@ class BudgetStep:
 
 
 def curves_by_method(
-    runs: Sequence[Mapping[str, Any]], histories: Mapping[str, Mapping[int, float]]
+    runs: Rows, histories: Mapping[str, Mapping[int, float]]
 ) -> dict[str, dict[int, list[float]]]:
-    """method -> step -> the values of its runs (one per seed), from each run's metric history
-    keyed by run id; a step is kept only where every run of the method logged it."""
+    """method -> step -> its runs' values (one per seed), at the steps all of them logged."""
     by_method: dict[str, list[Mapping[int, float]]] = {}
     for run in runs:
-        history = histories.get(run["run_id"])
-        if history:
+        if history := histories.get(run["run_id"]):
             by_method.setdefault(run["method"], []).append(history)
     curves = {}
     for method, members in by_method.items():
-        steps = set.intersection(*(set(history) for history in members))
-        curves[method] = {step: [history[step] for history in members] for step in sorted(steps)}
+        steps = sorted(set.intersection(*(set(history) for history in members)))
+        curves[method] = {step: [history[step] for history in members] for step in steps}
     return curves
 
 
 def budget_steps(curves: Mapping[str, Mapping[int, Sequence[float]]]) -> list[BudgetStep]:
-    """The two MIG claims of issue 8 checked at every step that all methods logged: where along
-    training the comparison becomes (and stays) what the final table says."""
+    """The two MIG claims at every step all methods logged: when the final comparison settles."""
     if not curves:
         return []
-    steps = sorted(set.intersection(*(set(curve) for curve in curves.values())))
     result = []
-    for step in steps:
-        rows = {}
-        for method, curve in curves.items():
-            mean, std = mean_and_std(curve[step])
-            rows[method] = {"method": method, "mig": mean, "mig_std": std}
-        result.append(
-            BudgetStep(
-                step=step,
-                mig={method: (row["mig"], row["mig_std"]) for method, row in rows.items()},
-                above_wae=_claim_mig_above_wae(rows),
-                on_par=_claim_mig_on_par(rows),
-            )
-        )
+    for step in sorted(set.intersection(*(set(curve) for curve in curves.values()))):
+        mig = {method: mean_and_std(curve[step]) for method, curve in curves.items()}
+        rows = {method: {"mig": mean, "mig_std": std} for method, (mean, std) in mig.items()}
+        result.append(BudgetStep(step, mig, **{w: _mig_claim(rows, w) for w in MIG_CLAIMS}))
     return result
 
 
@@ -209,32 +160,24 @@ def holds_from(budget: Sequence[BudgetStep], which: str) -> int | None:
     """The first step from which a claim ('above_wae' or 'on_par') holds at every later step."""
     first = None
     for entry in budget:
-        if getattr(entry, which).holds:
-            first = entry.step if first is None else first
-        else:
-            first = None
+        holds = getattr(entry, which).holds
+        first = (entry.step if first is None else first) if holds else None
     return first
 
 
-def _undecidable(rows: Mapping[str, Mapping[str, Any]], methods: Sequence[str], score: str) -> str:
-    missing = [
-        METHOD_LABELS[m]
-        for m in methods
-        if m not in rows or not is_finite_number(rows[m].get(score))
-    ]
-    if missing:
-        return f"no {SCORE_LABELS[score]} for {', '.join(missing)}"
-    no_std = [
-        METHOD_LABELS[m] for m in methods if not is_finite_number(rows[m].get(f"{score}_std"))
-    ]
-    if no_std:
-        return f"no standard deviation (fewer than 2 seeds) for {', '.join(no_std)}"
+def _undecidable(rows: Mapping[str, Row], methods: Sequence[str], score: str) -> str:
+    """Why the claim cannot be decided ('' when it can): a method or a std is missing."""
+    if missing := [m for m in methods if not is_finite_number(rows.get(m, {}).get(score))]:
+        return f"no {SCORE_LABELS[score]} for {', '.join(METHOD_LABELS[m] for m in missing)}"
+    if no_std := [m for m in methods if not is_finite_number(rows[m].get(f"{score}_std"))]:
+        names = ", ".join(METHOD_LABELS[m] for m in no_std)
+        return f"no standard deviation (fewer than 2 seeds) for {names}"
     return ""
 
 
 def write_results_md(
-    table: Sequence[Mapping[str, Any]],
-    paper_table: Mapping[str, Mapping[str, Any]],
+    table: Rows,
+    paper_table: Mapping[str, Row],
     budget: str,
     machine: str,
     figures: Mapping[str, str | Path],
@@ -242,67 +185,46 @@ def write_results_md(
     budget_curve: Sequence[BudgetStep] = (),
     sweep: str = "",
 ) -> list[Claim]:
-    """Write the sweep's section of RESULTS.md (`table_1a_heading(sweep)`; the rest of the page is
-    kept): ours (mean +- std over seeds) beside the paper's Rec, MIG, FactorVAE and SAP, our DCI
-    and InfoMEC, the budget and machine, the three claims as computed, and the figures (copied
-    next to the file, in `<stem>_figures/`, named after the sweep, so the page is
-    self-contained). `table` has one row per method (e.g. `best_per_method` values). Returns the
-    claims."""
+    """Write the sweep's section of RESULTS.md (`table_1a_heading`; the rest is kept) from one row
+    per method: ours beside the paper, our other scores, the claims, the budget curve and the
+    figures (copied to `<stem>_figures/`, so the page is self-contained). Returns the claims."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = {row["method"]: row for row in table}
     methods = [*paper_table, *(m for m in rows if m not in paper_table)]
     claims = check_claims(table)
-    lines = [
-        f"**Budget:** {budget}",
-        "",
-        f"**Machine:** {machine}",
-        "",
+    lines = [f"**Budget:** {budget}", "", f"**Machine:** {machine}", ""]
+    lines += [
         "Ours: mean ± standard deviation over seeds (n = number of seeds). Paper: seed 001,",
         "Table 1a (5 seeds, 300k iterations, batch 256), at the same hyper-parameters. Our Rec is",
         "the mean per-image reconstruction cost (cross-entropy summed over pixels); the paper does",
         "not state the unit of its Rec column, so compare Rec between methods, not with the paper.",
         "",
     ]
-    header = ["Method", "n"]
-    for score in PAPER_SCORES:
-        header += [f"{SCORE_LABELS[score]} (ours)", f"{SCORE_LABELS[score]} (paper)"]
-    lines += markdown_table(
-        header,
-        [
-            [
-                display_name(rows[m]) if m in rows else METHOD_LABELS.get(m, m),
-                str(rows[m]["n"]) if m in rows else "0",
-                *[
-                    cell
-                    for score in PAPER_SCORES
-                    for cell in (
-                        mean_std_text(rows[m].get(score), rows[m].get(f"{score}_std"))
-                        if m in rows
-                        else "not run",
-                        _paper_cell(paper_table.get(m, {}), score),
-                    )
-                ],
-            ]
-            for m in methods
-        ],
-    )
+    labels = [f"{SCORE_LABELS[s]} ({who})" for s in PAPER_SCORES for who in ("ours", "paper")]
+    cells = []
+    for method in methods:
+        row, paper = rows.get(method), paper_table.get(method, {})
+        line = (
+            [display_name(row), str(row["n"])] if row else [METHOD_LABELS.get(method, method), "0"]
+        )
+        for score in PAPER_SCORES:
+            line.append(score_cell(row, score) if row else "not run")
+            line.append(mean_std_text(*paper[score]) if score in paper else "—")
+        cells.append(line)
+    lines += markdown_table(["Method", "n", *labels], cells)
     lines += ["", "Disentanglement beyond the paper's scores (ours only):", ""]
     lines += markdown_table(
         ["Method", *[SCORE_LABELS[s] for s in EXTRA_SCORES]],
         [
-            [
-                display_name(rows[m]),
-                *[mean_std_text(rows[m].get(s), rows[m].get(f"{s}_std")) for s in EXTRA_SCORES],
-            ]
+            [display_name(rows[m]), *[score_cell(rows[m], s) for s in EXTRA_SCORES]]
             for m in methods
             if m in rows
         ],
     )
     lines += ["", "### The paper's claims, checked on these numbers", ""]
-    for claim in claims:
-        verdict = {True: "holds", False: "does not hold", None: "cannot tell"}[claim.holds]
-        lines.append(f"- **{verdict}**: {claim.statement}. {claim.detail}.")
+    verdicts = {True: "holds", False: "does not hold", None: "cannot tell"}
+    lines += [f"- **{verdicts[c.holds]}**: {c.statement}. {c.detail}." for c in claims]
     lines += [
         "",
         '"Within" / "by more than" k standard deviations uses the larger of the two methods\'',
@@ -325,18 +247,15 @@ def write_results_md(
 
 
 def table_1a_heading(sweep: str = "") -> str:
-    """The RESULTS.md section a dSprites sweep owns: running the same sweep again replaces it,
-    another sweep adds its own."""
+    """The RESULTS.md section a dSprites sweep owns (replaced when the same sweep runs again)."""
     heading = "## Paper Table 1a (dSprites), our runs beside the paper's"
     return f"{heading}: sweep `{sweep}`" if sweep else heading
 
 
 def _budget_section(budget: Sequence[BudgetStep], methods: Sequence[str]) -> list[str]:
     present = [m for m in methods if m in budget[0].mig]
-    lines = [
-        "",
-        "### Budget: MIG against training steps",
-        "",
+    lines = ["", "### Budget: MIG against training steps", ""]
+    lines += [
         "MIG of every run logged during training (`mig_every`, same sample size as the final",
         "MIG, a fresh draw at each step), mean ± std over seeds, with the two MIG claims checked",
         "at each step. This is how the budget was chosen: the comparison is stable from the step",
@@ -344,20 +263,20 @@ def _budget_section(budget: Sequence[BudgetStep], methods: Sequence[str]) -> lis
         "",
     ]
     verdict = {True: "holds", False: "no", None: "-"}
+    names = [name for _, _, name in MIG_CLAIMS.values()]
     lines += markdown_table(
-        ["Step", *[METHOD_LABELS.get(m, m) for m in present], "TCWAE > WAE + 3 std", "on par"],
+        ["Step", *[METHOD_LABELS.get(m, m) for m in present], *names],
         [
             [
                 str(entry.step),
                 *[mean_std_text(*entry.mig[m]) for m in present],
-                verdict[entry.above_wae.holds],
-                verdict[entry.on_par.holds],
+                *[verdict[getattr(entry, which).holds] for which in MIG_CLAIMS],
             ]
             for entry in budget
         ],
     )
     lines.append("")
-    for which, name in (("above_wae", "TCWAE > WAE + 3 std"), ("on_par", "on par")):
+    for which, name in zip(MIG_CLAIMS, names, strict=True):
         first = holds_from(budget, which)
         if first is not None:
             stable = f"holds from step {first} to the last step logged"
@@ -369,7 +288,7 @@ def _budget_section(budget: Sequence[BudgetStep], methods: Sequence[str]) -> lis
     return lines
 
 
-def describe_budget(runs: Sequence[Mapping[str, Any]]) -> str:
+def describe_budget(runs: Rows) -> str:
     """The training budget the runs share, read from their configurations."""
 
     def values(key: str) -> str:
@@ -386,20 +305,12 @@ def describe_budget(runs: Sequence[Mapping[str, Any]]) -> str:
 def describe_machine() -> str:
     """This machine in one line (the one that ran the sweep when the report follows it)."""
     text = f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores"
-    try:
+    with contextlib.suppress(ImportError):
         import torch
 
         if torch.cuda.is_available():
             text += f", GPU {torch.cuda.get_device_name(0)}"
-    except ImportError:
-        pass
     return text
-
-
-def _paper_cell(paper_row: Mapping[str, Any], score: str) -> str:
-    if score not in paper_row:
-        return "—"
-    return mean_std_text(*paper_row[score])
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -409,27 +320,20 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list
 
 
 def write_section(path: str | Path, heading: str, body: str) -> None:
-    """Replace (or add) the section `heading` of the RESULTS.md at `path`, keeping the rest of the
-    page; written under a temporary name and renamed."""
+    """Replace (or add) the section `heading` of the page at `path` atomically, keeping the rest."""
     path = Path(path)
     old = path.read_text() if path.exists() else "# Results\n"
     write_text_atomically(path, replace_section(old, heading, body))
 
 
 def replace_section(text: str, heading: str, body: str) -> str:
-    """`text` with the `## ` section named `heading` replaced by `body` (or `body` appended after
-    one blank line); the rest of `text` is kept as it is."""
+    """`text` with its `## ` section `heading` replaced by `body` (or appended); the rest kept."""
     lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == heading), None)
-    if start is None:
-        before, after = lines, []
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), None)
-        before, after = lines[:start], lines[end:] if end is not None else []
+    start = next((i for i, line in enumerate(lines) if line.strip() == heading), len(lines))
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    before, after = lines[:start], lines[end:]
     while before and not before[-1].strip():
         before.pop()
     section = [heading, "", body.strip(), ""]
-    return (
-        "\n".join([*before, "", *section, *after] if before else [*section, *after]).rstrip("\n")
-        + "\n"
-    )
+    page = "\n".join([*before, "", *section, *after] if before else [*section, *after])
+    return page.rstrip("\n") + "\n"

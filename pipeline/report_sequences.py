@@ -1,24 +1,14 @@
-"""RESULTS.md for a sequence sweep (issue 18): R-WAE and DSVAE judged the way the Sprites
-literature judges them.
-
-`sequence_section` is one section of RESULTS.md, replaced in place by `--results-md` (the
-Table 1a page is for image sweeps): the judge's own accuracy on the held-out sequences first,
-because it bounds every judged score, then each method's mean +- std over seeds of the
-reconstruction cost and the judged scores in both directions, beside chance and the ideal, then
-the accuracy of each kept factor. The trials also log the resampled factors' accuracy
-(`kept_<direction>_resampled_acc*`) and every score's standard error (`<score>_se`); this
-section does not show them yet. Everything is read from the trials' MLflow metrics, so the
-section is regenerated from the store (`report.py --results-md`).
-"""
+"""RESULTS.md's section for a sequence sweep (issue 18): R-WAE and DSVAE judged as the Sprites
+literature does, from the trials' MLflow metrics; the judge's accuracy first, as it bounds every
+judged score. Not shown yet: `kept_<direction>_resampled_acc*` and `<score>_se`."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
 from datetime import date
-from typing import Any
 
-from pipeline.report_ranking import display_name, mean_and_std, mean_std_text
+from pipeline.report_ranking import Rows, display_name, mean_and_std, mean_std_text
 from pipeline.report_results import markdown_table
 from tcwae.data.sprite_videos import DYNAMIC_FACTORS, FACTOR_NAMES, FACTOR_SIZES, STATIC_FACTORS
 from tcwae.metrics.sequence_judge import JUDGE_ACCURACY
@@ -31,27 +21,22 @@ SCORE_HEADERS = {"acc": "acc", "is": "IS", "h_y_given_x": "H(y\\|x)", "h_y": "H(
 FACTOR_CLASSES = dict(zip(FACTOR_NAMES, FACTOR_SIZES, strict=True))
 
 
-def joint_classes(kept: str) -> int:
-    """Classes of the joint label of a direction's kept factors on the full grid (72 static,
-    24 dynamic): chance accuracy is one over it, and it bounds IS and exp H(y)."""
-    return math.prod(FACTOR_CLASSES[name] for name in KEPT_FACTORS[kept])
-
-
 def reference_cells(kept: str) -> dict[str, tuple[str, str]]:
-    """(chance, ideal) of each judged score. Chance is an accuracy only (a generator that ignores
+    """(chance, ideal) of each judged score over the joint label of the kept factors on the full
+    grid (72 static, 24 dynamic classes). Chance is an accuracy only (a generator that ignores
     the kept code); the ideal keeps every kept label and covers its classes evenly."""
-    classes = joint_classes(kept)
-    log_classes = f"{math.log(classes):.2f}"
+    classes = math.prod(FACTOR_CLASSES[name] for name in KEPT_FACTORS[kept])
     return {
         "acc": (f"{1 / classes:.3f}", "1"),
         "is": ("", f"{classes}"),
         "h_y_given_x": ("", "0"),
-        "h_y": ("", log_classes),
+        "h_y": ("", f"{math.log(classes):.2f}"),
     }
 
 
-def _cell(values: Sequence[float]) -> str:
-    return mean_std_text(*mean_and_std(values))
+def _cells(members: Sequence[Mapping[str, float]], keys: Sequence[str]) -> list[str]:
+    """Mean +- std over the runs that logged each key."""
+    return [mean_std_text(*mean_and_std([m[k] for m in members if k in m])) for k in keys]
 
 
 def _shared(values: Sequence[float]) -> str:
@@ -60,7 +45,7 @@ def _shared(values: Sequence[float]) -> str:
 
 
 def sequence_section(
-    configurations: Sequence[Mapping[str, Any]],
+    configurations: Rows,
     metrics_by_run: Mapping[str, Mapping[str, float]],
     budget: str,
     machine: str,
@@ -70,22 +55,15 @@ def sequence_section(
     `run_ids`), `metrics_by_run` every run's latest metrics."""
     runs = [metrics_by_run[run_id] for row in configurations for run_id in row["run_ids"]]
     judge = _shared([m[JUDGE_ACCURACY] for m in runs if JUDGE_ACCURACY in m])
+    judge_keys = {name: f"{JUDGE_ACCURACY}_{name}" for name in FACTOR_NAMES}
     factor_judge = ", ".join(
         f"{name} {_shared(values)}"
-        for name in FACTOR_NAMES
-        if (
-            values := [
-                m[f"{JUDGE_ACCURACY}_{name}"] for m in runs if f"{JUDGE_ACCURACY}_{name}" in m
-            ]
-        )
+        for name, key in judge_keys.items()
+        if (values := [m[key] for m in runs if key in m])
     )
-    lines = [
-        f"Sweep `{sweep}`, reported {date.today().isoformat()}.",
-        "",
-        f"**Budget:** {budget}",
-        "",
-        f"**Machine:** {machine}",
-        "",
+    lines = [f"Sweep `{sweep}`, reported {date.today().isoformat()}.", ""]
+    lines += [f"**Budget:** {budget}", "", f"**Machine:** {machine}", ""]
+    lines += [
         "**The judge** (a classifier of all five factors trained on the training part's "
         f"labels, shared by every trial): held-out accuracy {judge} on all factors at once; "
         f"per factor {factor_judge}.",
@@ -100,36 +78,20 @@ def sequence_section(
     ]
     header = ["Method", "n", "Rec"]
     header += [f"{SCORE_HEADERS[s]} ({kept} kept)" for kept in KEPT for s in KEPT_SCORES]
-    rows = []
+    keys = [f"kept_{kept}_{score}" for kept in KEPT for score in KEPT_SCORES]
+    factors = [(kept, name) for kept in KEPT for name in KEPT_FACTORS[kept]]
+    factor_keys = [f"kept_{kept}_acc_{name}" for kept, name in factors]
+    rows, factor_rows = [], []
     for row in configurations:
         members = [metrics_by_run[run_id] for run_id in row["run_ids"]]
-        cells = [display_name(row), str(len(members)), _cell([m["rec"] for m in members])]
-        for kept in KEPT:
-            for score in KEPT_SCORES:
-                key = f"kept_{kept}_{score}"
-                cells.append(_cell([m[key] for m in members if key in m]))
-        rows.append(cells)
+        rows.append([display_name(row), str(len(members)), *_cells(members, ["rec", *keys])])
+        factor_rows.append([display_name(row), *_cells(members, factor_keys)])
+    references = {kept: reference_cells(kept) for kept in KEPT}
     for position, label in enumerate(("chance", "ideal")):
-        cells = [label, "", ""]
-        for kept in KEPT:
-            references = reference_cells(kept)
-            cells += [references[score][position] for score in KEPT_SCORES]
-        rows.append(cells)
+        cells = [references[kept][score][position] for kept in KEPT for score in KEPT_SCORES]
+        rows.append([label, "", "", *cells])
     lines += markdown_table(header, rows)
     lines += ["", "Accuracy of each kept factor:", ""]
-    factors = [(kept, name) for kept in KEPT for name in KEPT_FACTORS[kept]]
-    factor_rows = []
-    for row in configurations:
-        members = [metrics_by_run[run_id] for run_id in row["run_ids"]]
-        factor_rows.append(
-            [
-                display_name(row),
-                *[
-                    _cell([m[key] for m in members if (key := f"kept_{kept}_acc_{name}") in m])
-                    for kept, name in factors
-                ],
-            ]
-        )
     factor_rows.append(["chance", *[f"{1 / FACTOR_CLASSES[name]:.3f}" for _, name in factors]])
     header = ["Method", *[f"{name} ({kept} kept)" for kept, name in factors]]
     lines += markdown_table(header, factor_rows)

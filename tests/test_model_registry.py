@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from pipeline.model_registry import BEST_ALIAS, log_encoder, register_best, registered_model_name
-from pipeline.report import aggregate, rank, run_row
+from pipeline.report_ranking import aggregate, rank, run_row
 from pipeline.tracking import Tracking
 from tcwae.config import TrainConfig
 from tcwae.nets import Autoencoder
