@@ -49,6 +49,20 @@ COLUMNS = (
     ("kept_dynamics_is", "IS"),
 )
 
+# Per-factor accuracies: each kept factor, and each redrawn one against its source's label.
+FACTOR_COLUMNS = tuple(
+    (
+        f"kept_{keep}_{kind}_{factor}",
+        f"{factor} ({keep} kept{'' if kind == 'acc' else ', redrawn'})",
+    )
+    for keep, kept, redrawn in (
+        ("static", ("shape", "colour", "scale"), ("motion", "rotation")),
+        ("dynamics", ("motion", "rotation"), ("shape", "colour", "scale")),
+    )
+    for kind, factors in (("acc", kept), ("resampled_acc", redrawn))
+    for factor in factors
+)
+
 
 def checkpoint_folder(root: Path, method: str, seed: int) -> Path:
     dz = f"-dz{OVERRIDES['dz']}" if "dz" in OVERRIDES else ""
@@ -137,17 +151,19 @@ def judge(
         )
 
 
-def table(path: Path) -> str:
-    """Markdown: mean +- std over seeds of each column, a row per (method, step)."""
+def table(path: Path, steps: set[int] | None = None, columns=COLUMNS) -> str:
+    """Markdown: mean +- std over seeds of each column, a row per (method, step) (`steps`: only
+    these)."""
     groups: dict[tuple[str, int], list[dict]] = defaultdict(list)
     for line in Path(path).read_text().splitlines():
         point = json.loads(line)
-        groups[(point["method"], point["step"])].append(point)
-    header = ["method", "step", "n", *(name for _, name in COLUMNS)]
+        if steps is None or point["step"] in steps:
+            groups[(point["method"], point["step"])].append(point)
+    header = ["method", "step", "n", *(name for _, name in columns)]
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for (method, step), points in sorted(groups.items()):
         cells = [method, str(step), str(len(points))]
-        for key, _ in COLUMNS:
+        for key, _ in columns:
             values = np.array([point[key] for point in points], dtype=float)
             digits = 0 if key == "rec" else 3
             spread = values.std(ddof=1) if len(values) > 1 else 0.0
@@ -174,9 +190,12 @@ def main() -> None:
     commands.choices["judge"].add_argument("--out", type=Path, required=True, help="JSON lines")
     show = commands.add_parser("table", help="mean +- std over seeds of a curves file")
     show.add_argument("path", type=Path)
+    show.add_argument("--steps", help="comma-separated steps to show (default: all)")
+    show.add_argument("--factors", action="store_true", help="per-factor accuracies instead")
     args = parser.parse_args()
     if args.command == "table":
-        print(table(args.path))
+        steps = {int(step) for step in args.steps.split(",")} if args.steps else None
+        print(table(args.path, steps, FACTOR_COLUMNS if args.factors else COLUMNS))
         return
     if args.dz is not None:
         OVERRIDES["dz"] = args.dz
