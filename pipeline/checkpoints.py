@@ -1,8 +1,6 @@
-"""Resuming from the newest checkpoint that can be read.
-
-A checkpoint cut short (a killed process, a full disk before writes were atomic, a copy that
-failed) must not end a run whose older checkpoint is intact: the worker tries the newest first
-and falls back, one line saying which file it skipped and why.
+"""Resuming from the newest checkpoint that can be read: one cut short (a killed process, a failed
+copy) must not end a run whose older checkpoint is intact, so the newest is tried first, falling
+back with one line that says which file was skipped and why.
 """
 
 from __future__ import annotations
@@ -19,19 +17,16 @@ CHECKPOINT_PREFIX = "checkpoint_"
 
 
 def checkpoint_files(folder: Path) -> list[Path]:
-    """The trainer files of the `checkpoint_*` folders in `folder`, newest first (their names
-    sort by step or by time, as both writers name them)."""
+    """The trainer files of the `checkpoint_*` folders in `folder`, newest first (both writers
+    name them by step or by time)."""
     return sorted(folder.glob(f"{CHECKPOINT_PREFIX}*/{CHECKPOINT_FILE}"), reverse=True)
 
 
 def older_checkpoint_files(checkpoint_folder: Path) -> list[Path]:
-    """The trainer files of the checkpoints beside `checkpoint_folder` that are older than it,
-    newest first: where Ray Train keeps a trial's earlier checkpoints on local storage."""
-    return [
-        path
-        for path in checkpoint_files(checkpoint_folder.parent)
-        if path.parent.name < checkpoint_folder.name
-    ]
+    """The checkpoints older than `checkpoint_folder` beside it, newest first: where Ray Train
+    keeps a trial's earlier checkpoints on local storage."""
+    beside = checkpoint_files(checkpoint_folder.parent)
+    return [path for path in beside if path.parent.name < checkpoint_folder.name]
 
 
 def restore_newest_intact(

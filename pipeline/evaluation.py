@@ -1,9 +1,7 @@
-"""What rank 0 measures and keeps of a model: the scores at a successive-halving sweep's rungs
-and, at the end of training, the final scores, pictures, checkpoint and encoder.
-
-Apart from the training loop (`pipeline.worker`) so that the bench (`bench/record_rungs.py`)
-scores a model exactly as a sweep trial is scored without importing the loop. Every draw comes
-from its own seed stream, never from training's, so measuring does not change training.
+"""What rank 0 measures and keeps of a model: its scores at a successive-halving rung and, after
+training, its final scores, pictures, checkpoint and encoder. Apart from the training loop so that
+`bench/record_rungs.py` scores a model as a trial does; every draw has its own seed stream, so
+measuring does not change training.
 """
 
 from __future__ import annotations
@@ -34,9 +32,8 @@ PICTURES = (TRAVERSALS, "reconstructions.png", "samples.png")
 def model_scores(
     trainer: Any, rng: np.random.Generator, profile: str, scores: Sequence[str] | None = None
 ) -> dict[str, float]:
-    """`rec` on the profile's `rec_images` and, for data sets with factors, the scores of
-    `tcwae.metrics.evaluate` with `profile`'s sizes (with its `eval_*` sizes); all of them, or
-    those in `scores`. Both the final scores and the rung scores come from here."""
+    """`rec` on the profile's `rec_images` and, for data with factors, `tcwae.metrics.evaluate`
+    with the profile's sizes: all scores, or those in `scores` (the final and the rung scores)."""
     from tcwae import metrics
 
     result = {}
@@ -45,17 +42,13 @@ def model_scores(
     factor_scores = None if scores is None else [score for score in scores if score != "rec"]
     if trainer.has_factors and (factor_scores is None or factor_scores):
         codebook = trainer.codebook()
-        result.update(
-            metrics.evaluate(
-                trainer.dataset, trainer.represent, rng, profile, factor_scores, codebook=codebook
-            )
-        )
+        data = (trainer.dataset, trainer.represent, rng, profile, factor_scores)
+        result.update(metrics.evaluate(*data, codebook=codebook))
     return {key: float(value) for key, value in result.items()}
 
 
 def score_at_rung(trainer: Any, check: RungCheck) -> dict[str, float]:
-    """`rung/<score>` of the model now, with the check's profile; draws come from (seed, step),
-    never from the training streams."""
+    """`rung/<score>` of the model now with the check's profile, drawn from (seed, step)."""
     rng = np.random.default_rng([trainer.cfg.seed, RUNG_SEED_STREAM, trainer.step])
     scores = model_scores(trainer, rng, check.profile, check.scores)
     return {rung_metric(score): scores[score] for score in check.scores if score in scores}
@@ -64,57 +57,40 @@ def score_at_rung(trainer: Any, check: RungCheck) -> dict[str, float]:
 def evaluate_and_log(
     trainer: Any, dataset: Any, tracking: Tracking, run_id: str, data_root: str | None = None
 ) -> dict[str, float]:
-    """The run's final record: its scores, pictures and last checkpoint, and for an image model
-    its encoder as an MLflow model. Returns the scores. A sequence model's judge is trained once
-    and cached under `data_root` (default: `tcwae.data.data_root()`)."""
-    rng = np.random.default_rng([trainer.cfg.seed, EVAL_SEED_STREAM])
+    """Log the run's scores, pictures and last checkpoint, and an image model's encoder as an
+    MLflow model; return the scores. A sequence model's judge is trained once and cached under
+    `data_root` (default: `tcwae.data.data_root()`)."""
+    cfg, model = trainer.cfg, trainer.autoencoder
+    rng = np.random.default_rng([cfg.seed, EVAL_SEED_STREAM])
     example = None
     with tempfile.TemporaryDirectory(prefix="tcwae-artifacts-") as name:
         folder = Path(name)
-        if method_card(trainer.cfg.method).sequences:
-            scores, pictures = _sequence_scores(trainer, dataset, rng, folder, data_root)
+        if method_card(cfg.method).sequences:
+            from tcwae.data import data_root as default_root
+            from tcwae.sequence_eval import score_and_draw
+
+            judge_root = Path(data_root or default_root())
+            scores, paths = score_and_draw(
+                model, dataset, judge_root, cfg.eval_profile, rng, folder, cfg.cost
+            )
+            scores = {key: float(value) for key, value in scores.items()}
             tracking.log_metrics(run_id, scores, trainer.step)
         else:
-            scores = model_scores(trainer, rng, trainer.cfg.eval_profile)
+            from tcwae import pictures
+
+            scores = model_scores(trainer, rng, cfg.eval_profile)
             tracking.log_metrics(run_id, scores, trainer.step)
-            pictures, example = _draw_pictures(trainer, dataset, rng, folder)
-        for picture in pictures:
-            tracking.log_artifact(run_id, picture)
+            picks = rng.choice(len(dataset), min(PICTURE_IMAGES, len(dataset)), replace=False)
+            images = dataset.images[torch.from_numpy(picks)]
+            paths = [folder / name for name in PICTURES]
+            pictures.save_traversals(model, images, paths[0])
+            pictures.save_reconstructions(model, images[:RECONSTRUCTION_IMAGES], paths[1])
+            pictures.save_samples(model, paths[2], seed=cfg.seed)
+            example = images[:2].float().div(255.0).numpy()  # the encoder's input example
+        for path in paths:
+            tracking.log_artifact(run_id, path)
         trainer.save(folder / CHECKPOINT_FILE)
         tracking.log_artifact(run_id, folder / CHECKPOINT_FILE, "checkpoint")
     if example is not None:
-        log_encoder(tracking, run_id, trainer.autoencoder, example, trainer.step)
+        log_encoder(tracking, run_id, model, example, trainer.step)
     return scores
-
-
-def _draw_pictures(
-    trainer: Any, dataset: Any, rng: np.random.Generator, folder: Path
-) -> tuple[list[Path], np.ndarray]:
-    """Traversals, reconstructions and samples of an image model (`tcwae.pictures` handles its
-    device and mode), and two of the drawn images as the encoder's input example."""
-    from tcwae import pictures
-
-    autoencoder = trainer.autoencoder
-    picks = rng.choice(len(dataset), size=min(PICTURE_IMAGES, len(dataset)), replace=False)
-    images = dataset.images[torch.from_numpy(picks)]
-    traversals, reconstructions, samples = (folder / name for name in PICTURES)
-    pictures.save_traversals(autoencoder, images, traversals)
-    pictures.save_reconstructions(autoencoder, images[:RECONSTRUCTION_IMAGES], reconstructions)
-    pictures.save_samples(autoencoder, samples, seed=trainer.cfg.seed)
-    return [traversals, reconstructions, samples], images[:2].float().div(255.0).numpy()
-
-
-def _sequence_scores(
-    trainer: Any, dataset: Any, rng: np.random.Generator, folder: Path, data_root: str | None
-) -> tuple[dict[str, float], list[Path]]:
-    """The judge's accuracy and the judged scores of `tcwae.sequence_eval.score_and_draw`, with
-    its swap and generated-sequence pictures."""
-    from tcwae.data import data_root as default_root
-    from tcwae.sequence_eval import score_and_draw
-
-    cfg = trainer.cfg
-    judge_root = Path(data_root or default_root())
-    scores, pictures = score_and_draw(
-        trainer.autoencoder, dataset, judge_root, cfg.eval_profile, rng, folder, cfg.cost
-    )
-    return {key: float(value) for key, value in scores.items()}, pictures

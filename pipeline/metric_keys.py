@@ -1,9 +1,6 @@
-"""The names of what a training run reports, defined once for the worker that logs them and the
-sweep, console, report and ablation that read them back.
-
-Plain strings only: importing this module costs nothing (no torch, Ray or MLflow), so a module
-that only reads a key need not import the training loop. The final scores keep the names that
-`tcwae` gives them (`tcwae.metrics.SCORES`, `tcwae.sequence_eval.SEQUENCE_SCORES`).
+"""Names of what a training run reports, for the worker that logs them and the modules that read
+them back. Plain strings, so reading a key imports no torch, Ray or MLflow; the final scores keep
+`tcwae`'s names (`tcwae.metrics.SCORES`, `tcwae.sequence_eval.SEQUENCE_SCORES`).
 """
 
 from __future__ import annotations
