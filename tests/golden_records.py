@@ -1,17 +1,20 @@
 """A finished smoke sweep as a canonical, JSON-able record, and a readable diff of two records.
 
 Issue 31 (one typed configuration, one run spec, `pipeline/search/`) must not change behaviour:
-tests/test_golden_sweep.py runs the shipped `smoke` profile of search_spaces/dsprites.yaml and
-compares its record with tests/golden/smoke_sweep.json, captured from commit 58a5c49 (before the
-refactor). This module reads only what the sweep printed and the MLflow store (through the
-`mlflow` client), never `pipeline` modules, because the refactor moves them.
+tests/pipeline/test_golden_sweep.py runs the shipped `smoke` profile of
+search_spaces/dsprites.yaml and compares its record with tests/golden/smoke_sweep.json, captured
+from commit 58a5c49 (before the refactor). This module reads only what the sweep printed and the
+MLflow store (through the `mlflow` client), never `pipeline` modules, because the refactor moves
+them.
 
 Regenerate the golden (only when a behaviour change is intended, and say so in the commit):
-    TCWAE_WRITE_GOLDEN=1 .venv/bin/python -m pytest tests/test_golden_sweep.py -q
-It was written from the pre-refactor code, on the same venv, with:
-    git worktree add /work/golden 58a5c49 && cp tests/golden_records.py \
-        tests/test_golden_sweep.py /work/golden/tests/ && cd /work/golden && TCWAE_WRITE_GOLDEN=1 \
-        PYTHONPATH=/work/golden /work/main/.venv/bin/python -m pytest tests/test_golden_sweep.py -q
+    TCWAE_WRITE_GOLDEN=1 .venv/bin/python -m pytest tests/pipeline/test_golden_sweep.py -q
+It was written from the pre-refactor code (whose tests/ was still flat), on the same venv, with:
+    git worktree add /work/golden 58a5c49 && mkdir -p /work/golden/tests/pipeline && \
+        cp tests/golden_records.py /work/golden/tests/ && \
+        cp tests/pipeline/test_golden_sweep.py /work/golden/tests/pipeline/ && cd /work/golden && \
+        TCWAE_WRITE_GOLDEN=1 PYTHONPATH=/work/golden:/work/golden/tests \
+        /work/main/.venv/bin/python -m pytest tests/pipeline/test_golden_sweep.py -q
     (then copy /work/golden/tests/golden/smoke_sweep.json here; git worktree remove /work/golden)
 
 What a record holds: the ranked table as printed (exact text) and as `report/ranking.csv`

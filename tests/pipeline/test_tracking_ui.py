@@ -1,5 +1,5 @@
 """What the MLflow UI is handed (pipeline/tracking_ui.py), on a real sqlite MLflow store. The
-same, end to end in a sweep, is checked in tests/test_sweep_halving.py."""
+same, end to end in a sweep, is checked in tests/pipeline/test_sweep_halving.py."""
 
 from __future__ import annotations
 

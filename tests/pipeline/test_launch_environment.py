@@ -22,7 +22,7 @@ from mlflow_store import run_statuses
 from pipeline import report, sweep, train
 from pipeline.cluster import API_SERVER_VARIABLE, LOCAL_HOST, free_port
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 PYTHON = str(Path(sys.executable).absolute())
 HANG_GUARD_S = 300
 CONCURRENT_OPENERS = 3

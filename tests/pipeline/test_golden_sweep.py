@@ -21,7 +21,7 @@ import pytest
 import yaml
 from golden_records import GOLDEN_PATH, capture, differences, read, write
 
-SHIPPED_SPACE = Path(__file__).resolve().parent.parent / "search_spaces" / "dsprites.yaml"
+SHIPPED_SPACE = Path(__file__).resolve().parents[2] / "search_spaces" / "dsprites.yaml"
 PROFILE = "smoke"
 WRITE_VARIABLE = "TCWAE_WRITE_GOLDEN"
 

@@ -80,7 +80,7 @@ def test_loss_is_the_methods_weighted_sum_of_its_terms(method):
 @pytest.mark.parametrize("method", methods_for(sequences=False))
 def test_a_hundred_steps_lower_the_reconstruction_term(method):
     # every registered image method, the baselines and seed 003's included (the sequence
-    # methods: tests/test_sequence_methods.py)
+    # methods: tests/tcwae/methods/test_sequence_methods.py)
     cfg = TrainConfig(method=method, steps=100, batch_size=4, report_every=20, seed=3)
     reports = []
     Trainer(cfg, tiny_dsprites()).train(on_report=lambda step, losses: reports.append(losses))

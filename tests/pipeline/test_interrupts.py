@@ -19,7 +19,7 @@ from mlflow_store import runs_in_store
 from sweep_spaces import GRID_METHODS, space_dict, sweep_args, write_space
 from train_args import in_process_train_argv
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 PYTHON = str(Path(sys.executable).absolute())
 START_TIMEOUT_S = 400
 EXIT_TIMEOUT_S = 200

@@ -30,7 +30,7 @@ from tcwae.methods.factor_qvae import (
 from tcwae.metrics.evaluation import code_indices
 from tcwae.trainer import Trainer
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[3] / "README.md"
 BATCH = 12
 
 

@@ -1,7 +1,7 @@
 """Successive halving in a real sweep (Ray, Optuna, MLflow, training on tiny procedural dSprites).
 
-Apart from tests/test_sweep.py, whose fake autoscaling cluster is a second Ray instance on the
-machine: the test once failed beside it (Ray Train's placement-group cleaner found two clusters
+Apart from tests/pipeline/test_sweep.py, whose fake autoscaling cluster is a second Ray instance on
+the machine: the test once failed beside it (Ray Train's placement-group cleaner found two clusters
 and never released a paused trial's CPUs), which `pipeline.cluster.start_local` fixed; it also
 passed beside a running sweep's Ray instance. Keeping it apart keeps the module's cluster idle.
 """

@@ -38,7 +38,7 @@ from sweep_spaces import GRID_METHODS, SEARCHED_METHODS, space_dict, sweep_args,
 
 from tcwae.metrics import SCORES
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SWEEP_SCRIPT = REPO_ROOT / "pipeline" / "sweep.py"
 PYTHON = str(Path(sys.executable).absolute())
 RAY_EXECUTABLE = str(Path(sys.executable).absolute().with_name("ray"))

@@ -19,7 +19,7 @@ from train_args import in_process_train_argv
 from pipeline import train
 from pipeline.cli import LOCK_FILE
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 PYTHON = str(Path(sys.executable).absolute())
 START_TIMEOUT_S = 400
 
