@@ -19,6 +19,7 @@ import argparse
 import json
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +35,6 @@ from tcwae.sequence_eval import JUDGE_STEPS, SEQUENCE_EVAL_SIZES, evaluate_seque
 from tcwae.trainer import Trainer
 
 SPACE, PROFILE = "sprite_videos", "cpu"
-# Settings that differ from the profile's trial (`--dz`), for probes beside the profile's runs.
-OVERRIDES: dict[str, int] = {}
 # Seed stream of the evaluation's generations, apart from training's.
 EVAL_STREAM = 7
 # Scores the table shows, in order: (key, short header).
@@ -64,39 +63,47 @@ FACTOR_COLUMNS = tuple(
 )
 
 
-def checkpoint_folder(root: Path, method: str, seed: int) -> Path:
-    dz = f"-dz{OVERRIDES['dz']}" if "dz" in OVERRIDES else ""
-    return root / f"{method}{dz}-seed{seed}"
+@dataclass(frozen=True)
+class Run:
+    """One run of the `cpu` profile's trial, as the command line sets it."""
 
+    method: str
+    seed: int
+    steps: int
+    every: int  # a checkpoint, and a judged point, every this many steps
+    batch_size: int
+    root: Path  # checkpoint folders
+    dz: int | None  # the per-frame code size, when a probe sets it apart from the profile's
 
-def trial_config(method: str, seed: int, steps: int, every: int, batch_size: int):
-    """The `cpu` profile's trial of `method` and `seed`, with this run's steps and batch size."""
-    profile = load_search_space(SPACE).profiles[PROFILE]
-    grid = profile.methods[method].params
-    point = {
-        "method": method,
-        "seed": seed,
-        **{name: space.grid[0] for name, space in grid.items()},
-    }
-    config = trial_train_config(profile, point)
-    return type(config).from_dict(
-        {
-            **config.to_dict(),
-            "steps": steps,
-            "report_every": every,
-            "batch_size": batch_size,
-            **OVERRIDES,
+    @property
+    def folder(self) -> Path:
+        dz = "" if self.dz is None else f"-dz{self.dz}"
+        return self.root / f"{self.method}{dz}-seed{self.seed}"
+
+    def config(self):
+        """The profile's trial config of this method and seed, with this run's settings."""
+        profile = load_search_space(SPACE).profiles[PROFILE]
+        grid = profile.methods[self.method].params
+        point = {
+            "method": self.method,
+            "seed": self.seed,
+            **{name: space.grid[0] for name, space in grid.items()},
         }
-    )
+        changes = {"steps": self.steps, "report_every": self.every, "batch_size": self.batch_size}
+        if self.dz is not None:
+            changes["dz"] = self.dz
+        config = trial_train_config(profile, point)
+        return type(config).from_dict({**config.to_dict(), **changes})
 
 
-def train(method: str, seed: int, steps: int, every: int, batch_size: int, root: Path) -> None:
-    """Train `method` for `steps`, writing a checkpoint every `every` steps under `root`."""
+def train(run: Run) -> None:
+    """Train the run's model, writing a checkpoint every `run.every` steps."""
     torch.set_num_threads(1)
-    config = trial_config(method, seed, steps, every, batch_size)
+    method, seed = run.method, run.seed
+    config = run.config()
     dataset = load_dataset(SPACE, source=config.data_source)
     trainer = Trainer(config, dataset, "cpu")
-    folder = checkpoint_folder(root, method, seed)
+    folder = run.folder
     folder.mkdir(parents=True, exist_ok=True)
     started = time.process_time()
     timings: dict[str, float] = {}
@@ -110,17 +117,16 @@ def train(method: str, seed: int, steps: int, every: int, batch_size: int, root:
     trainer.train(on_report=save)
 
 
-def judge(
-    method: str, seed: int, steps: int, every: int, batch_size: int, root: Path, out: Path
-) -> None:
+def judge(run: Run, out: Path) -> None:
     """Judge every checkpoint of one run on the held-out sequences; append one line each."""
     torch.set_num_threads(1)
-    config = trial_config(method, seed, steps, every, batch_size)
+    method, seed, steps = run.method, run.seed, run.steps
+    config = run.config()
     dataset = load_dataset(SPACE, source=config.data_source)
     held_out = held_out_part(dataset)
     classifier, record = load_or_train_judge(dataset, held_out, data_root(), JUDGE_STEPS["quick"])
     trainer = Trainer(config, dataset, "cpu")
-    folder = checkpoint_folder(root, method, seed)
+    folder = run.folder
     timings = json.loads((folder / "train_cpu_s.json").read_text())
     for path in sorted(folder.glob("step*.pt")):
         trainer.load(path)
@@ -133,7 +139,7 @@ def judge(
             "method": method,
             "seed": seed,
             "step": trainer.step,
-            "batch_size": batch_size,
+            "batch_size": config.batch_size,
             "precision": trainer.precision,
             "dz": config.dz,
             "eval": size,
@@ -197,13 +203,11 @@ def main() -> None:
         steps = {int(step) for step in args.steps.split(",")} if args.steps else None
         print(table(args.path, steps, FACTOR_COLUMNS if args.factors else COLUMNS))
         return
-    if args.dz is not None:
-        OVERRIDES["dz"] = args.dz
-    run = (args.method, args.seed, args.steps, args.every, args.batch_size, args.root)
+    run = Run(args.method, args.seed, args.steps, args.every, args.batch_size, args.root, args.dz)
     if args.command == "train":
-        train(*run)
+        train(run)
     else:
-        judge(*run, args.out)
+        judge(run, args.out)
 
 
 if __name__ == "__main__":
