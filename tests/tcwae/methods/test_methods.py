@@ -116,6 +116,13 @@ def test_the_registry_and_the_config_import_no_torch():
     assert result.stdout.strip() == "False"
 
 
+def test_the_lazily_served_names_are_the_torch_modules_exports():
+    # tcwae.methods cannot read tcwae.methods.models.__all__ without importing torch.
+    models = importlib.import_module("tcwae.methods.models")
+    assert methods._MODEL_NAMES == set(models.__all__)
+    assert all(getattr(methods, name) is getattr(models, name) for name in models.__all__)
+
+
 def test_a_method_given_a_parameter_it_does_not_read_is_refused_in_one_line():
     with pytest.raises(ConfigError) as raised:
         TrainConfig.from_dict({"method": "wae_mmd", "lam": 3, "beta": 2})
