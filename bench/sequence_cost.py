@@ -21,7 +21,7 @@ from tcwae.config import TrainConfig
 from tcwae.data import load_dataset
 from tcwae.methods import SEQUENCE_METHODS
 from tcwae.metrics.sequence_judge import BATCH_SIZE, LEARNING_RATE, Judge
-from tcwae.trainer import Trainer
+from tcwae.trainer import Trainer, bf16_supported, resolve_precision
 
 SECTION = "## Sequence models (sprite videos)"
 
@@ -77,10 +77,13 @@ def main() -> None:
         print(rows[-1], flush=True)
     judge = judge_step_seconds(dataset, args.steps)
     print(f"judge: {judge:.2f} CPU s a step (batch {BATCH_SIZE})", flush=True)
+    bf16 = bf16_supported(torch.device("cpu"))
     text = "\n".join(
         [
             f"`python bench/sequence_cost.py` ({time.strftime('%Y-%m-%d')}; {cpu_model()}, "
-            f"{os.cpu_count()} cores; torch {torch.__version__}, one intra-op thread): process "
+            f"{os.cpu_count()} cores, native bf16 {'yes' if bf16 else 'no'}, so precision auto "
+            f"ran {resolve_precision('auto', torch.device('cpu'))}; torch {torch.__version__}, "
+            "one intra-op thread): process "
             f"CPU seconds of one training step on the full sprite-video grid (default sizes), "
             f"mean of {args.steps} steps after one untimed step.",
             "",
